@@ -1,0 +1,288 @@
+// procreg/detail/file_io.hpp — the file primitives every storage policy uses.
+//
+// Invariants kept here, once, for every storage:
+// - a registry directory is opened by descriptor (O_DIRECTORY|O_NOFOLLOW) and
+//   every file in it is reached with *at() calls relative to that descriptor,
+//   so a directory swapped for a symlink after opening cannot redirect writes;
+// - no file is opened through a symlink (O_NOFOLLOW) and only regular files
+//   are read, after their size is checked against a cap with fstat;
+// - a file is replaced only by the atomic replace protocol: O_EXCL temp file
+//   in the same directory, write all, fsync, rename over the target, fsync
+//   the directory; the temp file is removed on every failure, and an fsync
+//   failure is never retried or ignored (PostgreSQL's "fsyncgate").
+#pragma once
+
+#include <procreg/detail/sys.hpp>
+#include <procreg/error.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace procreg::detail {
+
+/// Owns one file descriptor and closes it once.
+class unique_fd {
+public:
+    unique_fd() noexcept = default;
+    explicit unique_fd(int fd) noexcept : fd_(fd) {}
+    unique_fd(unique_fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+    unique_fd& operator=(unique_fd&& other) noexcept {
+        if (this != &other) {
+            reset();
+            fd_ = std::exchange(other.fd_, -1);
+        }
+        return *this;
+    }
+    unique_fd(const unique_fd&) = delete;
+    unique_fd& operator=(const unique_fd&) = delete;
+    ~unique_fd() { reset(); }
+
+    int get() const noexcept { return fd_; }
+    explicit operator bool() const noexcept { return fd_ >= 0; }
+    int release() noexcept { return std::exchange(fd_, -1); }
+    void reset() noexcept {
+        if (fd_ >= 0) (void)sys::close(std::exchange(fd_, -1));
+    }
+
+private:
+    int fd_ = -1;
+};
+
+/// Throws `procreg::error` for a failed system call, with errno's text.
+[[noreturn]] inline void throw_os_error(errc code, const std::filesystem::path& path,
+                                        const std::string& what, int err) {
+    throw error(code, path, what + ": " + std::strerror(err), error::details{{}, {}, err});
+}
+
+/// What a registry directory may be.
+struct directory_policy {
+    /// Create the directory (and missing parents, each 0700) when absent.
+    bool create = true;
+    /// Accept a directory owned by another user or writable by group/others.
+    /// Off by default: such a directory lets another user plant files and
+    /// symlinks in the registry. Turn on only for a directory shared on purpose.
+    bool allow_shared = false;
+};
+
+/// Opens `dir` as a descriptor after checking it is a real directory that
+/// only this user controls. Missing components are created with mode 0700.
+inline unique_fd open_directory(const std::filesystem::path& dir, const directory_policy& policy) {
+    namespace fs = std::filesystem;
+    if (dir.empty()) throw error(errc::unsafe_path, dir, "empty directory path");
+    bool created_last = false;
+    if (policy.create) {
+        fs::path prefix;
+        for (const auto& part : dir) {
+            prefix /= part;
+            if (part == prefix.root_path() || part.empty()) continue;
+            if (sys::mkdirat(AT_FDCWD, prefix.c_str(), 0700) == 0) {
+                created_last = true;
+            } else if (errno == EEXIST) {
+                created_last = false;
+            } else {
+                throw_os_error(errc::io_failure, prefix, "cannot create directory", errno);
+            }
+        }
+    }
+    const int fd = sys::openat(AT_FDCWD, dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        const int err = errno;
+        if (err == ELOOP || err == ENOTDIR) {
+            // O_NOFOLLOW on the last component: a symlink or a non-directory.
+            throw_os_error(errc::unsafe_path, dir, "not a directory, or a symbolic link (refused)", err);
+        }
+        throw_os_error(errc::io_failure, dir, "cannot open directory", err);
+    }
+    unique_fd handle(fd);
+    struct ::stat st {};
+    if (sys::fstat(fd, &st) != 0) throw_os_error(errc::io_failure, dir, "cannot stat directory", errno);
+    if (created_last) {
+        // mkdir's mode is filtered by the umask; the registry's directory
+        // must be 0700 whatever the umask, as the seeds require.
+        if (sys::fchmod(fd, 0700) != 0) throw_os_error(errc::io_failure, dir, "cannot chmod 0700", errno);
+    } else if (!policy.allow_shared) {
+        if (st.st_uid != ::geteuid()) {
+            throw error(errc::unsafe_path, dir,
+                        "directory is owned by uid " + std::to_string(st.st_uid) +
+                            ", not by this user (uid " + std::to_string(::geteuid()) +
+                            "); refusing to keep a registry there");
+        }
+        if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+            throw error(errc::unsafe_path, dir,
+                        "directory is writable by group or others; refusing to keep a registry "
+                        "there (chmod 0700 it, or set directory_policy::allow_shared)");
+        }
+    }
+    return handle;
+}
+
+/// A file's bytes and the fstat taken on the descriptor they were read from.
+struct file_contents {
+    std::string bytes;
+    struct ::stat status {};
+};
+
+/// Reads `name` in the directory `dirfd`. Returns nothing when the file does
+/// not exist. Refuses symlinks and non-regular files, and files larger than
+/// `max_bytes` (checked with fstat before reading, and again while reading).
+inline std::optional<file_contents> read_file_at(int dirfd, const std::filesystem::path& path,
+                                                 const char* name, std::size_t max_bytes) {
+    const int fd = sys::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        const int err = errno;
+        if (err == ENOENT) return std::nullopt;
+        if (err == ELOOP) throw_os_error(errc::unsafe_path, path, "is a symbolic link (refused)", err);
+        throw_os_error(errc::io_failure, path, "cannot open", err);
+    }
+    unique_fd handle(fd);
+    file_contents out;
+    if (sys::fstat(fd, &out.status) != 0) throw_os_error(errc::io_failure, path, "cannot stat", errno);
+    if (!S_ISREG(out.status.st_mode)) throw error(errc::unsafe_path, path, "is not a regular file (refused)");
+    if (static_cast<std::uint64_t>(out.status.st_size) > max_bytes) {
+        throw error(errc::corrupted_file, path,
+                    "file is " + std::to_string(out.status.st_size) + " bytes, above the limit of " +
+                        std::to_string(max_bytes) + " bytes");
+    }
+    out.bytes.resize(static_cast<std::size_t>(out.status.st_size) + 1);
+    std::size_t used = 0;
+    for (;;) {
+        if (used == out.bytes.size()) {
+            if (used > max_bytes) {
+                throw error(errc::corrupted_file, path,
+                            "file grew past the limit of " + std::to_string(max_bytes) + " bytes while reading");
+            }
+            out.bytes.resize(used * 2 + 64);
+        }
+        const ssize_t got = sys::read(fd, out.bytes.data() + used, out.bytes.size() - used);
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            throw_os_error(errc::io_failure, path, "cannot read", errno);
+        }
+        if (got == 0) break;
+        used += static_cast<std::size_t>(got);
+    }
+    if (used > max_bytes) {
+        throw error(errc::corrupted_file, path,
+                    "file is above the limit of " + std::to_string(max_bytes) + " bytes");
+    }
+    out.bytes.resize(used);
+    return out;
+}
+
+/// Writes all of `data` to `fd`, retrying on EINTR and short writes.
+/// Returns 0 or the errno of the failure.
+inline int write_all(int fd, std::string_view data) noexcept {
+    while (!data.empty()) {
+        const ssize_t put = sys::write(fd, data.data(), data.size());
+        if (put < 0) {
+            if (errno == EINTR) continue;
+            return errno;
+        }
+        if (put == 0) return EIO;
+        data.remove_prefix(static_cast<std::size_t>(put));
+    }
+    return 0;
+}
+
+/// The prefix of every temp file procreg makes for `target`: ".<target>.tmp-".
+/// Listing code skips such names; `sweep_stale_temps` removes those whose
+/// writer is dead.
+inline std::string temp_prefix(std::string_view target) {
+    std::string prefix = ".";
+    prefix.append(target);
+    prefix += ".tmp-";
+    return prefix;
+}
+
+/// Replaces `name` in `dirfd` by `data` with the atomic replace protocol.
+/// `durable` adds fsync of the file before the rename and of the directory
+/// after it (off only where nothing survives a reboot anyway, e.g. tmpfs).
+/// On any failure the temp file is gone and the target is untouched, except
+/// when only the final directory fsync fails: then the new contents are in
+/// place but may not survive power loss, and the error says so.
+inline void atomic_replace_at(int dirfd, const std::filesystem::path& path, const char* name,
+                              std::string_view data, bool durable) {
+    static std::atomic<std::uint64_t> counter{0};
+    std::string temp;
+    int fd = -1;
+    for (int attempt = 0; attempt < 64 && fd < 0; ++attempt) {
+        const auto noise = static_cast<std::uint64_t>(
+            std::chrono::steady_clock::now().time_since_epoch().count());
+        temp = temp_prefix(name) + std::to_string(::getpid()) + "-" +
+               std::to_string(counter.fetch_add(1, std::memory_order_relaxed)) + "-" +
+               std::to_string(noise % 1000000007ULL);
+        fd = sys::openat(dirfd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST) {
+            throw_os_error(errc::io_failure, path, "cannot create temp file " + temp, errno);
+        }
+    }
+    if (fd < 0) throw_os_error(errc::io_failure, path, "cannot create a unique temp file", EEXIST);
+    unique_fd handle(fd);
+    const auto fail = [&](const std::string& what, int err) {
+        handle.reset();
+        (void)sys::unlinkat(dirfd, temp.c_str(), 0);
+        throw_os_error(errc::io_failure, path, what, err);
+    };
+    if (const int err = write_all(fd, data)) fail("cannot write temp file " + temp, err);
+    if (durable && sys::fsync(fd) != 0) fail("fsync of temp file failed; nothing was changed", errno);
+    if (sys::close(handle.release()) != 0) {
+        const int err = errno;
+        (void)sys::unlinkat(dirfd, temp.c_str(), 0);
+        throw_os_error(errc::io_failure, path, "closing temp file failed; nothing was changed", err);
+    }
+    if (sys::renameat(dirfd, temp.c_str(), dirfd, name) != 0) {
+        const int err = errno;
+        (void)sys::unlinkat(dirfd, temp.c_str(), 0);
+        throw_os_error(errc::io_failure, path, "cannot rename temp file over the target", err);
+    }
+    if (durable && sys::fsync(dirfd) != 0) {
+        throw_os_error(errc::io_failure, path,
+                       "replaced, but fsync of the directory failed: the change may not survive a crash",
+                       errno);
+    }
+}
+
+/// Removes `name` from `dirfd`. Returns false when it was already absent.
+inline bool remove_file_at(int dirfd, const std::filesystem::path& path, const char* name) {
+    if (sys::unlinkat(dirfd, name, 0) == 0) return true;
+    if (errno == ENOENT) return false;
+    throw_os_error(errc::io_failure, path, "cannot remove", errno);
+}
+
+/// Removes temp files `.<target>.tmp-<pid>-...` left by writers that died
+/// (SIGKILL between create and rename). A temp file of a live writer is
+/// left alone: it is about to be renamed or removed by its owner.
+inline void sweep_stale_temps(int dirfd, std::string_view target) {
+    DIR* stream = sys::fdopendir_dup(dirfd);
+    if (!stream) return;  // best effort: a leftover temp file harms nothing
+    const std::string prefix = temp_prefix(target);
+    while (const dirent* entry = ::readdir(stream)) {
+        const std::string_view entry_name(entry->d_name);
+        if (entry_name.substr(0, prefix.size()) != prefix) continue;
+        const std::string_view rest = entry_name.substr(prefix.size());
+        const auto dash = rest.find('-');
+        if (dash == std::string_view::npos || dash == 0) continue;
+        std::uint64_t pid = 0;
+        bool digits = true;
+        for (const char c : rest.substr(0, dash)) {
+            if (c < '0' || c > '9' || pid > 0x7fffffffULL) {
+                digits = false;
+                break;
+            }
+            pid = pid * 10 + static_cast<std::uint64_t>(c - '0');
+        }
+        if (!digits || pid == 0 || pid > 0x7fffffffULL) continue;
+        if (sys::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+        (void)sys::unlinkat(dirfd, entry->d_name, 0);
+    }
+    ::closedir(stream);
+}
+
+}  // namespace procreg::detail

@@ -1,0 +1,214 @@
+// procreg/detail/json_codec.hpp — JSON in and out, the same way for every storage.
+//
+// Why this exists rather than plain value_to/value_from:
+// - Boost.JSON 1.81 refuses to convert an object with keys a described struct
+//   does not know (`size_mismatch`). Registries are shared between programs
+//   and versions, and procreg stores extra fields (owner identity), so
+//   decoding must ignore unknown keys, as serde does by default.
+// - A missing `std::optional` member decodes as empty (serde's `Option`).
+// - Decode errors name the field ("sessions[3].pid: ...") so a corrupt file
+//   can be fixed by hand.
+// - Encoding merges the record over the object last read from disk, so keys
+//   this program does not know survive a rewrite.
+// - Output is pretty-printed like serde_json::to_string_pretty (two spaces),
+//   which keeps the seeds' files diffable by their own tools.
+#pragma once
+
+#include <boost/describe/members.hpp>
+#include <boost/describe/modifiers.hpp>
+#include <boost/json.hpp>
+#include <boost/mp11/algorithm.hpp>
+
+#include <cstddef>
+#include <exception>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+namespace procreg::detail {
+
+/// Limits applied to every file procreg parses.
+struct json_limits {
+    std::size_t max_depth = 32;
+};
+
+/// Parses `text` with the depth limit; returns the error text on failure.
+inline std::optional<boost::json::value> parse_json(std::string_view text, const json_limits& limits,
+                                                     std::string& error_text) {
+    boost::json::parse_options options;
+    options.max_depth = limits.max_depth;
+    boost::system::error_code ec;
+    boost::json::value value = boost::json::parse(text, ec, {}, options);
+    if (ec) {
+        error_text = ec.message();
+        return std::nullopt;
+    }
+    return value;
+}
+
+/// A decode failure; `where` is the dotted path of the offending field.
+class decode_error : public std::runtime_error {
+public:
+    explicit decode_error(const std::string& what) : std::runtime_error(what) {}
+};
+
+template <class T>
+struct is_optional : std::false_type {};
+template <class T>
+struct is_optional<std::optional<T>> : std::true_type {};
+
+template <class T>
+struct is_vector : std::false_type {};
+template <class T, class A>
+struct is_vector<std::vector<T, A>> : std::true_type {};
+
+// Described structs are decoded member by member so unknown keys are
+// ignored; every other type goes through Boost.JSON's value_to (and so
+// through the user's tag_invoke, if any).
+template <class T>
+constexpr bool uses_lenient_decoding_v =
+    boost::describe::has_describe_members<T>::value && std::is_class_v<T>;
+
+template <class T>
+struct is_vector_of_described : std::false_type {};
+template <class T, class A>
+struct is_vector_of_described<std::vector<T, A>> : std::bool_constant<uses_lenient_decoding_v<T>> {};
+
+template <class T>
+T decode_value(const boost::json::value& value, const std::string& where);
+
+template <class T>
+T decode_described(const boost::json::value& value, const std::string& where) {
+    const boost::json::object* object = value.if_object();
+    if (!object) throw decode_error(where + ": expected an object");
+    T out{};
+    using members = boost::describe::describe_members<T, boost::describe::mod_public>;
+    boost::mp11::mp_for_each<members>([&](auto member) {
+        using member_type = std::remove_cv_t<std::remove_reference_t<decltype(out.*member.pointer)>>;
+        const std::string field = where.empty() ? std::string(member.name) : where + "." + member.name;
+        const auto found = object->find(member.name);
+        if (found == object->end()) {
+            if constexpr (is_optional<member_type>::value) {
+                out.*member.pointer = std::nullopt;
+                return;
+            } else {
+                throw decode_error(field + ": missing field");
+            }
+        }
+        out.*member.pointer = decode_value<member_type>(found->value(), field);
+    });
+    return out;
+}
+
+template <class T>
+T decode_value(const boost::json::value& value, const std::string& where) {
+    if constexpr (is_optional<T>::value) {
+        if (value.is_null()) return std::nullopt;
+        return decode_value<typename T::value_type>(value, where);
+    } else if constexpr (is_vector_of_described<T>::value) {
+        const boost::json::array* array = value.if_array();
+        if (!array) throw decode_error(where + ": expected an array");
+        T out;
+        out.reserve(array->size());
+        for (std::size_t i = 0; i < array->size(); ++i) {
+            out.push_back(decode_value<typename T::value_type>((*array)[i], where + "[" + std::to_string(i) + "]"));
+        }
+        return out;
+    } else if constexpr (uses_lenient_decoding_v<T>) {
+        return decode_described<T>(value, where);
+    } else {
+        try {
+            return boost::json::value_to<T>(value);
+        } catch (const std::exception& e) {
+            throw decode_error((where.empty() ? std::string("value") : where) + ": " + e.what());
+        }
+    }
+}
+
+/// Adds to `fresh` every key of `base` that `fresh` lacks, recursing into
+/// objects present on both sides. The record's own fields (in `fresh`) win
+/// and keep their order; keys only `base` has (unknown to this program, or
+/// stamped identity) follow them. Arrays and scalars are never merged.
+inline void merge_under(boost::json::object& fresh, const boost::json::object& base) {
+    for (const auto& item : base) {
+        auto existing = fresh.find(item.key());
+        if (existing == fresh.end()) {
+            fresh.emplace(item.key(), item.value());
+        } else if (existing->value().is_object() && item.value().is_object()) {
+            merge_under(existing->value().as_object(), item.value().as_object());
+        }
+    }
+}
+
+/// Encodes `record` and keeps what `base` (the object last read from disk,
+/// plus identity fields) has that the record type does not know.
+template <class Record>
+boost::json::object encode_over(const boost::json::object& base, const Record& record) {
+    boost::json::value fresh = boost::json::value_from(record);
+    if (!fresh.is_object()) throw decode_error("a record must convert to a JSON object");
+    boost::json::object& object = fresh.as_object();
+    if (!base.empty()) merge_under(object, base);
+    return std::move(object);
+}
+
+inline void pretty_print_into(std::string& out, const boost::json::value& value, int indent) {
+    const auto newline = [&](int level) {
+        out += '\n';
+        out.append(static_cast<std::size_t>(level) * 2, ' ');
+    };
+    switch (value.kind()) {
+    case boost::json::kind::object: {
+        const auto& object = value.get_object();
+        if (object.empty()) {
+            out += "{}";
+            return;
+        }
+        out += '{';
+        bool first = true;
+        for (const auto& item : object) {
+            if (!first) out += ',';
+            first = false;
+            newline(indent + 1);
+            out += boost::json::serialize(boost::json::string_view(item.key()));
+            out += ": ";
+            pretty_print_into(out, item.value(), indent + 1);
+        }
+        newline(indent);
+        out += '}';
+        return;
+    }
+    case boost::json::kind::array: {
+        const auto& array = value.get_array();
+        if (array.empty()) {
+            out += "[]";
+            return;
+        }
+        out += '[';
+        bool first = true;
+        for (const auto& item : array) {
+            if (!first) out += ',';
+            first = false;
+            newline(indent + 1);
+            pretty_print_into(out, item, indent + 1);
+        }
+        newline(indent);
+        out += ']';
+        return;
+    }
+    default:
+        out += boost::json::serialize(value);
+        return;
+    }
+}
+
+/// Pretty-prints like serde_json's PrettyFormatter (two-space indent).
+inline std::string pretty_print(const boost::json::value& value) {
+    std::string out;
+    pretty_print_into(out, value, 0);
+    return out;
+}
+
+}  // namespace procreg::detail

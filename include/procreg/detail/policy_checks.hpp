@@ -1,0 +1,100 @@
+// procreg/detail/policy_checks.hpp — one-sentence compile errors for misused policies.
+//
+// Each policy family's contract is checked by detection (expression SFINAE)
+// and reported by a static_assert whose message names the missing member,
+// in the manner of {fmt}'s `formatter` checks. tests/compile_fail proves
+// each message fires.
+#pragma once
+
+#include <procreg/stored_record.hpp>
+
+#include <boost/json/object.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+namespace procreg::detail {
+
+template <class Lock, class = void>
+struct lock_has_lock : std::false_type {};
+template <class Lock>
+struct lock_has_lock<Lock, std::void_t<decltype(std::declval<Lock&>().lock())>> : std::true_type {};
+template <class Lock, class = void>
+struct lock_has_try_lock : std::false_type {};
+template <class Lock>
+struct lock_has_try_lock<Lock, std::enable_if_t<std::is_convertible_v<decltype(std::declval<Lock&>().try_lock()), bool>>>
+    : std::true_type {};
+template <class Lock, class = void>
+struct lock_has_unlock : std::false_type {};
+template <class Lock>
+struct lock_has_unlock<Lock, std::void_t<decltype(std::declval<Lock&>().unlock())>> : std::true_type {};
+
+template <class Lock>
+constexpr bool check_lock_contract() {
+    static_assert(lock_has_lock<Lock>::value, "procreg: the lock policy lacks a lock() member function");
+    static_assert(lock_has_try_lock<Lock>::value,
+                  "procreg: the lock policy lacks a try_lock() member function returning bool");
+    static_assert(lock_has_unlock<Lock>::value, "procreg: the lock policy lacks an unlock() member function");
+    return true;
+}
+
+template <class Liveness, class = void>
+struct liveness_has_probe : std::false_type {};
+template <class Liveness>
+struct liveness_has_probe<
+    Liveness, std::enable_if_t<std::is_convertible_v<decltype(std::declval<const Liveness&>().is_alive(
+                                                         std::uint64_t{}, std::declval<const boost::json::object&>())),
+                                                     bool>>> : std::true_type {};
+template <class Liveness, class = void>
+struct liveness_has_stamp : std::false_type {};
+template <class Liveness>
+struct liveness_has_stamp<Liveness, std::void_t<decltype(std::declval<const Liveness&>().stamp_identity(
+                                        std::uint64_t{}, std::declval<boost::json::object&>()))>>
+    : std::true_type {};
+
+template <class Liveness>
+constexpr bool check_liveness_contract() {
+    static_assert(liveness_has_probe<Liveness>::value,
+                  "procreg: the liveness policy lacks bool is_alive(std::uint64_t pid, const boost::json::object& "
+                  "stored) const");
+    static_assert(liveness_has_stamp<Liveness>::value,
+                  "procreg: the liveness policy lacks void stamp_identity(std::uint64_t pid, boost::json::object& "
+                  "stored) const");
+    return true;
+}
+
+template <class Storage, class Record, class = void>
+struct storage_has_begin : std::false_type {};
+template <class Storage, class Record>
+struct storage_has_begin<Storage, Record, std::void_t<decltype(std::declval<Storage&>().template begin<Record>())>>
+    : std::true_type {};
+
+template <class Session, class Record, class = void>
+struct session_is_complete : std::false_type {};
+template <class Session, class Record>
+struct session_is_complete<
+    Session, Record,
+    std::void_t<decltype(std::declval<const Session&>().find(std::string_view{})),
+                decltype(std::declval<Session&>().put(std::declval<stored_record<Record>>())),
+                decltype(std::declval<Session&>().erase(std::string_view{})),
+                decltype(std::declval<const Session&>().size()), decltype(std::declval<Session&>().commit()),
+                decltype(std::declval<const Session&>().skipped()), decltype(std::declval<const Session&>().path())>>
+    : std::true_type {};
+
+template <class Storage, class Record>
+constexpr bool check_storage_contract() {
+    static_assert(storage_has_begin<Storage, Record>::value,
+                  "procreg: the storage policy lacks template <class Record> session<Record> begin()");
+    if constexpr (storage_has_begin<Storage, Record>::value) {
+        using session = decltype(std::declval<Storage&>().template begin<Record>());
+        static_assert(session_is_complete<session, Record>::value,
+                      "procreg: the storage policy's session lacks one of find(key), put(stored_record), "
+                      "erase(key), size(), commit(), skipped(), path() (see docs/design.md)");
+    }
+    return true;
+}
+
+}  // namespace procreg::detail

@@ -1,0 +1,114 @@
+// procreg/error.hpp — how procreg reports failure.
+//
+// Every failure is a `procreg::errc` value in procreg's own
+// `std::error_category`, so callers branch on the code, never on message
+// text. The throwing API raises `procreg::error`, a `std::system_error` that
+// also carries the file involved and, where there is one, the record key and
+// the pid of a live owner. The `std::error_code&` overloads report the same
+// code without throwing.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <utility>
+
+namespace procreg {
+
+/// The conditions procreg reports. Values are stable: they may be stored.
+enum class errc {
+    duplicate_key = 1,  ///< insert found a record with the same key
+    conflict,           ///< the caller's conflict check refused; `error::key()` names the competitor
+    corrupted_file,     ///< a file exists but cannot be parsed or decoded; it was left untouched
+    in_use,             ///< a live process holds what was asked for; `error::pid()` names it
+    io_failure,         ///< a system call failed; `error::os_error()` has the errno
+    not_found,          ///< the key is not in the registry
+    invalid_key,        ///< the key cannot be used (e.g. not a safe file name)
+    unsafe_path,        ///< a symlink, or a directory owned or writable by another user
+    lock_timeout,       ///< a timed lock acquisition expired
+    unsupported_file,   ///< the file is of a format or schema this program must not overwrite
+};
+
+namespace detail {
+class error_category_impl final : public std::error_category {
+public:
+    const char* name() const noexcept override { return "procreg"; }
+    std::string message(int value) const override {
+        switch (static_cast<errc>(value)) {
+        case errc::duplicate_key: return "a record with this key already exists";
+        case errc::conflict: return "conflicts with a live record";
+        case errc::corrupted_file: return "file is corrupted";
+        case errc::in_use: return "held by a live process";
+        case errc::io_failure: return "I/O failure";
+        case errc::not_found: return "no such record";
+        case errc::invalid_key: return "invalid record key";
+        case errc::unsafe_path: return "unsafe path";
+        case errc::lock_timeout: return "timed out waiting for the lock";
+        case errc::unsupported_file: return "file format not supported by this program";
+        }
+        return "unknown procreg error";
+    }
+};
+}  // namespace detail
+
+/// The category of every `procreg::errc`.
+inline const std::error_category& error_category() noexcept {
+    static const detail::error_category_impl instance;
+    return instance;
+}
+
+/// Makes `errc` usable wherever a `std::error_code` is expected.
+inline std::error_code make_error_code(errc e) noexcept {
+    return {static_cast<int>(e), error_category()};
+}
+
+/// Extra facts that some error codes carry.
+struct error_details {
+    std::string key;                  ///< the record key involved (competitor for `conflict`)
+    std::optional<std::uint64_t> pid; ///< the live owner for `in_use`
+    int os_error = 0;                 ///< errno for `io_failure` and `unsafe_path`
+};
+
+/// The exception thrown by procreg's throwing API.
+///
+/// `what()` reads "<path>: <detail>: <code message>", so a log line alone
+/// says which file and why.
+class error : public std::system_error {
+public:
+    /// Extra facts that some codes carry.
+    using details = error_details;
+
+    /// Builds an error for `code` about `path`, with a human sentence `detail`.
+    error(errc code, std::filesystem::path path, const std::string& detail, details extra = error_details{})
+        : std::system_error(make_error_code(code), compose(path, detail)),
+          path_(std::move(path)),
+          details_(std::move(extra)) {}
+
+    /// The file or directory the failure concerns.
+    const std::filesystem::path& path() const noexcept { return path_; }
+    /// The record key involved, empty when none.
+    const std::string& key() const noexcept { return details_.key; }
+    /// The pid of the live owner, for `errc::in_use`.
+    std::optional<std::uint64_t> pid() const noexcept { return details_.pid; }
+    /// The errno behind an `io_failure` or `unsafe_path`, 0 when none.
+    int os_error() const noexcept { return details_.os_error; }
+
+private:
+    static std::string compose(const std::filesystem::path& path, const std::string& detail) {
+        if (path.empty()) return detail;
+        if (detail.empty()) return path.string();
+        return path.string() + ": " + detail;
+    }
+
+    std::filesystem::path path_;
+    details details_;
+};
+
+}  // namespace procreg
+
+namespace std {
+template <>
+struct is_error_code_enum<procreg::errc> : true_type {};
+}  // namespace std

@@ -1,0 +1,219 @@
+// procreg/registry.hpp — `procreg::registry<Record, Lock, Storage, Liveness>`.
+//
+// A registry of live processes on the local filesystem, assembled from four
+// parameters:
+// - Record: the caller's type, described by `procreg::record_traits<Record>`
+//   (key and pid) and converted to JSON by Boost.JSON;
+// - Lock: excludes every other process and thread for one transaction
+//   (`lock::flock_lock`, ...);
+// - Storage: how the records lie on disk (`storage::json_table`, ...);
+// - Liveness: whether a record's owner is alive (`liveness::kill_liveness`, ...).
+//
+// Invariant: every operation is one transaction — lock, load from disk,
+// apply, save atomically, unlock. Nothing is cached across lock cycles, so
+// the file is the single source of truth shared by every process, including
+// programs written in other languages that use the same lock and format.
+#pragma once
+
+#include <procreg/detail/policy_checks.hpp>
+#include <procreg/error.hpp>
+#include <procreg/liveness/kill_liveness.hpp>
+#include <procreg/record_traits.hpp>
+#include <procreg/stored_record.hpp>
+#include <procreg/transaction.hpp>
+
+#include <chrono>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace procreg {
+
+/// A crash-safe registry of live processes. See the file comment and docs/design.md.
+template <class Record, class Lock, class Storage, class Liveness = liveness::kill_liveness>
+class registry {
+    static_assert(detail::check_record_contract<Record>());
+    static_assert(detail::check_lock_contract<Lock>());
+    static_assert(detail::check_storage_contract<Storage, Record>());
+    static_assert(detail::check_liveness_contract<Liveness>());
+
+public:
+    using record_type = Record;      ///< the record type
+    using lock_type = Lock;          ///< the lock policy
+    using storage_type = Storage;    ///< the storage policy
+    using liveness_type = Liveness;  ///< the liveness policy
+    /// The storage's per-transaction state.
+    using session_type = decltype(std::declval<Storage&>().template begin<Record>());
+    /// What `transact` passes to its callable.
+    using transaction_type = transaction<Record, session_type, Liveness>;
+
+    /// A registry whose lock is built from the storage's lock path.
+    explicit registry(Storage storage, Liveness liveness = Liveness{})
+        : storage_(std::move(storage)), lock_(storage_.lock_path()), liveness_(std::move(liveness)) {}
+
+    /// A registry with an explicitly built lock (e.g. a named mutex with its own name).
+    template <class LockArgument,
+              class = std::enable_if_t<std::is_constructible_v<Lock, LockArgument&&>>>
+    registry(Storage storage, LockArgument&& lock_argument, Liveness liveness)
+        : storage_(std::move(storage)),
+          lock_(std::forward<LockArgument>(lock_argument)),
+          liveness_(std::move(liveness)) {}
+
+    registry(const registry&) = delete;
+    registry& operator=(const registry&) = delete;
+
+    /// Runs `steps(transaction_type&)` under the lock against the state on
+    /// disk, then saves what changed. If `steps` throws, nothing is saved and
+    /// the exception propagates. Returns what `steps` returns.
+    template <class Steps>
+    decltype(auto) transact(Steps&& steps) {
+        static_assert(std::is_invocable_v<Steps&, transaction_type&>,
+                      "procreg: transact() needs a callable taking (transaction_type&)");
+        std::unique_lock<Lock> guard(lock_);
+        return run_locked(std::forward<Steps>(steps));
+    }
+
+    /// As `transact`, but gives up with `errc::lock_timeout` if the lock is
+    /// not free within `timeout` (the lock policy must offer try_lock_for).
+    template <class Steps, class Rep, class Period>
+    decltype(auto) transact_for(const std::chrono::duration<Rep, Period>& timeout, Steps&& steps) {
+        std::unique_lock<Lock> guard(lock_, std::defer_lock);
+        if (!guard.try_lock_for(timeout)) {
+            throw error(errc::lock_timeout, storage_.lock_path(), "lock not acquired in time");
+        }
+        return run_locked(std::forward<Steps>(steps));
+    }
+
+    /// As `transact`, reporting a procreg failure in `ec` instead of
+    /// throwing. Returns the callable's result, or nothing on failure.
+    template <class Steps>
+    auto transact(Steps&& steps, std::error_code& ec) {
+        using result = std::invoke_result_t<Steps&, transaction_type&>;
+        ec.clear();
+        if constexpr (std::is_void_v<result>) {
+            try {
+                transact(std::forward<Steps>(steps));
+            } catch (const error& e) {
+                ec = e.code();
+            }
+        } else {
+            std::optional<std::decay_t<result>> out;
+            try {
+                out.emplace(transact(std::forward<Steps>(steps)));
+            } catch (const error& e) {
+                ec = e.code();
+            }
+            return out;
+        }
+    }
+
+    /// Adds `record`; `errc::duplicate_key` if its key exists.
+    void insert(const Record& record) {
+        transact([&](transaction_type& tx) { tx.insert(record); });
+    }
+    /// Adds `record` unless `conflicts_with(record, live)` holds for a live
+    /// record (`errc::conflict`, naming it) or the key exists (`errc::duplicate_key`).
+    template <class ConflictCheck>
+    void insert(const Record& record, ConflictCheck&& conflicts_with) {
+        transact([&](transaction_type& tx) { tx.insert(record, conflicts_with); });
+    }
+    /// `insert` reporting failure in `ec`.
+    void insert(const Record& record, std::error_code& ec) {
+        transact([&](transaction_type& tx) { tx.insert(record); }, ec);
+    }
+
+    /// Adds or replaces `record`, keeping stored fields `Record` does not know.
+    upsert_result upsert(const Record& record) {
+        return transact([&](transaction_type& tx) { return tx.upsert(record); });
+    }
+    /// `upsert` reporting failure in `ec`.
+    upsert_result upsert(const Record& record, std::error_code& ec) {
+        auto out = transact([&](transaction_type& tx) { return tx.upsert(record); }, ec);
+        return out ? *out : upsert_result{};
+    }
+
+    /// Removes the record with `key`; false when there was none.
+    bool erase(std::string_view key) {
+        return transact([&](transaction_type& tx) { return tx.erase(key); });
+    }
+    /// `erase` reporting failure in `ec`.
+    bool erase(std::string_view key, std::error_code& ec) {
+        return transact([&](transaction_type& tx) { return tx.erase(key); }, ec).value_or(false);
+    }
+
+    /// A copy of the record with `key`, if any.
+    std::optional<Record> find(std::string_view key) {
+        return transact([&](transaction_type& tx) -> std::optional<Record> {
+            const Record* found = tx.find(key);
+            return found ? std::optional<Record>(*found) : std::nullopt;
+        });
+    }
+    /// `find` reporting failure in `ec`.
+    std::optional<Record> find(std::string_view key, std::error_code& ec) {
+        auto out = transact(
+            [&](transaction_type& tx) -> std::optional<Record> {
+                const Record* found = tx.find(key);
+                return found ? std::optional<Record>(*found) : std::nullopt;
+            },
+            ec);
+        return out ? std::move(*out) : std::nullopt;
+    }
+
+    /// Every record with whether its owner is alive.
+    std::vector<listed<Record>> list() {
+        return transact([](transaction_type& tx) { return tx.list(); });
+    }
+    /// `list` reporting failure in `ec`.
+    std::vector<listed<Record>> list(std::error_code& ec) {
+        auto out = transact([](transaction_type& tx) { return tx.list(); }, ec);
+        return out ? std::move(*out) : std::vector<listed<Record>>{};
+    }
+
+    /// Removes the records whose owners are dead and returns them.
+    std::vector<Record> reap() {
+        return transact([](transaction_type& tx) { return tx.reap(); });
+    }
+    /// `reap` calling `on_removed(removed)` or `on_removed(removed, tx)` after each removal.
+    template <class Hook>
+    std::vector<Record> reap(Hook&& on_removed) {
+        return transact([&](transaction_type& tx) { return tx.reap(on_removed); });
+    }
+    /// `reap` reporting failure in `ec`.
+    std::vector<Record> reap(std::error_code& ec) {
+        auto out = transact([](transaction_type& tx) { return tx.reap(); }, ec);
+        return out ? std::move(*out) : std::vector<Record>{};
+    }
+
+    /// The storage policy.
+    Storage& storage() noexcept { return storage_; }
+    /// The lock policy.
+    Lock& lock() noexcept { return lock_; }
+    /// The liveness policy.
+    const Liveness& liveness() const noexcept { return liveness_; }
+
+private:
+    template <class Steps>
+    decltype(auto) run_locked(Steps&& steps) {
+        auto session = storage_.template begin<Record>();
+        transaction_type tx(session, liveness_);
+        using result = std::invoke_result_t<Steps&, transaction_type&>;
+        if constexpr (std::is_void_v<result>) {
+            steps(tx);
+            session.commit();
+        } else {
+            result out = steps(tx);
+            session.commit();
+            return out;
+        }
+    }
+
+    Storage storage_;
+    Lock lock_;
+    Liveness liveness_;
+};
+
+}  // namespace procreg

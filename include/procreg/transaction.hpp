@@ -1,0 +1,217 @@
+// procreg/transaction.hpp — the steps a caller takes under one lock.
+//
+// A transaction is the only way to touch a registry: the registry takes the
+// lock, the storage loads the current state from disk, the caller's steps
+// run against that state, and the storage saves it atomically before the
+// lock is released. If a step throws, nothing is written. A transaction
+// never outlives its lock cycle, so no caller can act on a stale copy
+// (algocline's "crux invariant").
+#pragma once
+
+#include <procreg/error.hpp>
+#include <procreg/record_traits.hpp>
+#include <procreg/stored_record.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace procreg {
+
+/// The steps available inside `registry::transact`. Obtained only from a
+/// registry; valid only during the callable it was passed to.
+template <class Record, class Session, class Liveness>
+class transaction {
+public:
+    /// The storage's session type, for storage-specific steps.
+    using session_type = Session;
+
+    /// Used by `registry`; not for direct use.
+    transaction(Session& session, const Liveness& liveness) : session_(session), liveness_(liveness) {}
+
+    transaction(const transaction&) = delete;
+    transaction& operator=(const transaction&) = delete;
+
+    /// The record with `key`, or null. The pointer is valid until the next mutating step.
+    const Record* find(std::string_view key) const {
+        const auto* stored = session_.find(key);
+        return stored ? &stored->value : nullptr;
+    }
+
+    /// Whether a record with `key` exists (alive or not).
+    bool contains(std::string_view key) const { return session_.find(key) != nullptr; }
+
+    /// Number of records, alive or not.
+    std::size_t size() const { return session_.size(); }
+
+    /// Whether `record`'s owner is alive, by the registry's liveness policy
+    /// and any identity stored with the record.
+    bool alive(const Record& record) const {
+        const auto* stored = session_.find(detail::key_of(record));
+        static const boost::json::object no_identity;
+        return liveness_.is_alive(detail::pid_of(record), stored ? stored->json : no_identity);
+    }
+
+    /// Adds `record`. Throws `errc::duplicate_key` when its key exists.
+    void insert(const Record& record) {
+        insert(record, [](const Record&, const Record&) { return false; });
+    }
+
+    /// Adds `record` unless `conflicts_with(record, live)` is true for a
+    /// record whose owner is alive; then throws `errc::conflict` naming the
+    /// live record's key. Dead records never conflict. Throws
+    /// `errc::duplicate_key` when the key exists.
+    template <class ConflictCheck>
+    void insert(const Record& record, ConflictCheck&& conflicts_with) {
+        static_assert(std::is_invocable_r_v<bool, ConflictCheck&, const Record&, const Record&>,
+                      "procreg: a conflict check must be callable as bool(const Record& incoming, const Record& live)");
+        const std::string_view key = detail::key_of(record);
+        if (session_.find(key)) {
+            throw error(errc::duplicate_key, session_.path(), "key \"" + std::string(key) + "\" exists",
+                        error::details{std::string(key), {}, 0});
+        }
+        std::optional<std::string> competitor;
+        session_.for_each([&](const stored_record<Record>& live) {
+            if (competitor) return;
+            if (!conflicts_with(record, live.value)) return;
+            if (!liveness_.is_alive(detail::pid_of(live.value), live.json)) return;
+            competitor = std::string(detail::key_of(live.value));
+        });
+        if (competitor) {
+            throw error(errc::conflict, session_.path(),
+                        "\"" + std::string(key) + "\" conflicts with live record \"" + *competitor + "\"",
+                        error::details{*competitor, {}, 0});
+        }
+        stored_record<Record> fresh{record, {}};
+        liveness_.stamp_identity(detail::pid_of(record), fresh.json);
+        if (auto refused = session_.put(std::move(fresh))) {
+            throw error(errc::unsupported_file, refused->path, refused->reason,
+                        error::details{std::string(key), {}, 0});
+        }
+    }
+
+    /// Adds `record` or replaces the record with its key, keeping fields of
+    /// the stored record that `Record` does not know. Owner identity is kept
+    /// when the pid is unchanged and captured afresh when it changed.
+    upsert_result upsert(const Record& record) {
+        const auto* existing = session_.find(detail::key_of(record));
+        stored_record<Record> next{record, existing ? existing->json : boost::json::object{}};
+        if (!existing || detail::pid_of(existing->value) != detail::pid_of(record)) {
+            liveness_.stamp_identity(detail::pid_of(record), next.json);
+        }
+        const upsert_status status = existing ? upsert_status::replaced : upsert_status::inserted;
+        if (auto refused = session_.put(std::move(next))) return {upsert_status::skipped, std::move(refused)};
+        return {status, std::nullopt};
+    }
+
+    /// Removes the record with `key`; false when there was none.
+    bool erase(std::string_view key) { return session_.erase(key); }
+
+    /// Applies `change(Record&)` to the record with `key`; false when there
+    /// is none. The change must not alter the key (`errc::invalid_key`).
+    template <class Change>
+    bool modify(std::string_view key, Change&& change) {
+        const auto* existing = session_.find(key);
+        if (!existing) return false;
+        stored_record<Record> next = *existing;
+        change(next.value);
+        if (detail::key_of(next.value) != key) {
+            throw error(errc::invalid_key, session_.path(),
+                        "modify() changed the key of \"" + std::string(key) + "\"; erase and insert instead",
+                        error::details{std::string(key), {}, 0});
+        }
+        if (detail::pid_of(next.value) != detail::pid_of(existing->value)) {
+            liveness_.stamp_identity(detail::pid_of(next.value), next.json);
+        }
+        if (auto refused = session_.put(std::move(next))) {
+            throw error(errc::unsupported_file, refused->path, refused->reason,
+                        error::details{std::string(key), {}, 0});
+        }
+        return true;
+    }
+
+    /// Calls `visit(const Record&)` for every record.
+    template <class Visit>
+    void for_each(Visit&& visit) const {
+        session_.for_each([&](const stored_record<Record>& stored) { visit(stored.value); });
+    }
+
+    /// Copies of every record.
+    std::vector<Record> records() const {
+        std::vector<Record> out;
+        out.reserve(session_.size());
+        for_each([&](const Record& record) { out.push_back(record); });
+        return out;
+    }
+
+    /// Every record with its liveness.
+    std::vector<listed<Record>> list() const {
+        std::vector<listed<Record>> out;
+        out.reserve(session_.size());
+        session_.for_each([&](const stored_record<Record>& stored) {
+            out.push_back(listed<Record>{stored.value,
+                                         liveness_.is_alive(detail::pid_of(stored.value), stored.json)});
+        });
+        return out;
+    }
+
+    /// Removes every record whose owner is dead and returns them.
+    std::vector<Record> reap() {
+        return reap([](const Record&) {});
+    }
+
+    /// As `reap()`, calling `on_removed(removed)` or
+    /// `on_removed(removed, transaction&)` after each removal, so the caller
+    /// can act on it in the same transaction (e.g. reparent its children).
+    /// Records are removed in storage order; each hook call sees the
+    /// removals before it.
+    template <class Hook>
+    std::vector<Record> reap(Hook&& on_removed) {
+        static_assert(std::is_invocable_v<Hook&, const Record&> ||
+                          std::is_invocable_v<Hook&, const Record&, transaction&>,
+                      "procreg: a reap hook must be callable as void(const Record&) or "
+                      "void(const Record&, transaction&)");
+        std::vector<std::string> dead;
+        session_.for_each([&](const stored_record<Record>& stored) {
+            if (!liveness_.is_alive(detail::pid_of(stored.value), stored.json)) {
+                dead.emplace_back(detail::key_of(stored.value));
+            }
+        });
+        std::vector<Record> removed;
+        removed.reserve(dead.size());
+        for (const auto& key : dead) {
+            const auto* stored = session_.find(key);
+            if (!stored) continue;  // an earlier hook removed it
+            Record record = stored->value;
+            session_.erase(key);
+            if constexpr (std::is_invocable_v<Hook&, const Record&, transaction&>) {
+                on_removed(record, *this);
+            } else {
+                on_removed(record);
+            }
+            removed.push_back(std::move(record));
+        }
+        return removed;
+    }
+
+    /// Files the storage passed over while reading (file-per-record storages).
+    const std::vector<skipped_file>& skipped_files() const { return session_.skipped(); }
+
+    /// The storage's session, for steps only that storage offers.
+    Session& storage_session() noexcept { return session_; }
+    /// The storage's session, for steps only that storage offers.
+    const Session& storage_session() const noexcept { return session_; }
+
+    /// The liveness policy in force.
+    const Liveness& liveness() const noexcept { return liveness_; }
+
+private:
+    Session& session_;
+    const Liveness& liveness_;
+};
+
+}  // namespace procreg
