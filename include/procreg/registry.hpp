@@ -47,7 +47,7 @@ public:
     using storage_type = Storage;    ///< the storage policy
     using liveness_type = Liveness;  ///< the liveness policy
     /// The storage's per-transaction state.
-    using session_type = decltype(std::declval<Storage&>().template begin<Record>());
+    using session_type = typename detail::session_of<Storage, Record>::type;
     /// What `transact` passes to its callable.
     using transaction_type = transaction<Record, session_type, Liveness>;
 

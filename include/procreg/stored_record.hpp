@@ -42,6 +42,16 @@ enum class upsert_status {
     skipped,   ///< the storage refused to overwrite a file it must not touch; see `upsert_result::skipped`
 };
 
+/// The status's name, for logs: "inserted", "replaced" or "skipped".
+inline const char* to_string(upsert_status status) noexcept {
+    switch (status) {
+    case upsert_status::inserted: return "inserted";
+    case upsert_status::replaced: return "replaced";
+    case upsert_status::skipped: return "skipped";
+    }
+    return "?";
+}
+
 /// The result of an upsert. Never silent: a refused write says which file and why.
 struct upsert_result {
     upsert_status status = upsert_status::inserted;  ///< what happened

@@ -72,6 +72,18 @@ template <class Storage, class Record>
 struct storage_has_begin<Storage, Record, std::void_t<decltype(std::declval<Storage&>().template begin<Record>())>>
     : std::true_type {};
 
+/// The storage's session type, or `invalid_session` when the storage has no
+/// begin<Record>() — so that only the static_assert reports the mistake.
+struct invalid_session {};
+template <class Storage, class Record, class = void>
+struct session_of {
+    using type = invalid_session;
+};
+template <class Storage, class Record>
+struct session_of<Storage, Record, std::void_t<decltype(std::declval<Storage&>().template begin<Record>())>> {
+    using type = decltype(std::declval<Storage&>().template begin<Record>());
+};
+
 template <class Session, class Record, class = void>
 struct session_is_complete : std::false_type {};
 template <class Session, class Record>

@@ -1,0 +1,387 @@
+// Unit tests of the registry core: the transaction model, custom record
+// types, the conflict check, the reap hook, error reporting, and the
+// json_table storage's handling of hostile or unexpected files.
+#define BOOST_TEST_MODULE core
+#include <boost/test/unit_test.hpp>
+
+#include <procreg/procreg.hpp>
+
+#include "../support/process.hpp"
+#include "../support/temp_dir.hpp"
+
+#include <boost/json.hpp>
+
+#include <climits>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <sys/stat.h>
+
+using procreg_test::temp_dir;
+
+// A record converted by hand-written tag_invoke, not BOOST_DESCRIBE_STRUCT,
+// with a field the registry knows nothing about (`owner`).
+namespace app {
+struct worker {
+    std::string name;
+    long pid = 0;
+    std::vector<std::string> owns;
+};
+
+void tag_invoke(boost::json::value_from_tag, boost::json::value& out, const worker& w) {
+    boost::json::array owns;
+    for (const auto& o : w.owns) owns.emplace_back(o);
+    out = {{"name", w.name}, {"pid", w.pid}, {"owns", std::move(owns)}};
+}
+
+worker tag_invoke(boost::json::value_to_tag<worker>, const boost::json::value& v) {
+    const auto& o = v.as_object();
+    worker w;
+    w.name = boost::json::value_to<std::string>(o.at("name"));
+    w.pid = boost::json::value_to<long>(o.at("pid"));
+    for (const auto& item : o.at("owns").as_array()) w.owns.push_back(boost::json::value_to<std::string>(item));
+    return w;
+}
+}  // namespace app
+
+template <>
+struct procreg::record_traits<app::worker> {
+    static const std::string& key(const app::worker& w) { return w.name; }
+    static long pid(const app::worker& w) { return w.pid; }
+};
+
+namespace {
+
+using worker_registry = procreg::registry<app::worker, procreg::lock::flock_lock, procreg::storage::json_table,
+                                          procreg::liveness::callable_liveness>;
+
+struct fixture {
+    temp_dir dir;
+    std::vector<long> dead_pids;
+
+    procreg::storage::json_table_options options() const {
+        procreg::storage::json_table_options opts;
+        opts.file = dir / "workers.json";
+        opts.array_key = "workers";
+        return opts;
+    }
+    worker_registry open() {
+        return worker_registry(procreg::storage::json_table(options()),
+                               procreg::liveness::callable_liveness([this](std::uint64_t pid) {
+                                   for (long dead : dead_pids)
+                                       if (static_cast<std::uint64_t>(dead) == pid) return false;
+                                   return true;
+                               }));
+    }
+};
+
+app::worker make(const std::string& name, long pid, std::vector<std::string> owns = {}) {
+    return app::worker{name, pid, std::move(owns)};
+}
+
+bool shares_resource(const app::worker& a, const app::worker& b) {
+    for (const auto& x : a.owns)
+        for (const auto& y : b.owns)
+            if (x == y) return true;
+    return false;
+}
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(core, fixture)
+
+BOOST_AUTO_TEST_CASE(custom_record_by_tag_invoke_round_trips) {
+    auto reg = open();
+    reg.insert(make("w1", 100, {"/run/w1.sock"}));
+    const auto found = reg.find("w1");
+    BOOST_TEST_REQUIRE(found.has_value());
+    BOOST_TEST(found->pid == 100);
+    BOOST_TEST(found->owns == std::vector<std::string>{"/run/w1.sock"});
+    const auto on_disk = boost::json::parse(procreg_test::read_text(dir / "workers.json"));
+    BOOST_TEST(on_disk.at("workers").as_array().size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(insert_of_existing_key_is_duplicate_key) {
+    auto reg = open();
+    reg.insert(make("w1", 100));
+    try {
+        reg.insert(make("w1", 200));
+        BOOST_FAIL("expected duplicate_key");
+    } catch (const procreg::error& e) {
+        BOOST_TEST(e.code() == procreg::errc::duplicate_key);
+        BOOST_TEST(e.key() == "w1");
+        BOOST_TEST(e.path() == dir / "workers.json");
+    }
+    std::error_code ec;
+    reg.insert(make("w1", 300), ec);
+    BOOST_TEST(ec == procreg::errc::duplicate_key);
+    BOOST_TEST(reg.find("w1")->pid == 100);
+}
+
+BOOST_AUTO_TEST_CASE(conflict_check_names_the_live_competitor_and_ignores_dead_ones) {
+    auto reg = open();
+    reg.insert(make("holder", 100, {"session-7"}));
+    reg.insert(make("ghost", 666, {"session-9"}));
+    dead_pids.push_back(666);
+    try {
+        reg.insert(make("newcomer", 101, {"session-7"}), shares_resource);
+        BOOST_FAIL("expected conflict");
+    } catch (const procreg::error& e) {
+        BOOST_TEST(e.code() == procreg::errc::conflict);
+        BOOST_TEST(e.key() == "holder");
+    }
+    BOOST_TEST(!reg.find("newcomer"));
+    // The only competitor for session-9 is dead: no conflict.
+    reg.insert(make("heir", 102, {"session-9"}), shares_resource);
+    BOOST_TEST(reg.find("heir").has_value());
+}
+
+BOOST_AUTO_TEST_CASE(a_throwing_transaction_writes_nothing) {
+    auto reg = open();
+    reg.insert(make("keep", 1));
+    const std::string before = procreg_test::read_text(dir / "workers.json");
+    BOOST_CHECK_THROW(reg.transact([](auto& tx) {
+        tx.insert(make("lost", 2));
+        tx.erase("keep");
+        throw std::runtime_error("caller changed its mind");
+    }),
+                      std::runtime_error);
+    BOOST_TEST(procreg_test::read_text(dir / "workers.json") == before);
+    BOOST_TEST(reg.find("keep").has_value());
+    BOOST_TEST(!reg.find("lost").has_value());
+}
+
+BOOST_AUTO_TEST_CASE(several_steps_in_one_transaction_and_modify) {
+    auto reg = open();
+    const auto count = reg.transact([](auto& tx) {
+        tx.insert(make("a", 1));
+        tx.insert(make("b", 2));
+        BOOST_TEST(tx.modify("a", [](app::worker& w) { w.owns.push_back("lock:x"); }));
+        BOOST_TEST(!tx.modify("missing", [](app::worker&) {}));
+        return tx.size();
+    });
+    BOOST_TEST(count == 2u);
+    BOOST_TEST(reg.find("a")->owns == std::vector<std::string>{"lock:x"});
+    try {
+        reg.transact([](auto& tx) { tx.modify("a", [](app::worker& w) { w.name = "renamed"; }); });
+        BOOST_FAIL("expected invalid_key");
+    } catch (const procreg::error& e) {
+        BOOST_TEST(e.code() == procreg::errc::invalid_key);
+    }
+    BOOST_TEST(reg.find("a").has_value());
+}
+
+BOOST_AUTO_TEST_CASE(reap_hook_sees_each_removal_and_can_edit_survivors) {
+    auto reg = open();
+    reg.insert(make("parent", 10));
+    reg.insert(make("child", 11, {"parent:parent"}));
+    reg.insert(make("orphan-maker", 12));
+    dead_pids = {10, 12};
+    std::vector<std::string> seen;
+    const auto removed = reg.reap([&](const app::worker& gone, auto& tx) {
+        seen.push_back(gone.name);
+        tx.for_each([&](const app::worker&) {});
+        tx.modify("child", [&](app::worker& w) { w.owns.push_back("reparented-from:" + gone.name); });
+    });
+    BOOST_TEST(removed.size() == 2u);
+    BOOST_TEST((seen == std::vector<std::string>{"parent", "orphan-maker"}));
+    const auto child = reg.find("child");
+    BOOST_TEST_REQUIRE(child.has_value());
+    BOOST_TEST(child->owns.size() == 3u);
+    BOOST_TEST(reg.list().size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(list_reports_liveness_per_record) {
+    auto reg = open();
+    reg.insert(make("up", 1));
+    reg.insert(make("down", 2));
+    dead_pids = {2};
+    for (const auto& row : reg.list()) BOOST_TEST(row.alive == (row.record.name == "up"));
+}
+
+BOOST_AUTO_TEST_CASE(unknown_keys_survive_upsert_at_both_levels) {
+    auto reg = open();
+    procreg_test::write_text(dir / "workers.json",
+                             R"({"schema": 3, "workers": [{"name": "w", "pid": 5, "owns": [], "note": "keep me"}]})");
+    const auto result = reg.upsert(make("w", 5, {"x"}));
+    BOOST_TEST((result.status == procreg::upsert_status::replaced));
+    BOOST_TEST((reg.upsert(make("v", 6)).status == procreg::upsert_status::inserted));
+    const auto on_disk = boost::json::parse(procreg_test::read_text(dir / "workers.json"));
+    BOOST_TEST(on_disk.at("schema").as_int64() == 3);
+    BOOST_TEST(on_disk.at("workers").at(0).at("note").as_string() == "keep me");
+    BOOST_TEST(on_disk.at("workers").at(0).at("owns").as_array().size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(duplicate_keys_in_the_table_are_corruption) {
+    const auto path = dir / "workers.json";
+    const std::string text =
+        R"({"workers": [{"name": "w", "pid": 1, "owns": []}, {"name": "w", "pid": 2, "owns": []}]})";
+    procreg_test::write_text(path, text);
+    auto reg = open();
+    try {
+        reg.list();
+        BOOST_FAIL("expected corrupted_file");
+    } catch (const procreg::error& e) {
+        BOOST_TEST(e.code() == procreg::errc::corrupted_file);
+        BOOST_TEST(e.key() == "w");
+    }
+    BOOST_TEST(procreg_test::read_text(path) == text);
+}
+
+BOOST_AUTO_TEST_CASE(json_nested_past_the_depth_limit_is_refused) {
+    const auto path = dir / "workers.json";
+    const std::string text = R"({"workers": [], "deep": )" + std::string(100, '[') + std::string(100, ']') + "}";
+    procreg_test::write_text(path, text);
+    auto reg = open();
+    std::error_code ec;
+    reg.list(ec);
+    BOOST_TEST(ec == procreg::errc::corrupted_file);
+    BOOST_TEST(procreg_test::read_text(path) == text);
+}
+
+BOOST_AUTO_TEST_CASE(oversized_file_is_refused_unread) {
+    auto opts = options();
+    opts.max_file_bytes = 1024;
+    procreg_test::write_text(opts.file, R"({"workers": [], "pad": ")" + std::string(2000, 'x') + "\"}");
+    worker_registry reg{procreg::storage::json_table(opts), procreg::liveness::callable_liveness()};
+    try {
+        reg.list();
+        BOOST_FAIL("expected corrupted_file");
+    } catch (const procreg::error& e) {
+        BOOST_TEST(e.code() == procreg::errc::corrupted_file);
+        BOOST_TEST(std::string(e.what()).find("limit") != std::string::npos);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(wrong_types_and_nul_bytes_are_clear_errors) {
+    const auto path = dir / "workers.json";
+    for (const std::string& text : {std::string(R"({"workers": {"name": "w"}})"), std::string(R"([1, 2, 3])"),
+                                   std::string("{\"workers\": [\0]}", 16)}) {
+        procreg_test::write_text(path, text);
+        auto reg = open();
+        std::error_code ec;
+        reg.list(ec);
+        BOOST_TEST(ec == procreg::errc::corrupted_file);
+        BOOST_TEST(procreg_test::read_text(path) == text);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_symlink_at_the_registry_path_is_refused_and_its_target_untouched) {
+    const auto target = dir / "elsewhere.json";
+    procreg_test::write_text(target, R"({"workers": []})");
+    std::filesystem::create_symlink(target, dir / "workers.json");
+    auto reg = open();
+    try {
+        reg.insert(make("w", 1));
+        BOOST_FAIL("expected unsafe_path");
+    } catch (const procreg::error& e) {
+        BOOST_TEST(e.code() == procreg::errc::unsafe_path);
+    }
+    BOOST_TEST(procreg_test::read_text(target) == R"({"workers": []})");
+    BOOST_TEST(std::filesystem::is_symlink(dir / "workers.json"));
+}
+
+BOOST_AUTO_TEST_CASE(a_symlink_at_the_lock_path_is_refused) {
+    const auto target = dir / "victim";
+    procreg_test::write_text(target, "precious");
+    std::filesystem::create_symlink(target, dir / "workers.lock");
+    auto reg = open();
+    std::error_code ec;
+    reg.insert(make("w", 1), ec);
+    BOOST_TEST(ec == procreg::errc::unsafe_path);
+    BOOST_TEST(procreg_test::read_text(target) == "precious");
+}
+
+BOOST_AUTO_TEST_CASE(a_directory_writable_by_others_is_refused_unless_allowed) {
+    const auto shared = dir / "shared";
+    std::filesystem::create_directory(shared);
+    ::chmod(shared.c_str(), 0777);
+    auto opts = options();
+    opts.file = shared / "workers.json";
+    try {
+        procreg::storage::json_table table(opts);
+        BOOST_FAIL("expected unsafe_path");
+    } catch (const procreg::error& e) {
+        BOOST_TEST(e.code() == procreg::errc::unsafe_path);
+        BOOST_TEST(e.path() == shared);
+    }
+    opts.directory.allow_shared = true;
+    BOOST_CHECK_NO_THROW(procreg::storage::json_table{opts});
+}
+
+BOOST_AUTO_TEST_CASE(a_symlinked_registry_directory_is_refused) {
+    std::filesystem::create_directory(dir / "real");
+    std::filesystem::create_directory_symlink(dir / "real", dir / "link");
+    auto opts = options();
+    opts.file = dir / "link" / "workers.json";
+    try {
+        procreg::storage::json_table table(opts);
+        BOOST_FAIL("expected unsafe_path");
+    } catch (const procreg::error& e) {
+        BOOST_TEST(e.code() == procreg::errc::unsafe_path);
+    }
+    BOOST_TEST(!std::filesystem::exists(dir / "real" / "workers.json"));
+}
+
+BOOST_AUTO_TEST_CASE(temp_files_of_dead_writers_are_swept_and_live_ones_kept) {
+    const auto dead = procreg_test::dead_pid();
+    const auto stale = dir / (".workers.json.tmp-" + std::to_string(dead) + "-0-1");
+    const auto live = dir / (".workers.json.tmp-" + std::to_string(::getpid()) + "-0-1");
+    procreg_test::write_text(stale, "half written");
+    procreg_test::write_text(live, "being written");
+    auto reg = open();
+    BOOST_TEST(!std::filesystem::exists(stale));
+    BOOST_TEST(std::filesystem::exists(live));
+}
+
+BOOST_AUTO_TEST_CASE(no_temp_file_is_left_after_writes) {
+    auto reg = open();
+    for (int i = 0; i < 10; ++i) reg.insert(make("w" + std::to_string(i), 1));
+    int files = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+        ++files;
+        BOOST_TEST(entry.path().filename().string().find(".tmp-") == std::string::npos);
+    }
+    BOOST_TEST(files == 2);  // workers.json and workers.lock
+}
+
+BOOST_AUTO_TEST_CASE(error_category_and_messages) {
+    const std::error_code ec = procreg::errc::in_use;
+    BOOST_TEST(std::string(ec.category().name()) == "procreg");
+    BOOST_TEST(!ec.message().empty());
+    const procreg::error e(procreg::errc::io_failure, "/x/y.json", "cannot read", {"", std::nullopt, EIO});
+    BOOST_TEST(std::string(e.what()).find("/x/y.json: cannot read") == 0u);
+    BOOST_TEST(e.os_error() == EIO);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(kill_liveness)
+
+BOOST_AUTO_TEST_CASE(guards_and_probe) {
+    using procreg::liveness::pid_alive;
+    BOOST_TEST(pid_alive(static_cast<std::uint64_t>(::getpid())));
+    BOOST_TEST(!pid_alive(0));
+    BOOST_TEST(!pid_alive(static_cast<std::uint64_t>(INT_MAX) + 1));
+    BOOST_TEST(!pid_alive(UINT64_MAX));
+    BOOST_TEST(!pid_alive(static_cast<std::uint64_t>(procreg_test::dead_pid())));
+}
+
+// EPERM means alive: a process we may not signal still exists. As root the
+// probe runs in a child that dropped to uid 65534 and asks about pid 1.
+BOOST_AUTO_TEST_CASE(eperm_means_alive) {
+    if (::geteuid() != 0) {
+        BOOST_TEST(procreg::liveness::pid_alive(1));
+        return;
+    }
+    const pid_t child = procreg_test::spawn([] {
+        if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 3;
+        if (::kill(1, 0) == 0 || errno != EPERM) return 4;  // the premise: kill says EPERM
+        return procreg::liveness::pid_alive(1) ? 0 : 5;
+    });
+    BOOST_TEST(procreg_test::wait_exit(child) == 0);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

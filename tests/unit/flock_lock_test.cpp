@@ -1,0 +1,190 @@
+// The flock lock policy against engineering notes §1: it belongs to the open
+// file description, so closing another descriptor of the file keeps it;
+// threads exclude each other; renaming the data file does not move it; it is
+// not inherited across exec; blocking, try and timed acquisition.
+#define BOOST_TEST_MODULE flock_lock
+#include <boost/test/unit_test.hpp>
+
+#include <procreg/lock/flock_lock.hpp>
+#include <procreg/presets/algocline.hpp>
+
+#include "../support/process.hpp"
+#include "../support/temp_dir.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+using procreg::lock::flock_lock;
+using procreg_test::temp_dir;
+using namespace std::chrono_literals;
+
+namespace {
+
+// 0 when the lock was free for another process, 1 when it was held.
+int probe_from_child(const std::filesystem::path& lock_path) {
+    const pid_t child = procreg_test::spawn([&] {
+        flock_lock other(lock_path);
+        if (!other.try_lock()) return 1;
+        other.unlock();
+        return 0;
+    });
+    return procreg_test::wait_exit(child);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(flock_lock_policy)
+
+BOOST_AUTO_TEST_CASE(excludes_another_process) {
+    temp_dir dir;
+    flock_lock lock(dir / "r.lock");
+    lock.lock();
+    BOOST_TEST(probe_from_child(dir / "r.lock") == 1);
+    lock.unlock();
+    BOOST_TEST(probe_from_child(dir / "r.lock") == 0);
+}
+
+// An fcntl lock would be dropped by this close; flock is not.
+BOOST_AUTO_TEST_CASE(closing_another_descriptor_keeps_the_lock) {
+    temp_dir dir;
+    flock_lock lock(dir / "r.lock");
+    lock.lock();
+    const int other = ::open((dir / "r.lock").c_str(), O_RDONLY | O_CLOEXEC);
+    BOOST_TEST_REQUIRE(other >= 0);
+    ::close(other);
+    BOOST_TEST(probe_from_child(dir / "r.lock") == 1);
+    lock.unlock();
+}
+
+BOOST_AUTO_TEST_CASE(threads_exclude_each_other_with_one_or_two_lock_objects) {
+    temp_dir dir;
+    flock_lock shared(dir / "r.lock");
+    flock_lock second(dir / "r.lock");
+    std::atomic<int> inside{0};
+    std::atomic<int> overlaps{0};
+    const auto work = [&](flock_lock& lock) {
+        for (int i = 0; i < 200; ++i) {
+            std::lock_guard<flock_lock> guard(lock);
+            if (inside.fetch_add(1) != 0) ++overlaps;
+            std::this_thread::yield();
+            inside.fetch_sub(1);
+        }
+    };
+    std::thread a(work, std::ref(shared));
+    std::thread b(work, std::ref(shared));
+    std::thread c(work, std::ref(second));
+    a.join();
+    b.join();
+    c.join();
+    BOOST_TEST(overlaps.load() == 0);
+}
+
+// The lock lives on the dedicated lock file, so replacing the data file by
+// rename (as every save does) cannot move it to a dead inode.
+BOOST_AUTO_TEST_CASE(renaming_the_data_file_while_locked_keeps_others_out) {
+    temp_dir dir;
+    auto reg = procreg::algocline::open(dir / "registry.json");
+    reg.insert(procreg::algocline::pool_session::make("a", static_cast<std::uint32_t>(::getpid()), "/s", "1"));
+    procreg_test::signal_pipe renamed;
+    reg.transact([&](auto&) {
+        std::filesystem::rename(dir / "registry.json", dir / "moved.json");
+        BOOST_TEST(probe_from_child(dir / "registry.lock") == 1);
+    });
+    BOOST_TEST(probe_from_child(dir / "registry.lock") == 0);
+}
+
+// The descriptor is O_CLOEXEC: a program exec'd by the holder does not keep
+// the lock after the holder releases it.
+BOOST_AUTO_TEST_CASE(an_execed_child_does_not_inherit_the_lock) {
+    temp_dir dir;
+    flock_lock lock(dir / "r.lock");
+    lock.lock();
+    std::fflush(nullptr);
+    const pid_t sleeper = ::fork();
+    if (sleeper == 0) {
+        ::execl("/bin/sleep", "sleep", "5", static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    std::this_thread::sleep_for(100ms);  // let exec happen
+    lock.unlock();
+    BOOST_TEST(probe_from_child(dir / "r.lock") == 0);
+    ::kill(sleeper, SIGKILL);
+    procreg_test::wait_exit(sleeper);
+}
+
+BOOST_AUTO_TEST_CASE(try_and_timed_acquisition) {
+    temp_dir dir;
+    procreg_test::signal_pipe holding;
+    procreg_test::signal_pipe release;
+    const pid_t holder = procreg_test::spawn([&] {
+        flock_lock lock(dir / "r.lock");
+        lock.lock();
+        holding.notify();
+        release.wait(10s);
+        lock.unlock();
+        return 0;
+    });
+    BOOST_TEST_REQUIRE(holding.wait());
+    flock_lock lock(dir / "r.lock");
+    BOOST_TEST(!lock.try_lock());
+    BOOST_TEST(!lock.try_lock_for(50ms));
+    release.notify();
+    BOOST_TEST(lock.try_lock_for(5s));
+    lock.unlock();
+    BOOST_TEST(procreg_test::wait_exit(holder) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(blocking_lock_waits_for_a_killed_holder) {
+    temp_dir dir;
+    procreg_test::signal_pipe holding;
+    const pid_t holder = procreg_test::spawn([&] {
+        flock_lock lock(dir / "r.lock");
+        lock.lock();
+        holding.notify();
+        for (;;) ::pause();
+        return 0;
+    });
+    BOOST_TEST_REQUIRE(holding.wait());
+    ::kill(holder, SIGKILL);
+    procreg_test::wait_exit(holder);
+    flock_lock lock(dir / "r.lock");
+    BOOST_TEST(lock.try_lock_for(5s));
+    lock.unlock();
+}
+
+BOOST_AUTO_TEST_CASE(lock_file_is_0600_and_never_replaced) {
+    temp_dir dir;
+    flock_lock lock(dir / "r.lock");
+    lock.lock();
+    lock.unlock();
+    struct ::stat first {};
+    BOOST_TEST_REQUIRE(::stat((dir / "r.lock").c_str(), &first) == 0);
+    BOOST_TEST((first.st_mode & 0777u) == 0600u);
+    for (int i = 0; i < 3; ++i) {
+        lock.lock();
+        lock.unlock();
+    }
+    struct ::stat later {};
+    BOOST_TEST_REQUIRE(::stat((dir / "r.lock").c_str(), &later) == 0);
+    BOOST_TEST(first.st_ino == later.st_ino);
+}
+
+BOOST_AUTO_TEST_CASE(a_fifo_at_the_lock_path_is_refused) {
+    temp_dir dir;
+    BOOST_TEST_REQUIRE(::mkfifo((dir / "r.lock").c_str(), 0600) == 0);
+    flock_lock lock(dir / "r.lock");
+    try {
+        lock.lock();
+        lock.unlock();
+        BOOST_FAIL("expected unsafe_path");
+    } catch (const procreg::error& e) {
+        BOOST_TEST(e.code() == procreg::errc::unsafe_path);
+    }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
