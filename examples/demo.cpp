@@ -1,0 +1,121 @@
+// procreg_demo — the main job of `./run demo`.
+//
+// Starts three real worker processes (this program re-executed with
+// `--worker`), each of which registers itself in an algocline-format
+// registry under $XDG_RUNTIME_DIR (a temp directory when unset). The parent
+// lists them with liveness, kills one with SIGKILL, reaps it, and prints the
+// table before and after. Then it stops the others, which deregister on
+// their way out.
+#include <procreg/presets/algocline.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+using procreg::algocline::pool_session;
+
+namespace {
+
+volatile std::sig_atomic_t stop_requested = 0;
+
+fs::path registry_path() {
+    const char* runtime = std::getenv("XDG_RUNTIME_DIR");
+    fs::path base = runtime && *runtime ? fs::path(runtime) : fs::temp_directory_path();
+    return base / ("procreg-demo-" + std::to_string(::getuid())) / "registry.json";
+}
+
+// A worker: register, serve until SIGTERM, deregister.
+int run_worker(const std::string& name, const fs::path& path) {
+    std::signal(SIGTERM, [](int) { stop_requested = 1; });
+    auto reg = procreg::algocline::open(path);
+    const auto pid = static_cast<std::uint32_t>(::getpid());
+    reg.insert(pool_session::make(name, pid, (path.parent_path() / (name + ".sock")).string(), "0.30.0"));
+    while (!stop_requested) ::pause();
+    reg.erase(name);
+    return 0;
+}
+
+void print_table(procreg::algocline::pool_registry& reg, const char* title) {
+    std::printf("\n%s\n", title);
+    std::printf("  %-10s %-8s %-6s %-22s %s\n", "sid", "pid", "alive", "created_at", "sock");
+    const auto rows = reg.list();
+    if (rows.empty()) std::printf("  (empty)\n");
+    for (const auto& row : rows) {
+        std::printf("  %-10s %-8u %-6s %-22s %s\n", row.record.sid.c_str(), row.record.pid,
+                    row.alive ? "yes" : "NO", row.record.created_at.c_str(), row.record.sock.c_str());
+    }
+}
+
+bool wait_for_records(procreg::algocline::pool_registry& reg, std::size_t count) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (reg.list().size() >= count) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc == 4 && std::string(argv[1]) == "--worker") return run_worker(argv[2], argv[3]);
+
+    const fs::path path = registry_path();
+    std::printf("procreg demo: registry %s\n", path.c_str());
+    auto reg = procreg::algocline::open(path);
+    const auto leftovers = reg.reap();  // records of a previous run's dead workers
+    if (!leftovers.empty()) std::printf("reaped %zu leftover record(s) from an earlier run\n", leftovers.size());
+
+    std::vector<pid_t> workers;
+    for (int i = 1; i <= 3; ++i) {
+        const std::string name = "worker-" + std::to_string(i);
+        const pid_t pid = ::fork();
+        if (pid < 0) {
+            std::perror("fork");
+            return 1;
+        }
+        if (pid == 0) {
+            ::execl("/proc/self/exe", argv[0], "--worker", name.c_str(), path.c_str(), static_cast<char*>(nullptr));
+            std::perror("exec");
+            ::_exit(127);
+        }
+        workers.push_back(pid);
+    }
+    if (!wait_for_records(reg, workers.size())) {
+        std::fprintf(stderr, "workers did not register in time\n");
+        for (const pid_t pid : workers) ::kill(pid, SIGKILL);
+        return 1;
+    }
+    print_table(reg, "Registered workers:");
+
+    const pid_t victim = workers[1];
+    std::printf("\nkill -KILL %d (worker-2): it cannot deregister itself\n", static_cast<int>(victim));
+    ::kill(victim, SIGKILL);
+    ::waitpid(victim, nullptr, 0);  // reap the zombie: kill(pid, 0) still answers for a zombie
+    print_table(reg, "After SIGKILL, before reap:");
+
+    const auto reaped = reg.reap();
+    std::printf("\nreap() removed %zu record(s):", reaped.size());
+    for (const auto& r : reaped) std::printf(" %s(pid %u)", r.sid.c_str(), r.pid);
+    std::printf("\n");
+    print_table(reg, "After reap:");
+
+    for (const pid_t pid : workers) {
+        if (pid == victim) continue;
+        ::kill(pid, SIGTERM);
+        ::waitpid(pid, nullptr, 0);
+    }
+    print_table(reg, "After the remaining workers exited cleanly:");
+    const bool ok = reaped.size() == 1 && reaped[0].sid == "worker-2" && reg.list().empty();
+    std::printf("\n%s\n", ok ? "demo: OK" : "demo: FAILED");
+    return ok ? 0 : 1;
+}
