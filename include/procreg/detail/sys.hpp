@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <cstdio>
 
 #include <dirent.h>
 #include <fcntl.h>

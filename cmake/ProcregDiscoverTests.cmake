@@ -1,0 +1,169 @@
+# ProcregDiscoverTests.cmake — turn every Boost.Test test case of one test
+# executable into its own ctest test (the Boost.Test analogue of
+# gtest_discover_tests(... DISCOVERY_MODE POST_BUILD)).
+#
+# Run as a POST_BUILD step of the test executable:
+#   cmake -D PARAMS_FILE=<file> -P ProcregDiscoverTests.cmake
+# PARAMS_FILE (written by procreg_add_boost_test() in tests/CMakeLists.txt,
+# with generator expressions already evaluated) sets:
+#   TEST_EXECUTABLE  absolute path of the built test program
+#   TEST_EMULATOR    CROSSCOMPILING_EMULATOR of the target (usually empty)
+#   TEST_PREFIX      ctest names are <TEST_PREFIX>.<suite>...<case>
+#   TEST_LABELS      ctest LABELS of every discovered test
+#   TEST_TIMEOUT     ctest TIMEOUT of every discovered test (seconds)
+#   TEST_ARGS        extra arguments given to every run of the program
+#   TEST_PROPERTIES  extra "KEY VALUE ..." for set_tests_properties
+#   CTEST_FILE       the file to write (included by ctest through the
+#                    directory's TEST_INCLUDE_FILES)
+#
+# The program is run with --list_content=HRF --report_sink=<file>. The HRF
+# listing has one line per test unit: 4 spaces of indentation per suite
+# level, the unit's name, then '*' if the unit is enabled by default or ' '
+# if it is not, then optionally ": <description>". Boost.Test (>= 1.71)
+# replaces the characters : * @ + ! / , in test unit names with '_' (so
+# BOOST_AUTO_TEST_CASE_TEMPLATE names such as "case<ns::type>" are listed as
+# "case<ns__type>"), hence names never contain ':' and the first ':' on a line
+# starts the description. The name exactly as listed is what --run_test
+# accepts, e.g. --run_test=suite/case<ns__type> (passed as one argv element,
+# no shell involved, so spaces and <> need no quoting).
+# A line is a suite if the next line is indented deeper; otherwise a case.
+# Cases that are disabled by default are registered with DISABLED TRUE
+# (running them explicitly would ignore the disabled() decorator).
+cmake_minimum_required(VERSION 3.16)
+
+if(NOT PARAMS_FILE OR NOT EXISTS "${PARAMS_FILE}")
+  message(FATAL_ERROR "ProcregDiscoverTests: PARAMS_FILE='${PARAMS_FILE}' does not exist")
+endif()
+include("${PARAMS_FILE}")
+
+# Quote any string as a CMake bracket argument.
+function(_procreg_bracket out value)
+  set(eq "=")
+  while(value MATCHES "]${eq}]" OR value MATCHES "]${eq}$")
+    string(APPEND eq "=")
+  endwhile()
+  set(${out} "[${eq}[${value}]${eq}]" PARENT_SCOPE)
+endfunction()
+
+set(list_file "${CTEST_FILE}.list.txt")
+file(REMOVE "${list_file}")
+execute_process(
+  COMMAND ${TEST_EMULATOR} "${TEST_EXECUTABLE}" --list_content=HRF "--report_sink=${list_file}"
+  RESULT_VARIABLE rc
+  OUTPUT_VARIABLE out
+  ERROR_VARIABLE out
+  TIMEOUT 120)
+if(NOT rc EQUAL 0 OR NOT EXISTS "${list_file}")
+  file(REMOVE "${CTEST_FILE}")
+  message(FATAL_ERROR
+    "ProcregDiscoverTests: '${TEST_EXECUTABLE} --list_content=HRF' failed (result: ${rc}).\n"
+    "Output:\n${out}")
+endif()
+file(READ "${list_file}" listing)
+string(REPLACE "\r" "" listing "${listing}")
+
+# Split into lines by hand: CMake lists mishandle names containing '[' or ';'.
+set(n_lines 0)
+while(NOT listing STREQUAL "")
+  string(FIND "${listing}" "\n" nl)
+  if(nl EQUAL -1)
+    set(line "${listing}")
+    set(listing "")
+  else()
+    string(SUBSTRING "${listing}" 0 ${nl} line)
+    math(EXPR nl "${nl} + 1")
+    string(SUBSTRING "${listing}" ${nl} -1 listing)
+  endif()
+  if(line MATCHES "^[ ]*$")
+    continue()
+  endif()
+  string(REGEX MATCH "^ +" indent "${line}")
+  string(LENGTH "${indent}" indent_len)
+  math(EXPR level "${indent_len} / 4")
+  string(SUBSTRING "${line}" ${indent_len} -1 rest)
+  string(FIND "${rest}" ":" colon)
+  if(NOT colon EQUAL -1)
+    string(SUBSTRING "${rest}" 0 ${colon} rest)
+  endif()
+  string(LENGTH "${rest}" len)
+  if(len LESS 2)
+    message(FATAL_ERROR "ProcregDiscoverTests: cannot parse listing line '${line}'")
+  endif()
+  math(EXPR last "${len} - 1")
+  string(SUBSTRING "${rest}" ${last} 1 status)
+  string(SUBSTRING "${rest}" 0 ${last} name)
+  if(NOT status STREQUAL "*" AND NOT status STREQUAL " ")
+    message(FATAL_ERROR "ProcregDiscoverTests: cannot parse listing line '${line}'")
+  endif()
+  set(line_name_${n_lines} "${name}")
+  set(line_level_${n_lines} ${level})
+  if(status STREQUAL "*")
+    set(line_enabled_${n_lines} TRUE)
+  else()
+    set(line_enabled_${n_lines} FALSE)
+  endif()
+  math(EXPR n_lines "${n_lines} + 1")
+endwhile()
+
+_procreg_bracket(q_exe "${TEST_EXECUTABLE}")
+set(q_emulator "")
+foreach(arg IN LISTS TEST_EMULATOR)
+  _procreg_bracket(q "${arg}")
+  string(APPEND q_emulator "${q} ")
+endforeach()
+set(q_args "")
+foreach(arg IN LISTS TEST_ARGS)
+  _procreg_bracket(q "${arg}")
+  string(APPEND q_args " ${q}")
+endforeach()
+_procreg_bracket(q_labels "${TEST_LABELS}")
+set(q_props "")
+foreach(arg IN LISTS TEST_PROPERTIES)
+  _procreg_bracket(q "${arg}")
+  string(APPEND q_props " ${q}")
+endforeach()
+
+set(content "# Generated by ProcregDiscoverTests.cmake from\n#   ${TEST_EXECUTABLE} --list_content=HRF\n# Do not edit.\n\n")
+set(n_cases 0)
+set(i 0)
+while(i LESS n_lines)
+  set(level ${line_level_${i}})
+  set(path_${level} "${line_name_${i}}")
+  math(EXPR next "${i} + 1")
+  set(is_suite FALSE)
+  if(next LESS n_lines)
+    if(line_level_${next} GREATER level)
+      set(is_suite TRUE)
+    endif()
+  endif()
+  if(NOT is_suite)
+    set(run_path "")
+    set(ctest_name "${TEST_PREFIX}")
+    foreach(l RANGE 0 ${level})
+      if(l EQUAL 0)
+        set(run_path "${path_${l}}")
+      else()
+        string(APPEND run_path "/${path_${l}}")
+      endif()
+      string(APPEND ctest_name ".${path_${l}}")
+    endforeach()
+    _procreg_bracket(q_name "${ctest_name}")
+    _procreg_bracket(q_run "--run_test=${run_path}")
+    string(APPEND content
+      "add_test(${q_name} ${q_emulator}${q_exe} ${q_run}${q_args})\n"
+      "set_tests_properties(${q_name} PROPERTIES LABELS ${q_labels} TIMEOUT ${TEST_TIMEOUT}${q_props})\n")
+    if(NOT line_enabled_${i})
+      string(APPEND content "set_tests_properties(${q_name} PROPERTIES DISABLED TRUE)\n")
+    endif()
+    math(EXPR n_cases "${n_cases} + 1")
+  endif()
+  set(i ${next})
+endwhile()
+
+if(n_cases EQUAL 0)
+  file(REMOVE "${CTEST_FILE}")
+  message(FATAL_ERROR "ProcregDiscoverTests: '${TEST_EXECUTABLE}' lists no test cases")
+endif()
+
+file(WRITE "${CTEST_FILE}.tmp" "${content}")
+file(RENAME "${CTEST_FILE}.tmp" "${CTEST_FILE}")
