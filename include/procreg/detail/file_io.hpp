@@ -256,33 +256,48 @@ inline bool remove_file_at(int dirfd, const std::filesystem::path& path, const c
     throw_os_error(errc::io_failure, path, "cannot remove", errno);
 }
 
-/// Removes temp files `.<target>.tmp-<pid>-...` left by writers that died
-/// (SIGKILL between create and rename). A temp file of a live writer is
-/// left alone: it is about to be renamed or removed by its owner.
-inline void sweep_stale_temps(int dirfd, std::string_view target) {
+/// Removes temp files `.<target>.tmp-<pid>-...` that no save is using.
+///
+/// Without the registry lock (`holding_lock == false`) only temp files of
+/// writers that died (SIGKILL between create and rename) are provably
+/// garbage: a live writer's temp file is about to be renamed or removed.
+/// A caller holding the lock knows no save is in progress — every procreg
+/// writer of `target` saves only under that lock — so every temp file of
+/// `target` is garbage, whoever made it (including one whose removal failed
+/// on a dying disk).
+///
+/// Returns true when temp files were left in place (only possible without
+/// the lock), so the caller can sweep again once it holds the lock.
+inline bool sweep_stale_temps(int dirfd, std::string_view target, bool holding_lock = false) {
     DIR* stream = sys::fdopendir_dup(dirfd);
-    if (!stream) return;  // best effort: a leftover temp file harms nothing
+    if (!stream) return false;  // best effort: a leftover temp file harms nothing
     const std::string prefix = temp_prefix(target);
+    bool left_some = false;
     while (const dirent* entry = ::readdir(stream)) {
         const std::string_view entry_name(entry->d_name);
         if (entry_name.substr(0, prefix.size()) != prefix) continue;
-        const std::string_view rest = entry_name.substr(prefix.size());
-        const auto dash = rest.find('-');
-        if (dash == std::string_view::npos || dash == 0) continue;
-        std::uint64_t pid = 0;
-        bool digits = true;
-        for (const char c : rest.substr(0, dash)) {
-            if (c < '0' || c > '9' || pid > 0x7fffffffULL) {
-                digits = false;
-                break;
+        if (!holding_lock) {
+            const std::string_view rest = entry_name.substr(prefix.size());
+            const auto dash = rest.find('-');
+            std::uint64_t pid = 0;
+            bool digits = dash != std::string_view::npos && dash != 0;
+            for (const char c : rest.substr(0, digits ? dash : 0)) {
+                if (c < '0' || c > '9' || pid > 0x7fffffffULL) {
+                    digits = false;
+                    break;
+                }
+                pid = pid * 10 + static_cast<std::uint64_t>(c - '0');
             }
-            pid = pid * 10 + static_cast<std::uint64_t>(c - '0');
+            if (!digits || pid == 0 || pid > 0x7fffffffULL) continue;  // not one of ours
+            if (sys::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) {
+                left_some = true;
+                continue;
+            }
         }
-        if (!digits || pid == 0 || pid > 0x7fffffffULL) continue;
-        if (sys::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
         (void)sys::unlinkat(dirfd, entry->d_name, 0);
     }
     ::closedir(stream);
+    return left_some;
 }
 
 }  // namespace procreg::detail

@@ -132,12 +132,27 @@ inline int linkat(int from_dir, const char* from, int to_dir, const char* to, in
     PROCREG_SYS_INTERCEPT(call::link, -1);
     return ::linkat(from_dir, from, to_dir, to, flags);
 }
-/// close(2) is never retried: on Linux the descriptor is gone even on EINTR.
+/// close(2) is never retried: on Linux the descriptor is gone even when
+/// close reports an error. An injected failure therefore closes first and
+/// reports the error after, as the kernel does (otherwise a "failed" close
+/// of a lock file would keep the lock held, which no real system does).
 inline int close(int fd) noexcept {
-    PROCREG_SYS_INTERCEPT(call::close, -1);
+#if defined(PROCREG_FAULT_INJECTION)
+    const int injected = injected_fault(call::close);
+    const int result = ::close(fd);
+    if (injected) {
+        errno = injected;
+        return -1;
+    }
+    return result;
+#else
     return ::close(fd);
+#endif
 }
-/// Opens a directory stream on a duplicate of `fd` (the caller keeps `fd`).
+/// Opens a directory stream on a duplicate of `fd` (the caller keeps `fd`),
+/// positioned at the first entry. The duplicate shares `fd`'s file offset,
+/// which an earlier listing left at the end: the stream is rewound, or a
+/// second listing of the same descriptor would see an empty directory.
 inline DIR* fdopendir_dup(int fd) noexcept {
     PROCREG_SYS_INTERCEPT(call::readdir, nullptr);
     const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -147,7 +162,9 @@ inline DIR* fdopendir_dup(int fd) noexcept {
         const int saved = errno;
         ::close(copy);
         errno = saved;
+        return nullptr;
     }
+    ::rewinddir(dir);
     return dir;
 }
 /// kill(2) is not intercepted: liveness probes are not I/O on the registry.

@@ -61,7 +61,8 @@ public:
     using options = json_table_options;
 
     /// Opens the table's directory (creating it 0700 when missing) and removes
-    /// temp files left by writers that died mid-save. Does not read the table.
+    /// temp files left by writers that died mid-save (others are removed by
+    /// the first save made under the lock). Does not read the table.
     explicit json_table(options opts) : options_(std::move(opts)) {
         if (options_.file.filename().empty()) {
             throw error(errc::invalid_key, options_.file, "a json_table needs a file path, not a directory");
@@ -72,7 +73,7 @@ public:
         }
         name_ = options_.file.filename().string();
         directory_ = detail::open_directory(directory_path(), options_.directory);
-        detail::sweep_stale_temps(directory_.get(), name_);
+        sweep_pending_ = detail::sweep_stale_temps(directory_.get(), name_);
     }
 
     /// The table file.
@@ -154,8 +155,19 @@ public:
             }
             top_[table_->options_.array_key] = std::move(records);
             std::string text = detail::pretty_print(top_);
-            detail::atomic_replace_at(table_->directory_.get(), path(), table_->name_.c_str(), text,
-                                      table_->options_.durable);
+            if (table_->sweep_pending_) {
+                // Temp files a live process left (a save whose cleanup
+                // failed): under the lock no save is running, so all go.
+                detail::sweep_stale_temps(table_->directory_.get(), table_->name_, true);
+                table_->sweep_pending_ = false;
+            }
+            try {
+                detail::atomic_replace_at(table_->directory_.get(), path(), table_->name_.c_str(), text,
+                                          table_->options_.durable);
+            } catch (...) {
+                table_->sweep_pending_ = true;
+                throw;
+            }
             dirty_ = false;
         }
 
@@ -221,6 +233,7 @@ private:
     options options_;
     std::string name_;
     detail::unique_fd directory_;
+    bool sweep_pending_ = false;  // a failed save may have left its temp file
 };
 
 }  // namespace procreg::storage
