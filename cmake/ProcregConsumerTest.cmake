@@ -4,7 +4,7 @@
 #   cmake -D PARAMS_FILE=<file> -P ProcregConsumerTest.cmake
 #
 # PARAMS_FILE (written by tests/CMakeLists.txt) sets:
-#   MODE                find_package | add_subdirectory | pkg_config
+#   MODE                find_package | add_subdirectory | pkg_config | fetch_content
 #   PROCREG_SOURCE_DIR  the procreg source tree under test
 #   CONSUMER_DIR        the consumer project (CMakeLists.txt + main.cpp)
 #   WORK_DIR            scratch directory, wiped first
@@ -20,6 +20,10 @@
 #                   with the flags from `pkg-config --cflags --libs procreg`,
 #                   run it. Skipped (PROCREG_CONSUMER_SKIPPED) without
 #                   pkg-config.
+# fetch_content:    build CONSUMER_DIR, which fetches procreg with
+#                   FetchContent from the git repository PROCREG_SOURCE_DIR at
+#                   its HEAD commit (so: committed changes only), run it.
+#                   Skipped without git or outside a git work tree.
 cmake_minimum_required(VERSION 3.16)
 
 if(NOT PARAMS_FILE OR NOT EXISTS "${PARAMS_FILE}")
@@ -135,6 +139,49 @@ elseif(MODE STREQUAL "pkg_config")
   endif()
   set(exe "${WORK_DIR}/procreg_consumer")
   run_step("compile consumer" "${CXX_COMPILER}" -std=c++17 "${CONSUMER_DIR}/main.cpp" -o "${exe}" ${flags})
+  run_program("${exe}")
+
+elseif(MODE STREQUAL "fetch_content")
+  unset(ENV{GIT_DIR})
+  unset(ENV{GIT_WORK_TREE})
+  find_program(GIT_EXE NAMES git)
+  if(NOT GIT_EXE)
+    message("PROCREG_CONSUMER_SKIPPED: git is not installed")
+    return()
+  endif()
+  execute_process(COMMAND "${GIT_EXE}" -C "${PROCREG_SOURCE_DIR}" rev-parse --show-toplevel
+    RESULT_VARIABLE rc OUTPUT_VARIABLE toplevel ERROR_QUIET OUTPUT_STRIP_TRAILING_WHITESPACE)
+  get_filename_component(real_source "${PROCREG_SOURCE_DIR}" REALPATH)
+  if(rc EQUAL 0)
+    get_filename_component(toplevel "${toplevel}" REALPATH)
+  endif()
+  if(NOT rc EQUAL 0 OR NOT toplevel STREQUAL real_source)
+    message("PROCREG_CONSUMER_SKIPPED: ${PROCREG_SOURCE_DIR} is not the top of a git work tree")
+    return()
+  endif()
+  run_step("git rev-parse HEAD" "${GIT_EXE}" -C "${PROCREG_SOURCE_DIR}" rev-parse HEAD)
+  string(STRIP "${step_output}" head)
+  run_step("git status" "${GIT_EXE}" -C "${PROCREG_SOURCE_DIR}" status --porcelain --untracked-files=no)
+  if(NOT step_output STREQUAL "")
+    message(STATUS "note: the work tree has uncommitted changes; FetchContent tests the committed HEAD ${head}")
+  endif()
+  set(build "${WORK_DIR}/consumer-build")
+  run_step("configure consumer" "${CMAKE_COMMAND}" -S "${CONSUMER_DIR}" -B "${build}" ${common_args}
+    "-DPROCREG_GIT_REPOSITORY=file://${real_source}" "-DPROCREG_GIT_TAG=${head}"
+    -DFETCHCONTENT_QUIET=OFF -DFETCHCONTENT_FULLY_DISCONNECTED=OFF -DFETCHCONTENT_UPDATES_DISCONNECTED=OFF)
+  # Make sure the program was built from the fetched clone at HEAD, not
+  # from the source tree itself.
+  set(clone "${build}/_deps/procreg-src")
+  if(NOT EXISTS "${clone}/.git")
+    message(FATAL_ERROR "FAIL: FetchContent left no git clone in ${clone}")
+  endif()
+  run_step("git rev-parse HEAD (clone)" "${GIT_EXE}" -C "${clone}" rev-parse HEAD)
+  string(STRIP "${step_output}" cloned)
+  if(NOT cloned STREQUAL head)
+    message(FATAL_ERROR "FAIL: the fetched clone is at ${cloned}, not at ${head}")
+  endif()
+  run_step("build consumer" "${CMAKE_COMMAND}" --build "${build}" --config Debug)
+  find_program_in("${build}" exe)
   run_program("${exe}")
 
 else()

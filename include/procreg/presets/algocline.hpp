@@ -46,10 +46,12 @@ struct pool_session {
         return pool_session{std::move(sid), pid, std::move(sock), std::move(version), detail::now_iso8601()};
     }
 
+    /// Field-by-field equality (the seed's derived `PartialEq`).
     friend bool operator==(const pool_session& a, const pool_session& b) {
         return a.sid == b.sid && a.pid == b.pid && a.sock == b.sock && a.version == b.version &&
                a.created_at == b.created_at;
     }
+    /// Field-by-field inequality.
     friend bool operator!=(const pool_session& a, const pool_session& b) { return !(a == b); }
 };
 
@@ -61,7 +63,9 @@ namespace procreg {
 /// Sessions are keyed by `sid`; the worker's pid decides liveness.
 template <>
 struct record_traits<algocline::pool_session> {
+    /// The session id, unique in the registry.
     static std::string_view key(const algocline::pool_session& s) noexcept { return s.sid; }
+    /// The worker process that serves the session.
     static std::uint32_t pid(const algocline::pool_session& s) noexcept { return s.pid; }
 };
 }  // namespace procreg

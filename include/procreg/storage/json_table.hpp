@@ -88,6 +88,8 @@ public:
     template <class Record>
     class session {
     public:
+        /// Reads the table from disk (a missing file is an empty table);
+        /// called by `json_table::begin` under the registry's lock.
         explicit session(json_table& table) : table_(&table) { load(); }
 
         /// The record with `key`, or null.
