@@ -42,6 +42,21 @@ public:
         return stored ? &stored->value : nullptr;
     }
 
+    /// The first record, in storage order, for which `pred(const Record&)`
+    /// is true, or null: the lookup by a secondary key (e.g. a session id
+    /// that must be unique among records). The pointer is valid until the
+    /// next mutating step.
+    template <class Predicate>
+    const Record* find_if(Predicate&& pred) const {
+        static_assert(std::is_invocable_r_v<bool, Predicate&, const Record&>,
+                      "procreg: find_if needs a predicate callable as bool(const Record&)");
+        const Record* found = nullptr;
+        session_.for_each([&](const stored_record<Record>& stored) {
+            if (!found && pred(stored.value)) found = &stored.value;
+        });
+        return found;
+    }
+
     /// Whether a record with `key` exists (alive or not).
     bool contains(std::string_view key) const { return session_.find(key) != nullptr; }
 

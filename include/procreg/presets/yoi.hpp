@@ -1,0 +1,616 @@
+// procreg/presets/yoi.hpp — the yoi pod registry: scoped allocations with delegation.
+//
+// yoi (`pod-registry/src/mutate.rs`) keeps, for every live pod, the paths it
+// may write and read, in one JSON table:
+//
+//     {"allocations": [{"pod_name": "a", "pid": 123, "socket": "/run/a.sock",
+//                       "scope_allow": [{"target": "/src", "permission": "write", "recursive": true}],
+//                       "scope_deny": [], "delegated_from": null,
+//                       "segment_id": "0b6f...-uuid"}]}
+//
+// It is procreg's acid test: a registry whose inserts are guarded by domain
+// rules that look at the whole table, not at one record. Everything here is
+// built from transaction steps (find, find_if, insert, modify, erase, reap
+// with a hook), so it works under any lock and liveness policy: the
+// operations are free functions over the transaction of any
+// `procreg::registry<yoi::allocation, Lock, Storage, Liveness>`.
+//
+//     auto reg = procreg::yoi::open(runtime_dir / "pods.json");
+//     reg.transact([&](auto& tx) {
+//         procreg::yoi::register_pod(tx, "a", pid, sock, {scope_rule::write("/src", true)}, segment);
+//     });
+//
+// Invariant (what every operation keeps): the *effective write scopes* of
+// the allocations in the table never overlap. A pod's effective write scope
+// is its write allow rules, minus its write deny rules, minus the write
+// allow rules of the pods delegated from it (its children). A registration
+// is refused with `write_conflict` when one of its write rules (minus its
+// own deny rules) meets another pod's effective write scope; a delegation
+// may overlap its spawner (that is what delegating means) but nobody else.
+// Read rules never conflict. Dead pods are reclaimed first, their children
+// reparented to the dead pod's parent so the delegation tree stays
+// connected. Each operation runs inside the caller's transaction: if it
+// throws, nothing it did (including the reclaim) is written.
+#pragma once
+
+#include <procreg/liveness/kill_liveness.hpp>
+#include <procreg/lock/flock_lock.hpp>
+#include <procreg/presets/yoi/error.hpp>
+#include <procreg/presets/yoi/scope.hpp>
+#include <procreg/record_traits.hpp>
+#include <procreg/registry.hpp>
+#include <procreg/storage/json_table.hpp>
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace procreg::yoi {
+
+/// One pod's scope allocation (the seed's `Allocation`).
+struct allocation {
+    std::string pod_name;                       ///< the pod's unique name (the record key)
+    std::uint32_t pid = 0;                      ///< the owning process, probed for liveness
+    std::string socket;                         ///< the pod's Unix-domain socket path
+    std::vector<scope_rule> scope_allow;        ///< every rule granted (write and read)
+    std::vector<scope_rule> scope_deny;         ///< write rules taken back out of `scope_allow`
+    std::optional<std::string> delegated_from;  ///< the spawner, or none for a top-level pod
+    std::optional<std::string> segment_id;      ///< the session segment it writes; none for a pre-reservation
+
+    /// Field-wise equality.
+    friend bool operator==(const allocation& a, const allocation& b) {
+        return a.pod_name == b.pod_name && a.pid == b.pid && a.socket == b.socket && a.scope_allow == b.scope_allow &&
+               a.scope_deny == b.scope_deny && a.delegated_from == b.delegated_from && a.segment_id == b.segment_id;
+    }
+    /// Field-wise inequality.
+    friend bool operator!=(const allocation& a, const allocation& b) { return !(a == b); }
+};
+
+/// Encodes an allocation with the seed's field names, in the seed's order;
+/// absent `delegated_from` / `segment_id` are written as null.
+inline void tag_invoke(boost::json::value_from_tag, boost::json::value& out, const allocation& a) {
+    boost::json::array allow;
+    for (const auto& rule : a.scope_allow) allow.push_back(boost::json::value_from(rule));
+    boost::json::array deny;
+    for (const auto& rule : a.scope_deny) deny.push_back(boost::json::value_from(rule));
+    boost::json::object object;
+    object["pod_name"] = a.pod_name;
+    object["pid"] = a.pid;
+    object["socket"] = a.socket;
+    object["scope_allow"] = std::move(allow);
+    object["scope_deny"] = std::move(deny);
+    object["delegated_from"] = a.delegated_from ? boost::json::value(*a.delegated_from) : boost::json::value(nullptr);
+    object["segment_id"] = a.segment_id ? boost::json::value(*a.segment_id) : boost::json::value(nullptr);
+    out = std::move(object);
+}
+
+namespace detail {
+
+inline std::string json_string(const boost::json::value& value, const char* field) {
+    if (!value.is_string()) throw std::invalid_argument(std::string(field) + ": expected a string");
+    const auto& s = value.get_string();
+    return std::string(s.data(), s.size());
+}
+
+inline std::optional<std::string> json_optional_string(const boost::json::object& object, const char* field) {
+    const boost::json::value* value = object.if_contains(field);
+    if (!value || value->is_null()) return std::nullopt;
+    return json_string(*value, field);
+}
+
+inline std::vector<scope_rule> json_rules(const boost::json::value& value, const char* field) {
+    const boost::json::array* array = value.if_array();
+    if (!array) throw std::invalid_argument(std::string(field) + ": expected an array");
+    std::vector<scope_rule> out;
+    out.reserve(array->size());
+    for (std::size_t i = 0; i < array->size(); ++i) {
+        try {
+            out.push_back(boost::json::value_to<scope_rule>((*array)[i]));
+        } catch (const std::exception& e) {
+            throw std::invalid_argument(std::string(field) + "[" + std::to_string(i) + "]: " + e.what());
+        }
+    }
+    return out;
+}
+
+}  // namespace detail
+
+/// Decodes an allocation as serde would: unknown keys ignored, a missing
+/// `scope_deny` is empty (files written before deny rules existed), a
+/// missing or null `delegated_from` / `segment_id` is none. Errors name the
+/// field.
+inline allocation tag_invoke(boost::json::value_to_tag<allocation>, const boost::json::value& value) {
+    const boost::json::object* object = value.if_object();
+    if (!object) throw std::invalid_argument("expected an object");
+    const auto required = [&](const char* field) -> const boost::json::value& {
+        const boost::json::value* found = object->if_contains(field);
+        if (!found) throw std::invalid_argument(std::string(field) + ": missing field");
+        return *found;
+    };
+    allocation a;
+    a.pod_name = detail::json_string(required("pod_name"), "pod_name");
+    try {
+        a.pid = boost::json::value_to<std::uint32_t>(required("pid"));
+    } catch (const std::invalid_argument&) {
+        throw;
+    } catch (const std::exception& e) {
+        throw std::invalid_argument(std::string("pid: ") + e.what());
+    }
+    a.socket = detail::json_string(required("socket"), "socket");
+    a.scope_allow = detail::json_rules(required("scope_allow"), "scope_allow");
+    if (const boost::json::value* deny = object->if_contains("scope_deny"); deny && !deny->is_null()) {
+        a.scope_deny = detail::json_rules(*deny, "scope_deny");
+    }
+    a.delegated_from = detail::json_optional_string(*object, "delegated_from");
+    a.segment_id = detail::json_optional_string(*object, "segment_id");
+    return a;
+}
+
+}  // namespace procreg::yoi
+
+namespace procreg {
+/// Allocations are keyed by pod name; the pod's pid decides liveness.
+template <>
+struct record_traits<yoi::allocation> {
+    /// The pod name.
+    static std::string_view key(const yoi::allocation& a) noexcept { return a.pod_name; }
+    /// The owning process.
+    static std::uint32_t pid(const yoi::allocation& a) noexcept { return a.pid; }
+};
+}  // namespace procreg
+
+namespace procreg::yoi {
+
+/// The yoi registry as the seed runs it: flock on `pods.lock`,
+/// `{"allocations": [...]}` in `pods.json`, kill(pid, 0) liveness.
+using pod_registry = procreg::registry<allocation, lock::flock_lock, storage::json_table, liveness::kill_liveness>;
+
+/// Storage options for the table at `pods_json`: array key "allocations",
+/// lock file beside it with the extension replaced by `.lock`
+/// (`pods.json` → `pods.lock`), fsync on.
+inline storage::json_table_options options(std::filesystem::path pods_json) {
+    storage::json_table_options opts;
+    opts.file = std::move(pods_json);
+    opts.array_key = "allocations";
+    opts.lock_file = opts.file;
+    opts.lock_file.replace_extension(".lock");
+    return opts;
+}
+
+/// Opens (creating the directory 0700 if needed) the table at `pods_json`.
+inline pod_registry open(std::filesystem::path pods_json) {
+    return pod_registry(storage::json_table(options(std::move(pods_json))));
+}
+
+/// Opens with explicit storage options (e.g. `durable = false` on tmpfs).
+inline pod_registry open(storage::json_table_options opts) { return pod_registry(storage::json_table(std::move(opts))); }
+
+/// A pod whose effective write scope meets a requested rule, and the rule of
+/// its own through which it does.
+struct conflict_owner {
+    std::string pod_name;  ///< the pod
+    scope_rule rule;       ///< its write allow rule that overlaps
+};
+
+namespace detail {
+
+template <class Tx, class = void>
+struct is_pod_transaction : std::false_type {};
+template <class Tx>
+struct is_pod_transaction<
+    Tx, std::enable_if_t<std::is_same_v<decltype(std::declval<const Tx&>().find(std::string_view{})), const allocation*>>>
+    : std::true_type {};
+
+template <class Tx>
+constexpr bool check_transaction() {
+    static_assert(is_pod_transaction<Tx>::value,
+                  "procreg::yoi: operations take the transaction of a registry whose Record is yoi::allocation");
+    return true;
+}
+
+template <class Tx>
+std::filesystem::path table_path(const Tx& tx) {
+    return tx.storage_session().path();
+}
+
+inline std::string quote_name(std::string_view s) { return "\"" + std::string(s) + "\""; }
+
+/// `rules` with normalised targets; an invalid one is `invalid_scope`.
+template <class Tx>
+std::vector<scope_rule> normalize_rules(const Tx& tx, const std::vector<scope_rule>& rules, const std::string& pod) {
+    std::vector<scope_rule> out;
+    out.reserve(rules.size());
+    for (const auto& rule : rules) {
+        std::string why;
+        auto fixed = normalized(rule, why);
+        if (!fixed) {
+            scope_error_details details;
+            details.pod = pod;
+            details.rule = rule;
+            const std::string who = pod.empty() ? std::string() : "pod " + quote_name(pod) + ": ";
+            throw scope_error(errc::invalid_scope, table_path(tx),
+                              who + "scope rule target " + quote_name(rule.target) + ": " + why, pod, std::move(details));
+        }
+        out.push_back(std::move(*fixed));
+    }
+    return out;
+}
+
+/// A read-only view of the table for scope questions: for each pod, its
+/// write allow regions and what is subtracted from them (its write deny
+/// rules and its children's write allow rules). Regions point into the
+/// view's own copy of the records, so the view is neither copied nor moved.
+class scope_table {
+public:
+    template <class Tx>
+    explicit scope_table(const Tx& tx) : pods_(tx.records()) {
+        std::unordered_map<std::string_view, std::size_t> index;
+        for (std::size_t i = 0; i < pods_.size(); ++i) index.emplace(pods_[i].pod_name, i);
+        allow_w_.resize(pods_.size());
+        subtracted_.resize(pods_.size());
+        depth_.assign(pods_.size(), 0);
+        for (std::size_t i = 0; i < pods_.size(); ++i) {
+            allow_w_[i] = regions_of(pods_[i].scope_allow, permission::write);
+            subtracted_[i] = regions_of(pods_[i].scope_deny, permission::write);
+        }
+        for (std::size_t j = 0; j < pods_.size(); ++j) {
+            const auto& parent = pods_[j].delegated_from;
+            if (!parent) continue;
+            const auto found = index.find(*parent);
+            if (found == index.end() || found->second == j) continue;
+            auto child_rules = regions_of(pods_[j].scope_allow, permission::write);
+            auto& into = subtracted_[found->second];
+            into.insert(into.end(), child_rules.begin(), child_rules.end());
+        }
+        // Depth in the delegation tree, for naming the most specific owner
+        // first. A cycle (only possible in a hand-edited file) stops the walk.
+        for (std::size_t i = 0; i < pods_.size(); ++i) {
+            std::size_t at = i;
+            std::size_t steps = 0;
+            while (steps < pods_.size() && pods_[at].delegated_from) {
+                const auto found = index.find(*pods_[at].delegated_from);
+                if (found == index.end()) break;
+                at = found->second;
+                ++steps;
+            }
+            depth_[i] = steps;
+        }
+    }
+
+    scope_table(const scope_table&) = delete;
+    scope_table& operator=(const scope_table&) = delete;
+
+    /// The pods, other than `exempt`, whose effective write scope meets
+    /// `request` outside `extra` (the requester's own deny rules), deepest
+    /// in the delegation tree first, then in storage order.
+    std::vector<conflict_owner> owners(const scope_rule& request, std::optional<std::string_view> exempt,
+                                       const std::vector<region>& extra) const {
+        struct hit {
+            std::size_t pod;
+            const scope_rule* rule;
+        };
+        std::vector<hit> hits;
+        if (request.perm != permission::write) return {};
+        const region wanted = region_of(request);
+        for (std::size_t i = 0; i < pods_.size(); ++i) {
+            if (exempt && pods_[i].pod_name == *exempt) continue;
+            if (const scope_rule* rule = claim(i, wanted, extra)) hits.push_back(hit{i, rule});
+        }
+        std::stable_sort(hits.begin(), hits.end(),
+                         [&](const hit& a, const hit& b) { return depth_[a.pod] > depth_[b.pod]; });
+        std::vector<conflict_owner> out;
+        out.reserve(hits.size());
+        for (const auto& h : hits) out.push_back(conflict_owner{pods_[h.pod].pod_name, *h.rule});
+        return out;
+    }
+
+    /// Whether `rule` lies inside `pod`'s effective scope: for a write rule,
+    /// inside its write allow rules and clear of its deny rules and of its
+    /// children's write rules; for a read rule, inside its allow rules.
+    bool within_effective(std::string_view pod, const scope_rule& rule) const {
+        const auto i = index_of(pod);
+        if (!i) return false;
+        const region wanted = region_of(rule);
+        if (rule.perm == permission::read) {
+            return covered_by(wanted, regions_of(pods_[*i].scope_allow, std::nullopt));
+        }
+        if (!covered_by(wanted, allow_w_[*i])) return false;
+        for (const auto& taken : subtracted_[*i]) {
+            if (intersect(wanted, taken)) return false;
+        }
+        return true;
+    }
+
+private:
+    std::optional<std::size_t> index_of(std::string_view pod) const {
+        for (std::size_t i = 0; i < pods_.size(); ++i) {
+            if (pods_[i].pod_name == pod) return i;
+        }
+        return std::nullopt;
+    }
+
+    /// The first write allow rule of pod `i` through which its effective
+    /// write scope meets `wanted` outside `extra`, or null.
+    const scope_rule* claim(std::size_t i, const region& wanted, const std::vector<region>& extra) const {
+        std::vector<region> cover = subtracted_[i];
+        cover.insert(cover.end(), extra.begin(), extra.end());
+        for (const auto& rule : pods_[i].scope_allow) {
+            if (rule.perm != permission::write) continue;
+            const auto shared = intersect(region_of(rule), wanted);
+            if (shared && !covered_by(*shared, cover)) return &rule;
+        }
+        return nullptr;
+    }
+
+    std::vector<allocation> pods_;
+    std::vector<std::vector<region>> allow_w_;
+    std::vector<std::vector<region>> subtracted_;
+    std::vector<std::size_t> depth_;
+};
+
+/// Points the children of `removed` at `removed`'s own parent, so the
+/// delegation tree stays connected (the seed's reparenting).
+template <class Tx>
+void reparent_children(Tx& tx, const allocation& removed) {
+    std::optional<std::string> new_parent = removed.delegated_from;
+    if (new_parent && *new_parent == removed.pod_name) new_parent.reset();
+    std::vector<std::string> children;
+    tx.for_each([&](const allocation& a) {
+        if (a.delegated_from && *a.delegated_from == removed.pod_name && a.pod_name != removed.pod_name) {
+            children.push_back(a.pod_name);
+        }
+    });
+    for (const auto& child : children) {
+        tx.modify(child, [&](allocation& a) { a.delegated_from = new_parent; });
+    }
+}
+
+template <class Tx>
+[[noreturn]] void throw_write_conflict(const Tx& tx, const std::string& pod, const scope_rule& rule,
+                                       const conflict_owner& owner) {
+    scope_error_details details;
+    details.pod = pod;
+    details.competitor = owner.pod_name;
+    details.rule = rule;
+    details.competitor_rule = owner.rule;
+    throw scope_error(errc::write_conflict, table_path(tx),
+                      "pod " + quote_name(pod) + ": requested " + describe(rule) + " conflicts with pod " +
+                          quote_name(owner.pod_name) + " holding " + describe(owner.rule),
+                      owner.pod_name, std::move(details));
+}
+
+template <class Tx>
+[[noreturn]] void throw_duplicate(const Tx& tx, const std::string& pod) {
+    scope_error_details details;
+    details.pod = pod;
+    throw scope_error(errc::duplicate_pod_name, table_path(tx), "pod " + quote_name(pod) + " is already registered", pod,
+                      std::move(details));
+}
+
+template <class Tx>
+[[noreturn]] void throw_unknown(const Tx& tx, std::string_view pod) {
+    scope_error_details details;
+    details.pod = std::string(pod);
+    throw scope_error(errc::unknown_pod, table_path(tx), "pod " + quote_name(pod) + " is not registered",
+                      std::string(pod), std::move(details));
+}
+
+}  // namespace detail
+
+/// The allocation writing to session segment `segment_id`, or null: the
+/// lookup by the table's secondary unique key. Pre-reservations (no
+/// segment) never match.
+template <class Tx>
+const allocation* find_by_segment(const Tx& tx, std::string_view segment_id) {
+    static_assert(detail::check_transaction<Tx>());
+    return tx.find_if([&](const allocation& a) { return a.segment_id && *a.segment_id == segment_id; });
+}
+
+/// Removes the allocations whose owner the registry's liveness policy finds
+/// dead, reparenting each one's children to its parent, and returns them
+/// (the seed's `reclaim_stale`, with the policy instead of a bare kill).
+template <class Tx>
+std::vector<allocation> reclaim_stale(Tx& tx) {
+    static_assert(detail::check_transaction<Tx>());
+    return tx.reap([](const allocation& removed, Tx& t) { detail::reparent_children(t, removed); });
+}
+
+/// As `reclaim_stale`, but `is_alive(std::uint32_t pid)` decides (the
+/// seed's test seam `reclaim_stale_with`). The registry's liveness policy
+/// is not consulted.
+template <class Tx, class Probe>
+std::vector<allocation> reclaim_stale_with(Tx& tx, Probe&& is_alive) {
+    static_assert(detail::check_transaction<Tx>());
+    static_assert(std::is_invocable_r_v<bool, Probe&, std::uint32_t>,
+                  "procreg::yoi: reclaim_stale_with needs a probe callable as bool(std::uint32_t pid)");
+    std::vector<std::string> dead;
+    tx.for_each([&](const allocation& a) {
+        if (!is_alive(a.pid)) dead.push_back(a.pod_name);
+    });
+    std::vector<allocation> removed;
+    removed.reserve(dead.size());
+    for (const auto& name : dead) {
+        const allocation* found = tx.find(name);
+        if (!found) continue;
+        allocation gone = *found;
+        tx.erase(name);
+        detail::reparent_children(tx, gone);
+        removed.push_back(std::move(gone));
+    }
+    return removed;
+}
+
+/// Every pod, other than `exempt`, whose effective write scope meets the
+/// write rule `rule`, the deepest in the delegation tree first. A read
+/// rule has no owners. `rule` is normalised (`invalid_scope` if refused).
+template <class Tx>
+std::vector<conflict_owner> find_conflict_owners(const Tx& tx, const scope_rule& rule,
+                                                 std::optional<std::string_view> exempt = std::nullopt) {
+    static_assert(detail::check_transaction<Tx>());
+    const auto fixed = detail::normalize_rules(tx, {rule}, std::string());
+    const detail::scope_table view(tx);
+    return view.owners(fixed.front(), exempt, {});
+}
+
+/// Whether `rule` lies in `pod`'s effective scope. A write rule must be
+/// covered by the pod's write allow rules and meet neither its deny rules
+/// nor its children's write rules; a read rule must be covered by its allow
+/// rules. False for an unknown pod. Children count until they are
+/// reclaimed, which errs on the safe side. `rule` is normalised
+/// (`invalid_scope` if refused).
+template <class Tx>
+bool is_within_effective_write(const Tx& tx, std::string_view pod, const scope_rule& rule) {
+    static_assert(detail::check_transaction<Tx>());
+    const auto fixed = detail::normalize_rules(tx, {rule}, std::string(pod));
+    const detail::scope_table view(tx);
+    return view.within_effective(pod, fixed.front());
+}
+
+/// Registers a top-level pod whose write scope is `scope_allow` minus the
+/// write rules of `scope_deny` (the seed's `register_pod_with_deny`).
+///
+/// Steps, in the seed's order: normalise every rule (`invalid_scope`);
+/// reclaim stale allocations; refuse a taken name (`duplicate_pod_name`),
+/// a segment another allocation writes (`segment_conflict`, naming it and
+/// its socket), and any write rule whose part outside `scope_deny` meets
+/// another pod's effective write scope (`write_conflict`, naming the pod
+/// and both rules). The deny rules thus let a restored pod re-register
+/// around what its children still hold. The check is structural, as in the
+/// seed: it does not verify that what the deny rules skip belongs to this
+/// pod's descendants.
+template <class Tx>
+void register_pod_with_deny(Tx& tx, std::string pod_name, std::uint32_t pid, std::string socket,
+                            std::vector<scope_rule> scope_allow, std::vector<scope_rule> scope_deny,
+                            std::string segment_id) {
+    static_assert(detail::check_transaction<Tx>());
+    scope_allow = detail::normalize_rules(tx, scope_allow, pod_name);
+    scope_deny = detail::normalize_rules(tx, scope_deny, pod_name);
+    reclaim_stale(tx);
+    if (tx.contains(pod_name)) detail::throw_duplicate(tx, pod_name);
+    if (const allocation* holder = find_by_segment(tx, segment_id)) {
+        scope_error_details details;
+        details.pod = pod_name;
+        details.competitor = holder->pod_name;
+        details.competitor_socket = holder->socket;
+        details.segment_id = segment_id;
+        throw scope_error(errc::segment_conflict, detail::table_path(tx),
+                          "pod " + detail::quote_name(pod_name) + ": session segment " + segment_id +
+                              " is already held by pod " + detail::quote_name(holder->pod_name) + " at " + holder->socket,
+                          holder->pod_name, std::move(details));
+    }
+    {
+        const detail::scope_table view(tx);
+        const auto own_deny = detail::regions_of(scope_deny, permission::write);
+        for (const auto& rule : scope_allow) {
+            if (rule.perm != permission::write) continue;
+            const auto owners = view.owners(rule, std::nullopt, own_deny);
+            if (!owners.empty()) detail::throw_write_conflict(tx, pod_name, rule, owners.front());
+        }
+    }
+    tx.insert(allocation{std::move(pod_name), pid, std::move(socket), std::move(scope_allow), std::move(scope_deny),
+                         std::nullopt, std::move(segment_id)});
+}
+
+/// Registers a top-level pod (the seed's `register_pod`): as
+/// `register_pod_with_deny` with no deny rules.
+template <class Tx>
+void register_pod(Tx& tx, std::string pod_name, std::uint32_t pid, std::string socket,
+                  std::vector<scope_rule> scope_allow, std::string segment_id) {
+    register_pod_with_deny(tx, std::move(pod_name), pid, std::move(socket), std::move(scope_allow), {},
+                           std::move(segment_id));
+}
+
+/// Registers `spawned` with scope delegated from `spawner` (the seed's
+/// `delegate_scope`). Every rule must be allowed by `scope` (`not_subset`),
+/// which is the spawner's delegation authority, not what it holds; a write
+/// rule may overlap the spawner but no other pod's effective write scope
+/// (`write_conflict`). `spawner` must be registered (`unknown_pod`),
+/// `spawned` must not (`duplicate_pod_name`). The child gets no segment
+/// (a pre-reservation) and no deny rules.
+template <class Tx>
+void delegate_scope(Tx& tx, std::string_view spawner, std::string spawned, std::uint32_t pid, std::string socket,
+                    std::vector<scope_rule> scope_allow, const delegation_scope& scope) {
+    static_assert(detail::check_transaction<Tx>());
+    scope_allow = detail::normalize_rules(tx, scope_allow, spawned);
+    const delegation_scope authority{detail::normalize_rules(tx, scope.rules, std::string(spawner))};
+    reclaim_stale(tx);
+    if (tx.contains(spawned)) detail::throw_duplicate(tx, spawned);
+    if (!tx.contains(spawner)) detail::throw_unknown(tx, spawner);
+    {
+        const detail::scope_table view(tx);
+        for (const auto& rule : scope_allow) {
+            if (!authority.allows(rule)) {
+                scope_error_details details;
+                details.pod = spawned;
+                details.spawner = std::string(spawner);
+                details.rule = rule;
+                throw scope_error(errc::not_subset, detail::table_path(tx),
+                                  "pod " + detail::quote_name(spawned) + ": " + describe(rule) +
+                                      " is not within the delegation scope of spawner " + detail::quote_name(spawner),
+                                  std::string(spawner), std::move(details));
+            }
+            const auto owners = view.owners(rule, spawner, {});
+            if (!owners.empty()) detail::throw_write_conflict(tx, spawned, rule, owners.front());
+        }
+    }
+    tx.insert(allocation{std::move(spawned), pid, std::move(socket), std::move(scope_allow), {},
+                         std::string(spawner), std::nullopt});
+}
+
+/// Removes `pod_name`'s allocation (`unknown_pod` if none); its children
+/// are reparented to its own parent (the seed's `release_pod`).
+template <class Tx>
+void release_pod(Tx& tx, std::string_view pod_name) {
+    static_assert(detail::check_transaction<Tx>());
+    const allocation* found = tx.find(pod_name);
+    if (!found) detail::throw_unknown(tx, pod_name);
+    const allocation removed = *found;
+    tx.erase(pod_name);
+    detail::reparent_children(tx, removed);
+}
+
+/// Takes a delegation back into its parent (the seed's
+/// `reclaim_delegated_scope`). For each write rule of `delegated_scope`, at
+/// most one exactly equal rule is removed from `parent`'s `scope_deny`, so
+/// each call peels one deny layer; then `child`'s allocation, if still
+/// there, is removed and its children reparented to its parent. Idempotent
+/// when nothing matches; works when the child is already gone; no error
+/// when either pod is missing. Rules are normalised (`invalid_scope`).
+template <class Tx>
+void reclaim_delegated_scope(Tx& tx, std::string_view parent, std::string_view child,
+                             const std::vector<scope_rule>& delegated_scope) {
+    static_assert(detail::check_transaction<Tx>());
+    const auto delegated = detail::normalize_rules(tx, delegated_scope, std::string(child));
+    if (const allocation* found = tx.find(parent)) {
+        std::vector<scope_rule> deny = found->scope_deny;
+        bool changed = false;
+        for (const auto& rule : delegated) {
+            if (rule.perm != permission::write) continue;
+            const auto match = std::find(deny.begin(), deny.end(), rule);
+            if (match != deny.end()) {
+                deny.erase(match);
+                changed = true;
+            }
+        }
+        if (changed) tx.modify(parent, [&](allocation& a) { a.scope_deny = std::move(deny); });
+    }
+    if (const allocation* found = tx.find(child)) {
+        const allocation removed = *found;
+        tx.erase(child);
+        detail::reparent_children(tx, removed);
+    }
+}
+
+}  // namespace procreg::yoi
