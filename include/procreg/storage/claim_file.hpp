@@ -1,0 +1,561 @@
+// procreg/storage/claim_file.hpp — a single-holder claim kept in one small file.
+//
+// A claim file holds at most one record: the current holder of something
+// that only one process may own (trusty-memory's `daemon.lock` holding
+// "<pid>\n", INSOMNIA's `_staging/.consolidation.lock` holding a JSON
+// object). How the record looks on disk is a format policy
+// (`pid_text_format`, `json_record_format`); everything else is shared.
+//
+// Invariants:
+// - every decision is taken under the registry lock (a flock on a sibling
+//   file that is never renamed or unlinked), so two procreg processes never
+//   both replace the same claim;
+// - the claim file is never rewritten in place. A new claim is a complete,
+//   fsynced temp file that is hard-linked to the claim name (link fails if
+//   the name exists), so a reader sees no file or a whole claim, and a
+//   writer outside our lock that creates the claim with O_EXCL (trusty's
+//   first phase) cannot be overwritten;
+// - a claim is replaced or removed only after it has been moved to a private
+//   name and found to be the very file (device, inode and bytes) that was
+//   read and judged: if another writer changed it meanwhile, the file is put
+//   back and the commit fails with `errc::in_use` without a pid — the caller
+//   re-reads and decides again (py-filelock's rename-and-recheck);
+// - a file that cannot be parsed is an error naming it (procreg's default),
+//   or, where the seed says so, a stale claim reported through `skipped()`;
+// - the directory is opened once by descriptor (0700, owner checked, no
+//   symlinks); every file is reached relative to it.
+//
+// See docs/storage-claim-file.md for the protocol and what it guarantees
+// against programs that do not take the lock.
+#pragma once
+
+#include <procreg/detail/file_io.hpp>
+#include <procreg/detail/json_codec.hpp>
+#include <procreg/error.hpp>
+#include <procreg/record_traits.hpp>
+#include <procreg/stored_record.hpp>
+
+#include <boost/json.hpp>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace procreg::storage {
+
+/// Claim format: the plain text `<pid>\n` of trusty-memory's `daemon.lock`.
+/// The record seen by the registry is the JSON object `{"pid": <pid>}`.
+struct pid_text_format {
+    /// Name used in error messages.
+    static constexpr const char* name = "pid text";
+
+    /// Reads "<pid>" surrounded by optional whitespace (what Rust's
+    /// `trim().parse::<u32>()` accepts, a leading '+' included). Returns
+    /// nothing, with the reason in `why`, for an empty or malformed file.
+    static std::optional<boost::json::object> parse(std::string_view bytes, const detail::json_limits& /*limits*/,
+                                                    std::string& why) {
+        const auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; };
+        while (!bytes.empty() && is_space(bytes.front())) bytes.remove_prefix(1);
+        while (!bytes.empty() && is_space(bytes.back())) bytes.remove_suffix(1);
+        if (bytes.empty()) {
+            why = "the file is empty";
+            return std::nullopt;
+        }
+        std::string_view digits = bytes;
+        if (digits.front() == '+') digits.remove_prefix(1);
+        if (digits.empty()) {
+            why = "not a pid";
+            return std::nullopt;
+        }
+        std::uint64_t pid = 0;
+        for (const char c : digits) {
+            if (c < '0' || c > '9') {
+                why = "not a pid: \"" + std::string(bytes.substr(0, 32)) + "\"";
+                return std::nullopt;
+            }
+            const auto digit = static_cast<std::uint64_t>(c - '0');
+            if (pid > (std::numeric_limits<std::uint64_t>::max() - digit) / 10) {
+                why = "pid out of range";
+                return std::nullopt;
+            }
+            pid = pid * 10 + digit;
+        }
+        boost::json::object out;
+        out["pid"] = pid;
+        return out;
+    }
+
+    /// Writes `<pid>\n`. Refuses (returns nothing, reason in `why`) a record
+    /// with any non-null field besides a non-negative integer `pid`: the
+    /// format has no room for it and dropping it silently would lose data.
+    static std::optional<std::string> serialize(const boost::json::object& record, std::string& why) {
+        const auto found = record.find("pid");
+        if (found == record.end()) {
+            why = "the record has no \"pid\" field";
+            return std::nullopt;
+        }
+        for (const auto& item : record) {
+            if (item.key() != "pid" && !item.value().is_null()) {  // null (an empty optional) loses nothing
+                why = "the pid text format holds only a pid; the record also has \"" + std::string(item.key()) + "\"";
+                return std::nullopt;
+            }
+        }
+        const boost::json::value& pid = found->value();
+        if (pid.is_uint64()) return std::to_string(pid.get_uint64()) + "\n";
+        if (pid.is_int64() && pid.get_int64() >= 0) return std::to_string(pid.get_int64()) + "\n";
+        why = "\"pid\" is not a non-negative integer";
+        return std::nullopt;
+    }
+};
+
+/// Claim format: one JSON object, pretty-printed like serde_json's
+/// `to_string_pretty` without a trailing newline (INSOMNIA's lock file).
+struct json_record_format {
+    /// Name used in error messages.
+    static constexpr const char* name = "JSON record";
+
+    /// Parses one JSON object within the depth limit.
+    static std::optional<boost::json::object> parse(std::string_view bytes, const detail::json_limits& limits,
+                                                    std::string& why) {
+        auto parsed = detail::parse_json(bytes, limits, why);
+        if (!parsed) {
+            why = "cannot parse JSON: " + why;
+            return std::nullopt;
+        }
+        if (!parsed->is_object()) {
+            why = "the top level is not a JSON object";
+            return std::nullopt;
+        }
+        return std::move(parsed->as_object());
+    }
+
+    /// Pretty-prints the object.
+    static std::optional<std::string> serialize(const boost::json::object& record, std::string& /*why*/) {
+        return detail::pretty_print(record);
+    }
+};
+
+/// What a claim file that cannot be parsed means.
+enum class unparseable_claim {
+    error,  ///< `errc::corrupted_file`, file untouched (procreg's default: never overwrite what you don't understand)
+    stale,  ///< no holder: the next acquire replaces it (both seeds), reported through `skipped()`
+};
+
+/// Where and how a `claim_file` keeps its file.
+struct claim_file_options {
+    /// The claim file, e.g. `~/.local/share/trusty-memory/daemon.lock`. Its
+    /// directory is created (0700) when missing.
+    std::filesystem::path file;
+    /// The registry lock file; empty means `<dir>/.<name>.flock` (`<dir>/<name>.flock`
+    /// when the name already starts with a dot). Never renamed or unlinked.
+    std::filesystem::path lock_file;
+    /// What a file that cannot be parsed means.
+    unparseable_claim unparseable = unparseable_claim::error;
+    /// fsync the new claim before publishing it and the directory after.
+    bool durable = true;
+    /// Claim files larger than this are refused unread (checked with fstat).
+    std::size_t max_file_bytes = std::size_t{1} << 20;
+    /// Maximum JSON nesting depth accepted.
+    std::size_t max_depth = 32;
+    /// Ownership and permission rules for the directory.
+    detail::directory_policy directory;
+};
+
+/// Identity of one claim file as read or written: a replaced or rewritten
+/// file differs in at least one of these. Used to remove a claim only while
+/// it is still the one a process wrote.
+struct claim_file_token {
+    std::uint64_t device = 0;  ///< st_dev
+    std::uint64_t inode = 0;   ///< st_ino
+    std::string bytes;         ///< the whole contents
+
+    /// Same file, same contents.
+    friend bool operator==(const claim_file_token& a, const claim_file_token& b) {
+        return a.device == b.device && a.inode == b.inode && a.bytes == b.bytes;
+    }
+    /// Not the same file or not the same contents.
+    friend bool operator!=(const claim_file_token& a, const claim_file_token& b) { return !(a == b); }
+};
+
+/// What a claim file holds, read without taking the lock.
+enum class claim_state {
+    absent,       ///< no file (or no directory)
+    unparseable,  ///< a file that is empty or not a claim in the format
+    present,      ///< a readable claim
+};
+
+/// The result of `claim_file::peek`.
+template <class Record>
+struct claim_peek {
+    claim_state state = claim_state::absent;  ///< what was found
+    std::optional<Record> record;             ///< the claim, when `state == claim_state::present`
+    std::string reason;                       ///< why it is unparseable, when it is
+};
+
+namespace detail_claim {
+
+template <class Format, class = void>
+struct is_format : std::false_type {};
+template <class Format>
+struct is_format<Format,
+                 std::enable_if_t<std::is_same_v<decltype(Format::parse(std::string_view{},
+                                                                        std::declval<const detail::json_limits&>(),
+                                                                        std::declval<std::string&>())),
+                                                 std::optional<boost::json::object>> &&
+                                  std::is_same_v<decltype(Format::serialize(std::declval<const boost::json::object&>(),
+                                                                            std::declval<std::string&>())),
+                                                 std::optional<std::string>> &&
+                                  std::is_convertible_v<decltype(Format::name), const char*>>> : std::true_type {};
+
+/// A fresh name `.<target>.tmp-<pid>-<n>-<noise>` in the temp-file namespace
+/// of `target`, so `detail::sweep_stale_temps` removes it if its maker dies.
+inline std::string private_name(std::string_view target) {
+    static std::atomic<std::uint64_t> counter{0};
+    const auto noise = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    return detail::temp_prefix(target) + std::to_string(::getpid()) + "-" +
+           std::to_string(counter.fetch_add(1, std::memory_order_relaxed)) + "-" +
+           std::to_string(noise % 1000000007ULL);
+}
+
+/// Parses and decodes claim bytes; nothing (reason in `why`) when they are
+/// not a `Record` in `Format`.
+template <class Format, class Record>
+std::optional<stored_record<Record>> decode_claim(std::string_view bytes, std::size_t max_depth, std::string& why) {
+    auto object = Format::parse(bytes, detail::json_limits{max_depth}, why);
+    if (!object) return std::nullopt;
+    try {
+        Record value = detail::decode_value<Record>(boost::json::value(*object), "");
+        return stored_record<Record>{std::move(value), std::move(*object)};
+    } catch (const detail::decode_error& e) {
+        why = e.what();
+        return std::nullopt;
+    }
+}
+
+}  // namespace detail_claim
+
+/// Storage policy: one claim (at most one record) in one file, in `Format`.
+template <class Format>
+class claim_file {
+    static_assert(detail_claim::is_format<Format>::value,
+                  "procreg: a claim format needs static parse(string_view, const json_limits&, string&) -> "
+                  "optional<json::object>, static serialize(const json::object&, string&) -> optional<string>, "
+                  "and a static name");
+
+public:
+    /// The options type, named uniformly across storages.
+    using options = claim_file_options;
+    /// The on-disk format.
+    using format_type = Format;
+
+    /// Opens the claim's directory (creating it 0700 when missing) and removes
+    /// private files left by processes that died mid-commit. Reads nothing.
+    explicit claim_file(options opts) : options_(std::move(opts)) {
+        if (options_.file.filename().empty()) {
+            throw error(errc::invalid_key, options_.file, "a claim_file needs a file path, not a directory");
+        }
+        name_ = options_.file.filename().string();
+        if (options_.lock_file.empty()) options_.lock_file = default_lock_file(options_.file);
+        directory_ = detail::open_directory(directory_path(options_.file), options_.directory);
+        detail::sweep_stale_temps(directory_.get(), name_);
+    }
+
+    /// The claim file.
+    const std::filesystem::path& path() const noexcept { return options_.file; }
+    /// The lock file the registry's lock policy should use.
+    const std::filesystem::path& lock_path() const noexcept { return options_.lock_file; }
+    /// The options in force.
+    const options& settings() const noexcept { return options_; }
+
+    /// Reads the claim without taking the lock and without creating anything
+    /// (not even the directory). Safe because claims are published whole (a
+    /// reader sees the old file or the new one). Missing file or directory is
+    /// `absent`; an empty or malformed file is `unparseable`; any other
+    /// failure (I/O error, symlink, not a regular file, unsafe directory,
+    /// oversized file) throws.
+    template <class Record>
+    static claim_peek<Record> peek(const options& opts) {
+        if (opts.file.filename().empty()) {
+            throw error(errc::invalid_key, opts.file, "a claim_file needs a file path, not a directory");
+        }
+        detail::directory_policy policy = opts.directory;
+        policy.create = false;
+        detail::unique_fd dir;
+        try {
+            dir = detail::open_directory(directory_path(opts.file), policy);
+        } catch (const error& e) {
+            if (e.os_error() == ENOENT) return {};
+            throw;
+        }
+        return peek_at<Record>(dir.get(), opts.file, opts);
+    }
+
+    /// As the static `peek`, through this storage's open directory.
+    template <class Record>
+    claim_peek<Record> peek() const {
+        return peek_at<Record>(directory_.get(), options_.file, options_);
+    }
+
+    /// One transaction's view of the claim: read when created, published by
+    /// `commit` (only if changed) with the compare-and-swap protocol above.
+    template <class Record>
+    class session {
+    public:
+        /// Loads the claim; the caller holds the registry lock.
+        explicit session(claim_file& owner) : owner_(&owner) { load(); }
+
+        /// The claim if its key is `key`, else null.
+        const stored_record<Record>* find(std::string_view key) const {
+            return slot_ && detail::key_of(slot_->value) == key ? &*slot_ : nullptr;
+        }
+
+        /// Calls `visit(const stored_record<Record>&)` for the claim, if any.
+        template <class Visit>
+        void for_each(Visit&& visit) const {
+            if (slot_) visit(*slot_);
+        }
+
+        /// Sets the claim. Refused (file untouched) when the file holds a claim
+        /// with another key — a claim file has one slot — or when the format
+        /// cannot hold the record.
+        std::optional<skipped_file> put(stored_record<Record> entry) {
+            const std::string_view key = detail::key_of(entry.value);
+            if (slot_ && detail::key_of(slot_->value) != key) {
+                return skipped_file{path(), "the claim file holds the claim \"" +
+                                                std::string(detail::key_of(slot_->value)) +
+                                                "\"; a claim file holds one record"};
+            }
+            std::string why;
+            std::optional<std::string> bytes;
+            try {
+                bytes = Format::serialize(detail::encode_over(entry.json, entry.value), why);
+            } catch (const detail::decode_error& e) {
+                why = e.what();
+            }
+            if (!bytes) {
+                return skipped_file{path(), std::string("cannot write the claim in the ") + Format::name +
+                                                " format: " + why};
+            }
+            slot_ = std::move(entry);
+            pending_ = std::move(bytes);
+            dirty_ = true;
+            return std::nullopt;
+        }
+
+        /// Removes the claim if its key is `key`; false otherwise.
+        bool erase(std::string_view key) {
+            if (!find(key)) return false;
+            slot_.reset();
+            pending_.reset();
+            dirty_ = true;
+            return true;
+        }
+
+        /// 0 or 1.
+        std::size_t size() const noexcept { return slot_ ? 1 : 0; }
+
+        /// An unparseable claim treated as stale, if there was one.
+        const std::vector<skipped_file>& skipped() const noexcept { return skipped_; }
+
+        /// The claim file, for error messages.
+        const std::filesystem::path& path() const noexcept { return owner_->path(); }
+
+        /// The claim file as this session last read or wrote it; nothing
+        /// when there is no file. Compared by claim handles so that they
+        /// remove a claim only while it is still theirs.
+        const std::optional<claim_file_token>& file_token() const noexcept { return token_; }
+
+        /// Publishes the change, if any. On `errc::in_use` without a pid the
+        /// file was changed by a writer that does not take the lock; nothing
+        /// of this session was published and the caller should decide again.
+        void commit() {
+            if (!dirty_) return;
+            const int dirfd = owner_->directory_.get();
+            const char* name = owner_->name_.c_str();
+            const bool durable = owner_->options_.durable;
+
+            // 1. The new claim, complete and on disk, under a private name.
+            std::string temp;
+            std::optional<claim_file_token> written;
+            if (pending_) {
+                written = write_private(dirfd, temp, *pending_, durable);
+            }
+            const auto drop_temp = [&] {
+                if (!temp.empty()) (void)detail::sys::unlinkat(dirfd, temp.c_str(), 0);
+            };
+
+            // 2. Move the claim we judged out of the way and check it is that claim.
+            std::string evicted;
+            if (token_) {
+                evicted = detail_claim::private_name(owner_->name_);
+                if (detail::sys::renameat(dirfd, name, dirfd, evicted.c_str()) != 0) {
+                    const int err = errno;
+                    drop_temp();
+                    if (err == ENOENT) changed("the claim file disappeared");
+                    detail::throw_os_error(errc::io_failure, path(), "cannot move the old claim aside", err);
+                }
+                if (!is_loaded_file(dirfd, evicted)) {
+                    // Someone replaced it after we read it: give it back.
+                    const bool restored = detail::sys::linkat(dirfd, evicted.c_str(), dirfd, name, 0) == 0;
+                    (void)detail::sys::unlinkat(dirfd, evicted.c_str(), 0);
+                    drop_temp();
+                    changed(restored ? "the claim file was replaced after it was read"
+                                     : "the claim file was replaced after it was read, and a third writer "
+                                       "created another one before it could be put back");
+                }
+            }
+
+            // 3. Publish: link fails if anyone created the name meanwhile.
+            if (pending_) {
+                if (detail::sys::linkat(dirfd, temp.c_str(), dirfd, name, 0) != 0) {
+                    const int err = errno;
+                    drop_temp();
+                    if (!evicted.empty()) (void)detail::sys::unlinkat(dirfd, evicted.c_str(), 0);
+                    if (err == EEXIST) changed("another writer created the claim file meanwhile");
+                    detail::throw_os_error(errc::io_failure, path(),
+                                           "cannot link the new claim into place (the file system must support "
+                                           "hard links)",
+                                           err);
+                }
+                drop_temp();
+            }
+            // The judged claim is superseded; failing to remove its private
+            // copy harms nothing (swept once this process is dead).
+            if (!evicted.empty()) (void)detail::sys::unlinkat(dirfd, evicted.c_str(), 0);
+
+            token_ = std::move(written);
+            dirty_ = false;
+            if (durable && detail::sys::fsync(dirfd) != 0) {
+                detail::throw_os_error(errc::io_failure, path(),
+                                       "claim updated, but fsync of the directory failed: the change may not "
+                                       "survive a crash",
+                                       errno);
+            }
+        }
+
+    private:
+        void load() {
+            const auto& opts = owner_->options_;
+            auto contents = detail::read_file_at(owner_->directory_.get(), path(), owner_->name_.c_str(),
+                                                 opts.max_file_bytes);
+            if (!contents) return;
+            token_ = claim_file_token{static_cast<std::uint64_t>(contents->status.st_dev),
+                                      static_cast<std::uint64_t>(contents->status.st_ino), contents->bytes};
+            std::string why;
+            slot_ = detail_claim::decode_claim<Format, Record>(contents->bytes, opts.max_depth, why);
+            if (slot_) return;
+            if (opts.unparseable == unparseable_claim::error) {
+                throw error(errc::corrupted_file, path(),
+                            std::string("cannot read the claim (") + Format::name + " format): " + why);
+            }
+            skipped_.push_back(skipped_file{path(), "unparseable claim, treated as stale: " + why});
+        }
+
+        claim_file_token write_private(int dirfd, std::string& temp, const std::string& bytes, bool durable) {
+            int fd = -1;
+            for (int attempt = 0; attempt < 64 && fd < 0; ++attempt) {
+                temp = detail_claim::private_name(owner_->name_);
+                fd = detail::sys::openat(dirfd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                                         0600);
+                if (fd < 0 && errno != EEXIST) {
+                    const int err = errno;
+                    temp.clear();
+                    detail::throw_os_error(errc::io_failure, path(), "cannot create a temp file", err);
+                }
+            }
+            if (fd < 0) {
+                temp.clear();
+                detail::throw_os_error(errc::io_failure, path(), "cannot create a unique temp file", EEXIST);
+            }
+            detail::unique_fd handle(fd);
+            const auto fail = [&](const std::string& what, int err) {
+                handle.reset();
+                (void)detail::sys::unlinkat(dirfd, temp.c_str(), 0);
+                temp.clear();
+                detail::throw_os_error(errc::io_failure, path(), what, err);
+            };
+            if (const int err = detail::write_all(fd, bytes)) fail("cannot write the new claim", err);
+            if (durable && detail::sys::fsync(fd) != 0) fail("fsync of the new claim failed; nothing was changed", errno);
+            struct ::stat st {};
+            if (detail::sys::fstat(fd, &st) != 0) fail("cannot stat the new claim", errno);
+            if (detail::sys::close(handle.release()) != 0) fail("closing the new claim failed; nothing was changed", errno);
+            return claim_file_token{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
+                                    bytes};
+        }
+
+        bool is_loaded_file(int dirfd, const std::string& evicted) const {
+            try {
+                auto contents = detail::read_file_at(dirfd, path(), evicted.c_str(), owner_->options_.max_file_bytes);
+                if (!contents) return false;
+                return claim_file_token{static_cast<std::uint64_t>(contents->status.st_dev),
+                                        static_cast<std::uint64_t>(contents->status.st_ino),
+                                        std::move(contents->bytes)} == *token_;
+            } catch (const error&) {
+                return false;  // a symlink, a directory, a huge file: not what we read
+            }
+        }
+
+        [[noreturn]] void changed(const std::string& what) const {
+            throw error(errc::in_use, path(),
+                        what + " by a writer that does not take " + owner_->lock_path().string() +
+                            "; nothing was written, decide again");
+        }
+
+        claim_file* owner_;
+        std::optional<stored_record<Record>> slot_;
+        std::optional<std::string> pending_;
+        std::optional<claim_file_token> token_;
+        std::vector<skipped_file> skipped_;
+        bool dirty_ = false;
+    };
+
+    /// Starts a session; the caller holds the registry lock.
+    template <class Record>
+    session<Record> begin() {
+        return session<Record>(*this);
+    }
+
+private:
+    static std::filesystem::path directory_path(const std::filesystem::path& file) {
+        auto parent = file.parent_path();
+        return parent.empty() ? std::filesystem::path(".") : parent;
+    }
+
+    static std::filesystem::path default_lock_file(const std::filesystem::path& file) {
+        std::string name = file.filename().string();
+        if (name.front() != '.') name.insert(name.begin(), '.');
+        return directory_path(file) / (name + ".flock");
+    }
+
+    template <class Record>
+    static claim_peek<Record> peek_at(int dirfd, const std::filesystem::path& file, const options& opts) {
+        const std::string name = file.filename().string();
+        auto contents = detail::read_file_at(dirfd, file, name.c_str(), opts.max_file_bytes);
+        claim_peek<Record> out;
+        if (!contents) return out;
+        auto stored = detail_claim::decode_claim<Format, Record>(contents->bytes, opts.max_depth, out.reason);
+        if (!stored) {
+            out.state = claim_state::unparseable;
+            return out;
+        }
+        out.state = claim_state::present;
+        out.record = std::move(stored->value);
+        return out;
+    }
+
+    options options_;
+    std::string name_;
+    detail::unique_fd directory_;
+};
+
+}  // namespace procreg::storage
