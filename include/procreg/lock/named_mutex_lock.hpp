@@ -1,0 +1,489 @@
+// procreg/lock/named_mutex_lock.hpp — registry-wide exclusion by a robust,
+// process-shared pthread mutex kept in named shared memory.
+//
+// Why this and not `boost::interprocess::named_mutex` (engineering notes §2):
+// on Linux that class is a POSIX named semaphore. A semaphore has no owner,
+// so a holder killed with SIGKILL leaves it taken for ever and every later
+// registry call hangs. Boost's `interprocess_mutex` is robust since 1.78 but,
+// on EOWNERDEAD, unlocks without `pthread_mutex_consistent`, which leaves the
+// mutex ENOTRECOVERABLE. Here the mutex is a plain `pthread_mutex_t` with
+// PTHREAD_MUTEX_ROBUST | PTHREAD_PROCESS_SHARED | PTHREAD_MUTEX_ERRORCHECK in
+// a segment mapped with Boost.Interprocess (`shared_memory_object` +
+// `mapped_region`). When its holder dies the kernel marks it owner-dead; the
+// next locker gets EOWNERDEAD, marks it consistent and goes on. "Repairing
+// the protected state" is nothing at all: every registry transaction reloads
+// the table from disk, and the disk only ever holds whole, atomically
+// replaced files.
+//
+// The segment is `/dev/shm/procreg-<16 hex digits>`, the digits being the
+// 64-bit FNV-1a hash of the canonical (weakly_canonical, absolute) lock path,
+// so every program that names the same registry — through any spelling or
+// symlink of its directory — maps the same mutex. It is created 0600 on first
+// use and never removed by procreg (see `remove`). A hash collision between
+// two registries only makes them share one mutex: more waiting, never less
+// exclusion.
+//
+// Invariants:
+// - nobody touches the mutex before the segment's init word reads `ready`;
+//   the word is claimed by compare-and-swap with the claimant's pid, so two
+//   first users never both initialise, and a claimant that died half way is
+//   detected (its pid is gone) and replaced;
+// - every acquisition that sees EOWNERDEAD calls pthread_mutex_consistent
+//   before returning, so procreg never leaves the mutex ENOTRECOVERABLE;
+// - a segment not owned by this user, or open to group/others, is refused
+//   (errc::unsafe_path): another user could otherwise hold or corrupt it.
+#pragma once
+
+#include <procreg/detail/file_io.hpp>
+#include <procreg/detail/sys.hpp>
+#include <procreg/error.hpp>
+
+#include <boost/interprocess/exceptions.hpp>
+#include <boost/interprocess/mapped_region.hpp>
+#include <boost/interprocess/permissions.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cstdint>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <utility>
+
+#include <pthread.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+namespace procreg::lock {
+
+namespace named_mutex_detail {
+
+/// The init word of a segment nobody has claimed yet (a fresh segment is all zeros).
+inline constexpr std::uint32_t state_fresh = 0;
+/// The init word once the mutex is initialised; any other value is the pid
+/// of the process initialising it.
+inline constexpr std::uint32_t state_ready = 0xffffffffu;
+
+/// Identifies the layout below; a segment with another value (another
+/// procreg version, or a 32-bit program's segment) is refused, never reused.
+inline constexpr std::uint64_t layout_id =
+    (std::uint64_t{0x5052434e4d58ull} << 16) |  // "PRCNMX"
+    (std::uint64_t{1} << 8) |                    // layout version 1
+    static_cast<std::uint64_t>(sizeof(pthread_mutex_t));
+
+/// The shared segment. Fields are plain integers accessed with the
+/// compiler's __atomic builtins, so that zero-filled memory written by
+/// another process is valid without running any constructor.
+struct shared_block {
+    std::uint32_t init_state;  ///< state_fresh, an initialiser's pid, or state_ready
+    std::uint32_t reserved;    ///< zero
+    std::uint64_t layout;      ///< layout_id, written before init_state becomes ready
+    std::uint64_t recoveries;  ///< how many acquisitions found the holder dead (EOWNERDEAD)
+    pthread_mutex_t mutex;     ///< robust, process-shared, error-checking
+    char lock_path[1024];      ///< the canonical lock path, for administrators (may be truncated)
+};
+
+/// 64-bit FNV-1a: tiny, stable across builds and platforms, good enough to
+/// spread registry paths over names (collisions are harmless, see above).
+inline std::uint64_t fnv1a64(const std::string& text) noexcept {
+    std::uint64_t hash = 0xcbf29ce484222325ull;
+    for (const unsigned char c : text) {
+        hash ^= c;
+        hash *= 0x100000001b3ull;
+    }
+    return hash;
+}
+
+/// Whether the process that claimed a segment's init word may still be running.
+inline bool claimant_may_live(std::uint32_t pid) noexcept {
+    if (pid == 0 || pid > static_cast<std::uint32_t>(INT_MAX)) return false;
+    if (detail::sys::kill(static_cast<pid_t>(pid), 0) == 0) return true;
+    return errno != ESRCH;
+}
+
+}  // namespace named_mutex_detail
+
+// pthread_mutex_clocklock (glibc 2.30) waits on CLOCK_MONOTONIC; older
+// libcs only have pthread_mutex_timedlock on CLOCK_REALTIME.
+// ThreadSanitizer (GCC 12) intercepts neither clocklock nor an EOWNERDEAD
+// result of timedlock, so it would miss those acquisitions and report the
+// unlock as wrong; under TSan a timed wait polls trylock instead, which it
+// models fully.
+#if defined(__SANITIZE_THREAD__)
+#define PROCREG_DETAIL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PROCREG_DETAIL_TSAN 1
+#endif
+#endif
+#if !defined(PROCREG_DETAIL_TSAN) && defined(__GLIBC__) && defined(_GNU_SOURCE) && \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 30))
+#define PROCREG_DETAIL_HAS_CLOCKLOCK 1
+#else
+#define PROCREG_DETAIL_HAS_CLOCKLOCK 0
+#endif
+
+/// A registry lock held in a robust pthread mutex in named shared memory.
+/// Lockable and TimedLockable; excludes other processes and other threads.
+///
+/// Ownership is per thread: the thread that locked must unlock. Locking
+/// again from the thread that holds it throws (`errc::io_failure` with
+/// `os_error() == EDEADLK`) instead of deadlocking.
+///
+/// fork(): the segment stays mapped in the child, but a lock held by the
+/// parent is not the child's — the child cannot release it (its `unlock()`
+/// is ignored) and its `lock()` waits for the parent like any other
+/// process. An unheld lock object may be used freely in a forked child.
+/// exec() or death while holding: the kernel marks the mutex owner-dead and
+/// the next locker recovers it.
+///
+/// Only programs that use this policy on the same path exclude each other:
+/// it does not take the flock that `flock_lock` (and the seeds' Rust
+/// programs) use. Use `flock_lock` for a registry shared with those.
+class named_mutex_lock {
+public:
+    /// An explicit segment name, for locks that are not tied to a registry path.
+    struct explicit_name {
+        std::string value;  ///< no '/', at most NAME_MAX - 1 characters
+    };
+
+    /// How long a first user waits for another process to finish
+    /// initialising a fresh segment before giving up.
+    static constexpr std::chrono::seconds init_wait{5};
+
+    /// Maps (creating 0600 on first use) the segment for the registry whose
+    /// lock path is `lock_path` (the storage's `lock_path()`; the file itself
+    /// need not exist and is never created). Throws `errc::unsafe_path` when
+    /// the segment belongs to another user or is open to group/others,
+    /// `errc::unsupported_file` when it has another layout, `errc::io_failure`
+    /// otherwise.
+    explicit named_mutex_lock(const std::filesystem::path& lock_path)
+        : lock_path_(canonical_lock_path(lock_path)), name_(name_for_canonical(lock_path_)) {
+        attach();
+    }
+
+    /// Maps (creating 0600 on first use) the segment called `name.value`.
+    explicit named_mutex_lock(explicit_name name) : name_(std::move(name.value)) {
+        check_name(name_);
+        attach();
+    }
+
+    named_mutex_lock(const named_mutex_lock&) = delete;
+    named_mutex_lock& operator=(const named_mutex_lock&) = delete;
+
+    /// Releases the lock if this object still holds it, then unmaps. The
+    /// segment itself stays for other users.
+    ~named_mutex_lock() {
+        if (held_) unlock();
+    }
+
+    /// Blocks until this thread holds the lock. If the previous holder died
+    /// holding it, recovers it and sets `last_acquire_recovered()`.
+    void lock() { (void)acquired(::pthread_mutex_lock(&block()->mutex), "pthread_mutex_lock"); }
+
+    /// Takes the lock if it is free now; never blocks.
+    bool try_lock() { return acquired(::pthread_mutex_trylock(&block()->mutex), "pthread_mutex_trylock"); }
+
+    /// Waits at most `timeout` for the lock.
+    template <class Rep, class Period>
+    bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
+        return try_lock_until(std::chrono::steady_clock::now() + timeout);
+    }
+
+    /// Waits until `deadline` for the lock. The wait itself is
+    /// pthread_mutex_clocklock on CLOCK_MONOTONIC (no polling), so a
+    /// wall-clock change neither shortens nor extends it.
+    template <class Clock, class Duration>
+    bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+        const auto remaining = std::chrono::ceil<std::chrono::nanoseconds>(deadline - Clock::now());
+        if (remaining <= std::chrono::nanoseconds::zero()) return try_lock();
+        return timed_lock(remaining);
+    }
+
+    /// Releases the lock. Ignored when this thread does not hold it (e.g. in
+    /// a forked child of the holder).
+    void unlock() noexcept {
+        held_ = false;
+        (void)::pthread_mutex_unlock(&block()->mutex);
+    }
+
+    /// Whether the latest successful acquisition through this object found
+    /// the previous holder dead (EOWNERDEAD) and recovered the mutex. Read it
+    /// while holding the lock.
+    bool last_acquire_recovered() const noexcept { return recovered_; }
+
+    /// How many acquisitions, by any process, have recovered this segment's
+    /// mutex from a dead holder since the segment was created.
+    std::uint64_t recoveries() const noexcept {
+        return __atomic_load_n(&block()->recoveries, __ATOMIC_ACQUIRE);
+    }
+
+    /// The segment's name, as given to shm_open (no leading '/').
+    const std::string& name() const noexcept { return name_; }
+
+    /// The canonical lock path the name was derived from (empty for an explicit name).
+    const std::filesystem::path& lock_path() const noexcept { return lock_path_; }
+
+    /// Where glibc keeps the segment (`/dev/shm/<name>`), as errors name it.
+    std::filesystem::path segment_path() const { return std::filesystem::path("/dev/shm") / name_; }
+
+    /// The segment name for the registry whose lock path is `lock_path`:
+    /// "procreg-" + 16 lowercase hex digits of FNV-1a-64 of the canonical path.
+    static std::string segment_name(const std::filesystem::path& lock_path) {
+        return name_for_canonical(canonical_lock_path(lock_path));
+    }
+
+    /// Removes the segment for `lock_path`; false when there was none.
+    /// procreg never does this by itself: a process that still maps the
+    /// segment keeps using the old mutex while a newcomer would create a new
+    /// one, and the two would not exclude each other. Call it only when no
+    /// process uses the registry (administration, tests), e.g. to clear a
+    /// segment of another layout.
+    static bool remove(const std::filesystem::path& lock_path) {
+        return boost::interprocess::shared_memory_object::remove(segment_name(lock_path).c_str());
+    }
+
+    /// Removes the segment called `name.value`; false when there was none.
+    static bool remove(const explicit_name& name) {
+        return boost::interprocess::shared_memory_object::remove(name.value.c_str());
+    }
+
+private:
+    named_mutex_detail::shared_block* block() const noexcept {
+        return static_cast<named_mutex_detail::shared_block*>(region_.get_address());
+    }
+
+    static std::filesystem::path canonical_lock_path(const std::filesystem::path& lock_path) {
+        if (lock_path.empty()) throw error(errc::invalid_key, lock_path, "named_mutex_lock needs a lock path");
+        std::error_code ec;
+        auto absolute = std::filesystem::absolute(lock_path, ec);
+        if (!ec) absolute = std::filesystem::weakly_canonical(absolute, ec);
+        if (ec) {
+            throw error(errc::io_failure, lock_path, "cannot resolve the lock path: " + ec.message(),
+                        error::details{{}, {}, ec.value()});
+        }
+        return absolute;
+    }
+
+    static std::string name_for_canonical(const std::filesystem::path& canonical) {
+        static const char digits[] = "0123456789abcdef";
+        std::uint64_t hash = named_mutex_detail::fnv1a64(canonical.native());
+        std::string hex(16, '0');
+        for (int i = 15; i >= 0; --i) {
+            hex[static_cast<std::size_t>(i)] = digits[hash & 0xf];
+            hash >>= 4;
+        }
+        return "procreg-" + hex;
+    }
+
+    static void check_name(const std::string& name) {
+        if (name.empty() || name.size() >= NAME_MAX || name.find('/') != std::string::npos ||
+            name.find('\0') != std::string::npos || name == "." || name == "..") {
+            throw error(errc::invalid_key, name,
+                        "a shared-memory segment name must be 1 to " + std::to_string(NAME_MAX - 1) +
+                            " characters without '/' or NUL");
+        }
+    }
+
+    [[noreturn]] void fail(errc code, const std::string& what, int err = 0) const {
+        if (err != 0) detail::throw_os_error(code, segment_path(), what, err);
+        throw error(code, segment_path(), what);
+    }
+
+    // Opens or creates the segment, checks who owns it, maps it and makes
+    // sure its mutex is initialised exactly once.
+    void attach() {
+        namespace bip = boost::interprocess;
+        bip::shared_memory_object shm;
+        try {
+            // open_or_create creates with O_EXCL and then fchmods to 0600, so
+            // the umask cannot widen the mode.
+            shm = bip::shared_memory_object(bip::open_or_create, name_.c_str(), bip::read_write,
+                                            bip::permissions(0600));
+        } catch (const bip::interprocess_exception& e) {
+            const int err = e.get_native_error();
+            if (err == EACCES || err == EPERM) {
+                fail(errc::unsafe_path,
+                     "cannot open the named-mutex segment; it exists and belongs to another user (segments are "
+                     "0600: use flock_lock for a registry shared between users)",
+                     err);
+            }
+            if (err == ELOOP) fail(errc::unsafe_path, "the named-mutex segment is a symbolic link (refused)", err);
+            fail(errc::io_failure, std::string("cannot open or create the named-mutex segment: ") + e.what(), err);
+        }
+        const int fd = shm.get_mapping_handle().handle;
+        struct ::stat st {};
+        if (detail::sys::fstat(fd, &st) != 0) fail(errc::io_failure, "cannot stat the named-mutex segment", errno);
+        if (st.st_uid != ::geteuid()) {
+            fail(errc::unsafe_path, "the named-mutex segment is owned by uid " + std::to_string(st.st_uid) +
+                                        ", not by this user (uid " + std::to_string(::geteuid()) +
+                                        "); refusing to share a lock with another user");
+        }
+        if (!S_ISREG(st.st_mode) || (st.st_mode & 077) != 0) {
+            fail(errc::unsafe_path, "the named-mutex segment is accessible to group or others (refused)");
+        }
+        const auto needed = static_cast<bip::offset_t>(sizeof(named_mutex_detail::shared_block));
+        if (st.st_size < needed) {
+            // Growing is idempotent and zero-fills; never shrink (a newer
+            // layout may be larger, and is then refused below, untouched).
+            try {
+                shm.truncate(needed);
+            } catch (const bip::interprocess_exception& e) {
+                fail(errc::io_failure, std::string("cannot size the named-mutex segment: ") + e.what(),
+                     e.get_native_error());
+            }
+        }
+        try {
+            region_ = bip::mapped_region(shm, bip::read_write, 0, sizeof(named_mutex_detail::shared_block));
+        } catch (const bip::interprocess_exception& e) {
+            fail(errc::io_failure, std::string("cannot map the named-mutex segment: ") + e.what(),
+                 e.get_native_error());
+        }
+        // The descriptor is no longer needed: the mapping keeps the segment.
+        bip::shared_memory_object().swap(shm);
+        initialise_once();
+        if (__atomic_load_n(&block()->layout, __ATOMIC_ACQUIRE) != named_mutex_detail::layout_id) {
+            fail(errc::unsupported_file,
+                 "the named-mutex segment has another layout (another procreg version or ABI); when no process "
+                 "uses it, remove it with named_mutex_lock::remove()");
+        }
+    }
+
+    void initialise_once() {
+        using namespace named_mutex_detail;
+        shared_block* b = block();
+        const auto me = static_cast<std::uint32_t>(::getpid());
+        const auto deadline = std::chrono::steady_clock::now() + init_wait;
+        for (;;) {
+            std::uint32_t seen = __atomic_load_n(&b->init_state, __ATOMIC_ACQUIRE);
+            if (seen == state_ready) return;
+            // Claim a fresh word, or take over from a claimant that died
+            // mid-initialisation (nobody uses the mutex before `ready`).
+            if (seen == state_fresh || !claimant_may_live(seen)) {
+                if (__atomic_compare_exchange_n(&b->init_state, &seen, me, false, __ATOMIC_ACQ_REL,
+                                                __ATOMIC_ACQUIRE)) {
+                    initialise(b, me);
+                    return;
+                }
+                continue;  // another process claimed it first; look again
+            }
+            if (std::chrono::steady_clock::now() >= deadline) {
+                fail(errc::io_failure, "process " + std::to_string(seen) +
+                                           " claimed the named-mutex segment for initialisation and has not "
+                                           "finished within " + std::to_string(init_wait.count()) +
+                                           " s; if no process uses it, remove it with named_mutex_lock::remove()");
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+    }
+
+    // Runs only in the process whose pid is in init_state.
+    void initialise(named_mutex_detail::shared_block* b, std::uint32_t me) {
+        using namespace named_mutex_detail;
+        const auto give_back = [&](const std::string& what, int err) {
+            std::uint32_t expected = me;
+            (void)__atomic_compare_exchange_n(&b->init_state, &expected, state_fresh, false, __ATOMIC_ACQ_REL,
+                                              __ATOMIC_ACQUIRE);
+            fail(errc::io_failure, what, err);
+        };
+        std::memset(static_cast<void*>(&b->mutex), 0, sizeof b->mutex);
+        std::memset(b->lock_path, 0, sizeof b->lock_path);
+        const std::string& text = lock_path_.empty() ? name_ : lock_path_.native();
+        std::memcpy(b->lock_path, text.data(), std::min(text.size(), sizeof b->lock_path - 1));
+        __atomic_store_n(&b->recoveries, std::uint64_t{0}, __ATOMIC_RELAXED);
+        pthread_mutexattr_t attr;
+        if (const int rc = ::pthread_mutexattr_init(&attr)) give_back("pthread_mutexattr_init failed", rc);
+        int rc = ::pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+        if (rc == 0) rc = ::pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+        if (rc == 0) rc = ::pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
+        if (rc == 0) rc = ::pthread_mutex_init(&b->mutex, &attr);
+        (void)::pthread_mutexattr_destroy(&attr);
+        if (rc != 0) give_back("cannot initialise a robust process-shared mutex", rc);
+        __atomic_store_n(&b->layout, layout_id, __ATOMIC_RELEASE);
+        __atomic_store_n(&b->init_state, state_ready, __ATOMIC_RELEASE);
+    }
+
+    bool timed_lock(std::chrono::nanoseconds remaining) {
+#if defined(PROCREG_DETAIL_TSAN)
+        const auto deadline = std::chrono::steady_clock::now() + remaining;
+        auto pause = std::chrono::milliseconds(1);
+        for (;;) {
+            if (try_lock()) return true;
+            if (std::chrono::steady_clock::now() >= deadline) return false;
+            std::this_thread::sleep_for(pause);
+            pause = std::min(pause * 2, std::chrono::milliseconds(25));
+        }
+#else
+#if PROCREG_DETAIL_HAS_CLOCKLOCK
+        const clockid_t clock = CLOCK_MONOTONIC;
+#else
+        const clockid_t clock = CLOCK_REALTIME;
+#endif
+        struct ::timespec now {};
+        (void)::clock_gettime(clock, &now);
+        const auto total = std::chrono::seconds(now.tv_sec) + std::chrono::nanoseconds(now.tv_nsec) + remaining;
+        const auto whole = std::chrono::duration_cast<std::chrono::seconds>(total);
+        struct ::timespec until {};
+        until.tv_sec = static_cast<std::time_t>(whole.count());
+        until.tv_nsec = static_cast<long>((total - whole).count());
+#if PROCREG_DETAIL_HAS_CLOCKLOCK
+        return acquired(::pthread_mutex_clocklock(&block()->mutex, clock, &until), "pthread_mutex_clocklock");
+#else
+        return acquired(::pthread_mutex_timedlock(&block()->mutex, &until), "pthread_mutex_timedlock");
+#endif
+#endif
+    }
+
+    // Interprets a pthread lock result: true when this thread now holds the
+    // lock, false when it was busy or the wait timed out, throws otherwise.
+    bool acquired(int rc, const char* call) {
+        if (rc == 0) {
+            held_ = true;
+            recovered_ = false;
+            return true;
+        }
+        if (rc == EBUSY || rc == ETIMEDOUT) return false;
+        if (rc == EOWNERDEAD) {
+            // We own the mutex; its previous holder died. The registry's
+            // state needs no repair (it is reloaded from disk, where saves
+            // are atomic), so mark the mutex usable again at once.
+            const int fixed = ::pthread_mutex_consistent(&block()->mutex);
+            if (fixed != 0) {
+                (void)::pthread_mutex_unlock(&block()->mutex);
+                fail(errc::io_failure, "pthread_mutex_consistent failed after EOWNERDEAD", fixed);
+            }
+            __atomic_add_fetch(&block()->recoveries, std::uint64_t{1}, __ATOMIC_ACQ_REL);
+            held_ = true;
+            recovered_ = true;
+            return true;
+        }
+        if (rc == EDEADLK) {
+            fail(errc::io_failure,
+                 "this thread already holds the registry lock (a transaction nested in a transaction on the same "
+                 "registry?)",
+                 rc);
+        }
+        if (rc == ENOTRECOVERABLE) {
+            fail(errc::io_failure,
+                 "the mutex is not recoverable (a program unlocked it after EOWNERDEAD without "
+                 "pthread_mutex_consistent); stop every user and remove it with named_mutex_lock::remove()",
+                 rc);
+        }
+        fail(errc::io_failure, std::string(call) + " failed", rc);
+    }
+
+    std::filesystem::path lock_path_;
+    std::string name_;
+    boost::interprocess::mapped_region region_;
+    bool held_ = false;
+    bool recovered_ = false;
+};
+
+}  // namespace procreg::lock
