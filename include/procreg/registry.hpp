@@ -20,6 +20,7 @@
 #include <procreg/liveness/kill_liveness.hpp>
 #include <procreg/record_traits.hpp>
 #include <procreg/stored_record.hpp>
+#include <procreg/tombstones.hpp>
 #include <procreg/transaction.hpp>
 
 #include <chrono>
@@ -186,6 +187,99 @@ public:
     std::vector<Record> reap(std::error_code& ec) {
         auto out = transact([](transaction_type& tx) { return tx.reap(); }, ec);
         return out ? std::move(*out) : std::vector<Record>{};
+    }
+
+    // Tombstone operations (procreg/tombstones.hpp): each is one transaction,
+    // and exists only when the storage keeps soft-deleted records; on any
+    // other storage a call is a compile error saying so.
+
+    /// Moves the record with `key` to the retired tree; idempotent.
+    template <class S = Storage>
+    tombstone_result retire(std::string_view key) {
+        if constexpr (detail::check_tombstone_storage<S>()) {
+            return transact([&](transaction_type& tx) { return tx.retire(key); });
+        } else {
+            return {};
+        }
+    }
+    /// `retire` reporting failure in `ec`.
+    template <class S = Storage>
+    tombstone_result retire(std::string_view key, std::error_code& ec) {
+        if constexpr (detail::check_tombstone_storage<S>()) {
+            return transact([&](transaction_type& tx) { return tx.retire(key); }, ec).value_or(tombstone_result{});
+        } else {
+            return {};
+        }
+    }
+
+    /// Moves the retired record with `key` back to the active records; idempotent.
+    template <class S = Storage>
+    tombstone_result unretire(std::string_view key) {
+        if constexpr (detail::check_tombstone_storage<S>()) {
+            return transact([&](transaction_type& tx) { return tx.unretire(key); });
+        } else {
+            return {};
+        }
+    }
+    /// `unretire` reporting failure in `ec`.
+    template <class S = Storage>
+    tombstone_result unretire(std::string_view key, std::error_code& ec) {
+        if constexpr (detail::check_tombstone_storage<S>()) {
+            return transact([&](transaction_type& tx) { return tx.unretire(key); }, ec).value_or(tombstone_result{});
+        } else {
+            return {};
+        }
+    }
+
+    /// Removes both the active and the retired copy of `key`; true when one existed. Idempotent.
+    template <class S = Storage>
+    bool hard_delete(std::string_view key) {
+        if constexpr (detail::check_tombstone_storage<S>()) {
+            return transact([&](transaction_type& tx) { return tx.hard_delete(key); });
+        } else {
+            return false;
+        }
+    }
+    /// `hard_delete` reporting failure in `ec`.
+    template <class S = Storage>
+    bool hard_delete(std::string_view key, std::error_code& ec) {
+        if constexpr (detail::check_tombstone_storage<S>()) {
+            return transact([&](transaction_type& tx) { return tx.hard_delete(key); }, ec).value_or(false);
+        } else {
+            return false;
+        }
+    }
+
+    /// Whether an active file exists for `key` (valid or not).
+    template <class S = Storage>
+    bool exists(std::string_view key) {
+        if constexpr (detail::check_tombstone_storage<S>()) {
+            return transact([&](transaction_type& tx) { return tx.exists(key); });
+        } else {
+            return false;
+        }
+    }
+
+    /// Whether an active or a retired file exists for `key` (valid or not).
+    template <class S = Storage>
+    bool exists_anywhere(std::string_view key) {
+        if constexpr (detail::check_tombstone_storage<S>()) {
+            return transact([&](transaction_type& tx) { return tx.exists_anywhere(key); });
+        } else {
+            return false;
+        }
+    }
+
+    /// Every valid active record, in storage order, and every file passed
+    /// over (unparseable, unsupported schema, key not matching the file
+    /// name, ...) with its reason.
+    template <class S = Storage>
+    active_listing<Record> list_active() {
+        if constexpr (detail::check_tombstone_storage<S>()) {
+            return transact([](transaction_type& tx) { return tx.list_active(); });
+        } else {
+            return {};
+        }
     }
 
     /// The storage policy.

@@ -11,6 +11,7 @@
 #include <procreg/error.hpp>
 #include <procreg/record_traits.hpp>
 #include <procreg/stored_record.hpp>
+#include <procreg/tombstones.hpp>
 
 #include <cstdint>
 #include <optional>
@@ -72,8 +73,10 @@ public:
     }
 
     /// Adds `record`. Throws `errc::duplicate_key` when its key exists.
+    /// Reads only that key (no conflict check, so no listing).
     void insert(const Record& record) {
-        insert(record, [](const Record&, const Record&) { return false; });
+        check_not_duplicate(record);
+        put_new(record);
     }
 
     /// Adds `record` unless `conflicts_with(record, live)` is true for a
@@ -85,10 +88,7 @@ public:
         static_assert(std::is_invocable_r_v<bool, ConflictCheck&, const Record&, const Record&>,
                       "procreg: a conflict check must be callable as bool(const Record& incoming, const Record& live)");
         const std::string_view key = detail::key_of(record);
-        if (session_.find(key)) {
-            throw error(errc::duplicate_key, session_.path(), "key \"" + std::string(key) + "\" exists",
-                        error::details{std::string(key), {}, 0});
-        }
+        check_not_duplicate(record);
         std::optional<std::string> competitor;
         session_.for_each([&](const stored_record<Record>& live) {
             if (competitor) return;
@@ -101,12 +101,7 @@ public:
                         "\"" + std::string(key) + "\" conflicts with live record \"" + *competitor + "\"",
                         error::details{*competitor, {}, 0});
         }
-        stored_record<Record> fresh{record, {}};
-        liveness_.stamp_identity(detail::pid_of(record), fresh.json);
-        if (auto refused = session_.put(std::move(fresh))) {
-            throw error(errc::unsupported_file, refused->path, refused->reason,
-                        error::details{std::string(key), {}, 0});
-        }
+        put_new(record);
     }
 
     /// Adds `record` or replaces the record with its key, keeping fields of
@@ -224,7 +219,99 @@ public:
     /// The liveness policy in force.
     const Liveness& liveness() const noexcept { return liveness_; }
 
+    // Tombstone steps: only for storages that keep soft-deleted records
+    // (procreg/tombstones.hpp). On any other storage they do not compile.
+
+    /// Moves the record with `key` to the storage's retired tree; idempotent
+    /// (`unchanged` when there is no active record). A refusal says which file and why.
+    template <class S = Session>
+    tombstone_result retire(std::string_view key) {
+        if constexpr (detail::check_tombstone_session<S>()) {
+            S& session = session_;
+            return session.retire(key);
+        } else {
+            return {};
+        }
+    }
+
+    /// Moves the retired record with `key` back to the active records;
+    /// idempotent (`unchanged` when there is no retired record).
+    template <class S = Session>
+    tombstone_result unretire(std::string_view key) {
+        if constexpr (detail::check_tombstone_session<S>()) {
+            S& session = session_;
+            return session.unretire(key);
+        } else {
+            return {};
+        }
+    }
+
+    /// Removes the active and the retired copy of `key`, whatever they
+    /// contain; true when at least one existed. Idempotent.
+    template <class S = Session>
+    bool hard_delete(std::string_view key) {
+        if constexpr (detail::check_tombstone_session<S>()) {
+            S& session = session_;
+            return session.hard_delete(key);
+        } else {
+            return false;
+        }
+    }
+
+    /// Whether an active file exists for `key` (valid or not).
+    template <class S = Session>
+    bool exists(std::string_view key) const {
+        if constexpr (detail::check_tombstone_session<S>()) {
+            const S& session = session_;
+            return session.exists(key);
+        } else {
+            return false;
+        }
+    }
+
+    /// Whether an active or a retired file exists for `key` (valid or not).
+    template <class S = Session>
+    bool exists_anywhere(std::string_view key) const {
+        if constexpr (detail::check_tombstone_session<S>()) {
+            const S& session = session_;
+            return session.exists_anywhere(key);
+        } else {
+            return false;
+        }
+    }
+
+    /// Copies of every valid active record (retired ones are not listed),
+    /// with every file passed over and why.
+    template <class S = Session>
+    active_listing<Record> list_active() const {
+        if constexpr (detail::check_tombstone_session<S>()) {
+            active_listing<Record> out;
+            out.records = records();
+            out.skipped = session_.skipped();
+            return out;
+        } else {
+            return {};
+        }
+    }
+
 private:
+    void check_not_duplicate(const Record& record) const {
+        const std::string_view key = detail::key_of(record);
+        if (session_.find(key)) {
+            throw error(errc::duplicate_key, session_.path(), "key \"" + std::string(key) + "\" exists",
+                        error::details{std::string(key), {}, 0});
+        }
+    }
+
+    void put_new(const Record& record) {
+        stored_record<Record> fresh{record, {}};
+        liveness_.stamp_identity(detail::pid_of(record), fresh.json);
+        if (auto refused = session_.put(std::move(fresh))) {
+            throw error(errc::unsupported_file, refused->path, refused->reason,
+                        error::details{std::string(detail::key_of(record)), {}, 0});
+        }
+    }
+
     Session& session_;
     const Liveness& liveness_;
 };

@@ -1,0 +1,614 @@
+// procreg/storage/record_files.hpp — one JSON file per record, with a `retired/` tombstone tree.
+//
+// Layout (AgentMux's `registry/store.rs`):
+//
+//     <root>/<key>.json            active records
+//     <root>/retired/<key>.json    soft-deleted ("retired") records
+//     <root>/.registry.lock        the default lock file of the registry
+//
+// Invariants:
+// - a key is a file name only if it matches detail/record_key.hpp's strict
+//   pattern; anything else is `errc::invalid_key` before any file is touched;
+// - a session is lazy: `find(key)` reads that one file, listing reads the
+//   directory once, and no file is read twice in one session; nothing is
+//   cached across sessions, so the files stay the single source of truth;
+// - changes are buffered and written by `commit()`, each file by the atomic
+//   replace protocol (detail::atomic_replace_at) and each move by one
+//   rename(2), so no reader ever sees a torn record and a transaction that
+//   throws writes nothing;
+// - a file this program must not overwrite — it does not parse, or (when a
+//   schema field is configured) lacks that field or carries a version above
+//   the highest supported — is never replaced, merged or moved: `put`,
+//   `retire` and `unretire` refuse with a `skipped_file` naming the file and
+//   the reason, and the file stays byte for byte as it was. Only
+//   `hard_delete` removes files regardless of their contents (the operator's
+//   explicit "drop both copies");
+// - keys on disk the record type does not know, at every depth, survive a
+//   rewrite (detail::encode_over merges the record over the file as read);
+// - listing passes over invalid files (unparseable, unsupported schema,
+//   undecodable, key different from the file stem, symlinks) and reports
+//   each in `skipped()` with its reason, instead of failing or hiding them.
+#pragma once
+
+#include <procreg/detail/file_io.hpp>
+#include <procreg/detail/json_codec.hpp>
+#include <procreg/detail/record_key.hpp>
+#include <procreg/detail/sys.hpp>
+#include <procreg/error.hpp>
+#include <procreg/record_traits.hpp>
+#include <procreg/stored_record.hpp>
+#include <procreg/tombstones.hpp>
+
+#include <boost/json.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace procreg::storage {
+
+/// What `erase(key)` (and therefore `reap()`) does with an active record.
+enum class erase_action {
+    remove,  ///< delete `<root>/<key>.json` (a retired copy, if any, is left alone)
+    retire,  ///< move it to `<root>/retired/<key>.json`, as `retire(key)` does
+};
+
+/// Where and how a `record_files` storage keeps its files.
+struct record_files_options {
+    /// The directory of active records, e.g. `~/.agentmux/agents/registry`.
+    /// Created (0700, with missing parents) when absent.
+    std::filesystem::path root;
+    /// Name of the tombstone directory inside `root` (one path component,
+    /// matching the record key pattern). Created (0700) when absent.
+    std::string retired_dir = "retired";
+    /// The lock file for the registry's lock policy; empty means
+    /// `<root>/.registry.lock` (a hidden name, never listed as a record).
+    std::filesystem::path lock_file;
+    /// The top-level field holding the file's schema version, e.g.
+    /// "schema_version". When set, a file whose field is missing, is not a
+    /// non-negative integer, or is above `max_schema_version` is never
+    /// overwritten or moved, and is skipped (with its reason) when read.
+    /// When a record being written does not carry the field itself, the
+    /// storage writes `max_schema_version`. Unset: no schema guard.
+    std::optional<std::string> schema_field;
+    /// The highest schema version this program understands (with `schema_field`).
+    std::uint64_t max_schema_version = 0;
+    /// What erase (and so reap) does with an active record.
+    erase_action on_erase = erase_action::remove;
+    /// fsync each new file before its rename and the directories after each
+    /// change. Turn off on tmpfs, where nothing survives a reboot anyway.
+    bool durable = true;
+    /// Record files larger than this are skipped unread (checked with fstat).
+    std::size_t max_file_bytes = std::size_t{1} << 20;
+    /// Maximum JSON nesting depth accepted in a record file.
+    std::size_t max_depth = 32;
+    /// Ownership and permission rules for `root` and the retired directory.
+    detail::directory_policy directory;
+};
+
+/// Storage policy: one JSON file per record under a root directory, and
+/// soft-deleted records under `<root>/retired/`. Keeps tombstones, so
+/// registries on it offer retire / unretire / hard_delete / exists /
+/// exists_anywhere / list_active.
+class record_files {
+public:
+    /// The options type, named uniformly across storages.
+    using options = record_files_options;
+
+    /// This storage keeps soft-deleted records (see procreg/tombstones.hpp).
+    static constexpr bool keeps_tombstones = true;
+
+    /// Opens `root` and `root/retired` (creating both 0700 when missing,
+    /// refusing symlinks and directories other users control) and removes
+    /// temp files left by writers that died mid-write. Reads no record.
+    explicit record_files(options opts) : options_(std::move(opts)) {
+        if (options_.root.empty()) throw error(errc::unsafe_path, options_.root, "record_files needs a root directory");
+        if (!detail::is_valid_record_key(options_.retired_dir)) {
+            throw error(errc::invalid_key, options_.root,
+                        "retired_dir " + detail::quote_record_key(options_.retired_dir) +
+                            " must be one plain directory name matching " + detail::record_key_pattern);
+        }
+        if (options_.lock_file.empty()) options_.lock_file = options_.root / ".registry.lock";
+        retired_path_ = options_.root / options_.retired_dir;
+        root_ = detail::open_directory(options_.root, options_.directory);
+        retired_ = detail::open_directory(retired_path_, options_.directory);
+        sweep_stale_temps(root_.get());
+        sweep_stale_temps(retired_.get());
+    }
+
+    /// The root directory of active records.
+    const std::filesystem::path& path() const noexcept { return options_.root; }
+    /// The directory of retired records.
+    const std::filesystem::path& retired_path() const noexcept { return retired_path_; }
+    /// The lock file the registry's lock policy should use.
+    const std::filesystem::path& lock_path() const noexcept { return options_.lock_file; }
+    /// The options in force.
+    const options& settings() const noexcept { return options_; }
+
+    /// One transaction's view of the files. Reads lazily (only the files a
+    /// step needs), buffers changes, and applies them in `commit()`.
+    template <class Record>
+    class session {
+    public:
+        /// Sessions of this storage offer the tombstone operations.
+        static constexpr bool keeps_tombstones = true;
+
+        /// Used by `record_files::begin`; reads nothing.
+        explicit session(record_files& files) : files_(&files) {}
+
+        /// The valid active record with `key`, or null (no file, or a file
+        /// that was skipped: see `skipped()`). Reads at most `<key>.json`.
+        /// Throws `errc::invalid_key` for a key that is not a safe file name.
+        const stored_record<Record>* find(std::string_view key) const {
+            file_state& active = active_of(key);
+            return active.kind == file_kind::valid ? &*active.record : nullptr;
+        }
+
+        /// Calls `visit(const stored_record<Record>&)` for each valid active
+        /// record, in key order. Reads the directory (once per session).
+        template <class Visit>
+        void for_each(Visit&& visit) const {
+            scan();
+            for (auto& item : slots_) {
+                if (item.second.active.kind == file_kind::valid) visit(*item.second.active.record);
+            }
+        }
+
+        /// Adds or replaces `<key>.json`, merging the record over the file as
+        /// it is on disk so unknown keys survive. Returns the refusal, and
+        /// changes nothing, when that file must not be overwritten (see the
+        /// file comment). Written by `commit()`.
+        std::optional<skipped_file> put(stored_record<Record> entry) {
+            const std::string key(detail::key_of(entry.value));
+            slot& s = slot_of(key);
+            file_state& active = load_active(s, key);
+            if (!active.writable) return skipped_file{active_file(key), "not overwritten: " + active.reason};
+            boost::json::object base = std::move(entry.json);
+            if (active.kind == file_kind::valid) {
+                detail::merge_under(base, active.record->json);
+            } else if (active.kind == file_kind::invalid) {
+                detail::merge_under(base, active.raw);
+            }
+            boost::json::object encoded = encode(base, entry.value, key);
+            std::string text = detail::pretty_print(encoded);
+            text += '\n';
+            active.kind = file_kind::valid;
+            active.writable = true;
+            active.raw = {};
+            active.reason.clear();
+            active.record.emplace(stored_record<Record>{std::move(entry.value), std::move(encoded)});
+            if (!s.pending.empty() && s.pending.back().kind == op_kind::write_active) {
+                s.pending.back().bytes = std::move(text);  // a later write of the same file supersedes
+            } else {
+                add_op(s, key, op{op_kind::write_active, std::move(text)});
+            }
+            return std::nullopt;
+        }
+
+        /// Removes the valid active record with `key` (or retires it, when
+        /// `on_erase` is `erase_action::retire`); false when there is none.
+        /// A file that is not a valid record is not a record: it is left alone.
+        bool erase(std::string_view key) {
+            slot& s = slot_of(key);
+            file_state& active = load_active(s, key);
+            if (active.kind != file_kind::valid) return false;
+            if (files_->options_.on_erase == erase_action::retire) {
+                tombstone_result moved = retire(key);
+                if (moved.status == tombstone_status::skipped) {
+                    throw error(errc::unsupported_file, moved.skipped->path, moved.skipped->reason,
+                                error::details{std::string(key), {}, 0});
+                }
+                return true;
+            }
+            active = file_state{file_kind::absent, true, std::nullopt, {}, {}};
+            add_op(s, key, op{op_kind::remove_active, {}});
+            return true;
+        }
+
+        /// Number of valid active records. Reads the directory (once per session).
+        std::size_t size() const {
+            scan();
+            std::size_t count = 0;
+            for (const auto& item : slots_) count += item.second.active.kind == file_kind::valid ? 1 : 0;
+            return count;
+        }
+
+        /// Every file passed over, with its reason: all of them in the active
+        /// directory (this reads the directory, once per session), plus any
+        /// retired file a step had to read.
+        const std::vector<skipped_file>& skipped() const {
+            scan();
+            return skipped_;
+        }
+
+        /// The root directory, for error messages.
+        const std::filesystem::path& path() const noexcept { return files_->path(); }
+
+        /// Moves `<key>.json` to `retired/<key>.json`. Idempotent: without an
+        /// active file it does nothing (`unchanged`). Refuses (`skipped`)
+        /// when the active file is not a valid record, or a retired copy
+        /// exists that must not be overwritten.
+        tombstone_result retire(std::string_view key) {
+            slot& s = slot_of(key);
+            file_state& active = load_active(s, key);
+            if (active.kind == file_kind::absent) return {tombstone_status::unchanged, std::nullopt};
+            if (active.kind != file_kind::valid) {
+                return {tombstone_status::skipped, skipped_file{active_file(key), "not retired: " + active.reason}};
+            }
+            file_state& retired = load_retired(s, key);
+            if (!retired.writable) {
+                return {tombstone_status::skipped,
+                        skipped_file{retired_file(key), "not overwritten by retire: " + retired.reason}};
+            }
+            retired = std::move(active);
+            active = file_state{file_kind::absent, true, std::nullopt, {}, {}};
+            add_op(s, key, op{op_kind::retire, {}});
+            return {tombstone_status::moved, std::nullopt};
+        }
+
+        /// Moves `retired/<key>.json` back to `<key>.json`. Idempotent:
+        /// without a retired file it does nothing (`unchanged`). Refuses
+        /// (`skipped`) when the retired file is not a valid record, or an
+        /// active file exists that must not be overwritten.
+        tombstone_result unretire(std::string_view key) {
+            slot& s = slot_of(key);
+            file_state& retired = load_retired(s, key);
+            if (retired.kind == file_kind::absent) return {tombstone_status::unchanged, std::nullopt};
+            if (retired.kind != file_kind::valid) {
+                return {tombstone_status::skipped,
+                        skipped_file{retired_file(key), "not unretired: " + retired.reason}};
+            }
+            file_state& active = load_active(s, key);
+            if (!active.writable) {
+                return {tombstone_status::skipped,
+                        skipped_file{active_file(key), "not overwritten by unretire: " + active.reason}};
+            }
+            active = std::move(retired);
+            retired = file_state{file_kind::absent, true, std::nullopt, {}, {}};
+            add_op(s, key, op{op_kind::unretire, {}});
+            return {tombstone_status::moved, std::nullopt};
+        }
+
+        /// Removes both `<key>.json` and `retired/<key>.json`, whatever they
+        /// contain; true when at least one existed. Idempotent.
+        bool hard_delete(std::string_view key) {
+            slot& s = slot_of(key);
+            file_state& active = load_active(s, key);
+            file_state& retired = load_retired(s, key);
+            bool removed = false;
+            if (active.kind != file_kind::absent) {
+                active = file_state{file_kind::absent, true, std::nullopt, {}, {}};
+                add_op(s, key, op{op_kind::remove_active, {}});
+                removed = true;
+            }
+            if (retired.kind != file_kind::absent) {
+                retired = file_state{file_kind::absent, true, std::nullopt, {}, {}};
+                add_op(s, key, op{op_kind::remove_retired, {}});
+                removed = true;
+            }
+            return removed;
+        }
+
+        /// Whether `<key>.json` exists, valid or not (the seed's `exists`).
+        bool exists(std::string_view key) const { return active_of(key).kind != file_kind::absent; }
+
+        /// Whether `<key>.json` or `retired/<key>.json` exists, valid or not.
+        bool exists_anywhere(std::string_view key) const {
+            if (exists(key)) return true;
+            slot& s = slot_of(key);
+            return load_retired(s, std::string(key)).kind != file_kind::absent;
+        }
+
+        /// Applies the buffered changes: each written file by the atomic
+        /// replace protocol, each retire/unretire by one rename, each removal
+        /// by one unlink, in the order the steps made them for each key. A
+        /// no-op when nothing changed. Each file change is atomic; if one
+        /// fails, the changes before it stay applied and the error says which.
+        void commit() {
+            for (const std::string& key : dirty_) {
+                slot& s = slots_.at(key);
+                for (const op& step : s.pending) apply(key, step);
+                s.pending.clear();
+            }
+            dirty_.clear();
+        }
+
+    private:
+        enum class file_kind : unsigned char { unknown, absent, valid, invalid };
+
+        // One side (active or retired) of one key, as read in this session
+        // and changed by its steps.
+        struct file_state {
+            file_kind kind = file_kind::unknown;
+            bool writable = false;                        // absent, valid, or readable and of a supported schema
+            std::optional<stored_record<Record>> record;  // when valid
+            boost::json::object raw;                      // when invalid but writable: kept under a rewrite
+            std::string reason;                           // when invalid
+        };
+
+        enum class op_kind : unsigned char { write_active, remove_active, remove_retired, retire, unretire };
+        struct op {
+            op_kind kind;
+            std::string bytes;  // for write_active
+        };
+
+        struct slot {
+            file_state active;
+            file_state retired;
+            std::vector<op> pending;
+        };
+
+        std::filesystem::path active_file(std::string_view key) const {
+            return files_->options_.root / (std::string(key) + ".json");
+        }
+        std::filesystem::path retired_file(std::string_view key) const {
+            return files_->retired_path_ / (std::string(key) + ".json");
+        }
+
+        // The key is checked here, before any file is touched.
+        slot& slot_of(std::string_view key) const {
+            detail::check_record_key(key, files_->options_.root);
+            auto found = slots_.find(key);
+            if (found != slots_.end()) return found->second;
+            return slots_.emplace(std::string(key), slot{}).first->second;
+        }
+
+        file_state& active_of(std::string_view key) const { return load_active(slot_of(key), key); }
+
+        file_state& load_active(slot& s, std::string_view key) const {
+            if (s.active.kind == file_kind::unknown) {
+                s.active = read_state(files_->root_.get(), active_file(key), key);
+            }
+            return s.active;
+        }
+
+        file_state& load_retired(slot& s, std::string_view key) const {
+            if (s.retired.kind == file_kind::unknown) {
+                s.retired = read_state(files_->retired_.get(), retired_file(key), key);
+            }
+            return s.retired;
+        }
+
+        // Reads and classifies one file. Never throws for a file's contents
+        // or kind (those make it `invalid`, reported in skipped_); throws
+        // only when the system fails (errc::io_failure).
+        file_state read_state(int dirfd, const std::filesystem::path& file, std::string_view key) const {
+            const auto& opts = files_->options_;
+            const std::string name = std::string(key) + ".json";
+            file_state out;
+            const auto refuse = [&](std::string reason, bool writable, boost::json::object raw = {}) {
+                out.kind = file_kind::invalid;
+                out.writable = writable;
+                out.raw = std::move(raw);
+                out.reason = std::move(reason);
+                skipped_.push_back(skipped_file{file, out.reason});
+                return std::move(out);
+            };
+            std::optional<detail::file_contents> contents;
+            try {
+                contents = detail::read_file_at(dirfd, file, name.c_str(), opts.max_file_bytes);
+            } catch (const error& e) {
+                if (e.code() != errc::unsafe_path && e.code() != errc::corrupted_file) throw;
+                return refuse(without_path(e, file), false);
+            }
+            if (!contents) {
+                out.kind = file_kind::absent;
+                out.writable = true;
+                return out;
+            }
+            std::string parse_error;
+            auto parsed = detail::parse_json(contents->bytes, detail::json_limits{opts.max_depth}, parse_error);
+            if (!parsed) return refuse("cannot parse JSON: " + parse_error, false);
+            if (!parsed->is_object()) return refuse("top level is not a JSON object", false);
+            boost::json::object& object = parsed->as_object();
+            if (opts.schema_field) {
+                std::string why = schema_problem(object);
+                if (!why.empty()) return refuse(std::move(why), false);
+            }
+            std::optional<Record> value;
+            try {
+                value.emplace(detail::decode_value<Record>(*parsed, ""));
+            } catch (const detail::decode_error& e) {
+                return refuse(std::string("cannot decode the record: ") + e.what(), true, std::move(object));
+            }
+            const std::string_view inner_key = detail::key_of(*value);
+            if (inner_key != key) {
+                return refuse("the record's key " + detail::quote_record_key(inner_key) +
+                                  " differs from the file name's " + detail::quote_record_key(key),
+                              true, std::move(object));
+            }
+            out.kind = file_kind::valid;
+            out.writable = true;
+            out.record.emplace(stored_record<Record>{std::move(*value), std::move(object)});
+            return out;
+        }
+
+        // Empty when the schema field is acceptable, else why not.
+        std::string schema_problem(const boost::json::object& object) const {
+            const auto& opts = files_->options_;
+            const std::string& field = *opts.schema_field;
+            const auto found = object.find(field);
+            if (found == object.end()) return "no \"" + field + "\" field, so its schema is unknown";
+            const boost::json::value& v = found->value();
+            std::uint64_t version = 0;
+            if (v.is_uint64()) {
+                version = v.get_uint64();
+            } else if (v.is_int64() && v.get_int64() >= 0) {
+                version = static_cast<std::uint64_t>(v.get_int64());
+            } else {
+                return "\"" + field + "\" is not a non-negative integer";
+            }
+            if (version > opts.max_schema_version) {
+                return "\"" + field + "\" is " + std::to_string(version) + ", above the highest this program " +
+                       "supports (" + std::to_string(opts.max_schema_version) + ")";
+            }
+            return {};
+        }
+
+        boost::json::object encode(const boost::json::object& base, const Record& value, const std::string& key) const {
+            const auto& opts = files_->options_;
+            boost::json::object encoded;
+            try {
+                encoded = detail::encode_over(base, value);
+            } catch (const detail::decode_error& e) {
+                throw error(errc::io_failure, active_file(key), std::string("cannot encode the record: ") + e.what(),
+                            error::details{key, {}, 0});
+            }
+            if (opts.schema_field && !encoded.contains(*opts.schema_field)) {
+                encoded[*opts.schema_field] = opts.max_schema_version;
+            }
+            return encoded;
+        }
+
+        static std::string without_path(const error& e, const std::filesystem::path& file) {
+            std::string text = e.what();
+            const std::string prefix = file.string() + ": ";
+            if (text.compare(0, prefix.size(), prefix) == 0) text.erase(0, prefix.size());
+            return text;
+        }
+
+        void add_op(slot& s, std::string_view key, op step) {
+            if (s.pending.empty()) dirty_.emplace_back(key);
+            s.pending.push_back(std::move(step));
+        }
+
+        // Lists `root` once and reads every record file not yet read.
+        void scan() const {
+            if (scanned_) return;
+            const auto& root = files_->options_.root;
+            std::vector<std::string> keys;
+            DIR* stream = detail::sys::fdopendir_dup(files_->root_.get());
+            if (!stream) detail::throw_os_error(errc::io_failure, root, "cannot list directory", errno);
+            for (;;) {
+                errno = 0;
+                const dirent* entry = ::readdir(stream);
+                if (!entry) break;
+                const std::string_view name(entry->d_name);
+                // Hidden names: ".", "..", temp files ".<name>.tmp-…", the lock file.
+                if (name.empty() || name.front() == '.') continue;
+                if (name.size() <= 5 || name.substr(name.size() - 5) != ".json") continue;
+                if (entry->d_type == DT_DIR) continue;
+                const std::string_view stem = name.substr(0, name.size() - 5);
+                if (!detail::is_valid_record_key(stem)) {
+                    skipped_.push_back(skipped_file{root / std::string(name),
+                                                    "file name is not a valid record key (" +
+                                                        std::string(detail::record_key_pattern) + ")"});
+                    continue;
+                }
+                keys.emplace_back(stem);
+            }
+            const int err = errno;
+            ::closedir(stream);
+            if (err != 0) detail::throw_os_error(errc::io_failure, root, "cannot list directory", err);
+            for (const std::string& key : keys) {
+                slot& s = slots_[key];
+                if (s.active.kind == file_kind::unknown) s.active = read_state(files_->root_.get(), active_file(key), key);
+            }
+            scanned_ = true;
+        }
+
+        void sync_directory(int dirfd, const std::filesystem::path& dir) const {
+            if (files_->options_.durable && detail::sys::fsync(dirfd) != 0) {
+                detail::throw_os_error(errc::io_failure, dir,
+                                       "changed, but fsync of the directory failed: the change may not survive a "
+                                       "crash",
+                                       errno);
+            }
+        }
+
+        void move_file(int from_dir, const std::filesystem::path& from_path, int to_dir,
+                       const std::filesystem::path& to_path, const std::string& name) const {
+            if (detail::sys::renameat(from_dir, name.c_str(), to_dir, name.c_str()) != 0) {
+                detail::throw_os_error(errc::io_failure, from_path, "cannot move to " + to_path.string(), errno);
+            }
+            sync_directory(to_dir, to_path.parent_path());
+            sync_directory(from_dir, from_path.parent_path());
+        }
+
+        void apply(const std::string& key, const op& step) const {
+            const std::string name = key + ".json";
+            const int root = files_->root_.get();
+            const int retired = files_->retired_.get();
+            switch (step.kind) {
+            case op_kind::write_active:
+                detail::atomic_replace_at(root, active_file(key), name.c_str(), step.bytes, files_->options_.durable);
+                return;
+            case op_kind::remove_active:
+                if (detail::remove_file_at(root, active_file(key), name.c_str())) {
+                    sync_directory(root, files_->options_.root);
+                }
+                return;
+            case op_kind::remove_retired:
+                if (detail::remove_file_at(retired, retired_file(key), name.c_str())) {
+                    sync_directory(retired, files_->retired_path_);
+                }
+                return;
+            case op_kind::retire:
+                move_file(root, active_file(key), retired, retired_file(key), name);
+                return;
+            case op_kind::unretire:
+                move_file(retired, retired_file(key), root, active_file(key), name);
+                return;
+            }
+        }
+
+        record_files* files_;
+        // std::map: ordered listing, and pointers returned by find() stay
+        // valid while other keys are added.
+        mutable std::map<std::string, slot, std::less<>> slots_;
+        mutable std::vector<skipped_file> skipped_;
+        mutable bool scanned_ = false;
+        std::vector<std::string> dirty_;  // keys with pending ops, in first-change order
+    };
+
+    /// Starts a session; the caller holds the registry lock. Reads nothing.
+    template <class Record>
+    session<Record> begin() {
+        return session<Record>(*this);
+    }
+
+private:
+    // Removes ".<key>.json.tmp-<pid>-…" files whose writer is dead
+    // (detail::atomic_replace_at's temp names; see detail::sweep_stale_temps,
+    // which does the same for one known target name).
+    static void sweep_stale_temps(int dirfd) {
+        DIR* stream = detail::sys::fdopendir_dup(dirfd);
+        if (!stream) return;  // best effort: a leftover temp file harms nothing
+        static constexpr std::string_view marker = ".json.tmp-";
+        while (const dirent* entry = ::readdir(stream)) {
+            const std::string_view name(entry->d_name);
+            if (name.size() < 2 || name.front() != '.') continue;
+            const auto at = name.rfind(marker);
+            if (at == std::string_view::npos) continue;
+            const std::string_view rest = name.substr(at + marker.size());
+            const auto dash = rest.find('-');
+            if (dash == std::string_view::npos || dash == 0) continue;
+            std::uint64_t pid = 0;
+            bool digits = true;
+            for (const char c : rest.substr(0, dash)) {
+                if (c < '0' || c > '9' || pid > 0x7fffffffULL) {
+                    digits = false;
+                    break;
+                }
+                pid = pid * 10 + static_cast<std::uint64_t>(c - '0');
+            }
+            if (!digits || pid == 0 || pid > 0x7fffffffULL) continue;
+            if (detail::sys::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+            (void)detail::sys::unlinkat(dirfd, entry->d_name, 0);
+        }
+        ::closedir(stream);
+    }
+
+    options options_;
+    std::filesystem::path retired_path_;
+    detail::unique_fd root_;
+    detail::unique_fd retired_;
+};
+
+}  // namespace procreg::storage

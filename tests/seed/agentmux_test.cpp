@@ -1,0 +1,540 @@
+// The AgentMux seed (`agentmux_srv/registry/store.rs`) as a procreg
+// instantiation: its behaviours ported as tests, plus the issue's checks
+// (keys that are not file names, several processes at once, a newer
+// schema's file surviving every operation).
+#define BOOST_TEST_MODULE agentmux
+#include <boost/test/unit_test.hpp>
+
+#include <procreg/presets/agentmux.hpp>
+
+#include "support/process.hpp"
+#include "support/temp_dir.hpp"
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <ostream>
+#include <set>
+#include <string>
+#include <vector>
+
+// Boost.Test prints the operands of a failed comparison.
+namespace procreg {
+inline std::ostream& operator<<(std::ostream& out, upsert_status s) { return out << to_string(s); }
+inline std::ostream& operator<<(std::ostream& out, tombstone_status s) { return out << to_string(s); }
+}  // namespace procreg
+
+namespace fs = std::filesystem;
+using procreg::agentmux::agent_record;
+using procreg_test::read_text;
+using procreg_test::temp_dir;
+using procreg_test::write_text;
+
+namespace {
+
+struct fixture {
+    temp_dir dir;
+    fs::path root = dir / "agents" / "registry";
+    procreg::agentmux::agent_registry reg = procreg::agentmux::open(root);
+
+    fs::path active(const std::string& id) const { return root / (id + ".json"); }
+    fs::path retired(const std::string& id) const { return root / "retired" / (id + ".json"); }
+
+    static agent_record record(const std::string& id, const std::string& display = "agent") {
+        agent_record r = agent_record::make(id);
+        r.data.display_name = display;
+        r.data.working_dir = "/work/" + id;
+        r.data.last_launched_at_ms = 1700000000000;
+        return r;
+    }
+
+    static boost::json::object parse(const fs::path& file) {
+        return boost::json::parse(read_text(file)).as_object();
+    }
+};
+
+// Every file under `root` with its bytes, to prove nothing was touched.
+std::map<std::string, std::string> snapshot(const fs::path& root) {
+    std::map<std::string, std::string> out;
+    for (const auto& entry : fs::recursive_directory_iterator(root)) {
+        const std::string rel = fs::relative(entry.path(), root).string();
+        out[rel] = entry.is_regular_file() ? read_text(entry.path()) : std::string("<dir>");
+    }
+    return out;
+}
+
+std::set<std::string> ids(const std::vector<agent_record>& records) {
+    std::set<std::string> out;
+    for (const auto& r : records) out.insert(r.data.instance_id);
+    return out;
+}
+
+const procreg::skipped_file* skipped_named(const std::vector<procreg::skipped_file>& skipped, const std::string& name) {
+    for (const auto& s : skipped)
+        if (s.path.filename() == name) return &s;
+    return nullptr;
+}
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(agentmux, fixture)
+
+BOOST_AUTO_TEST_CASE(open_creates_active_and_retired_directories_0700) {
+    BOOST_TEST(fs::is_directory(root));
+    BOOST_TEST(fs::is_directory(root / "retired"));
+    BOOST_TEST(procreg_test::mode_of(root) == 0700u);
+    BOOST_TEST(procreg_test::mode_of(root / "retired") == 0700u);
+}
+
+BOOST_AUTO_TEST_CASE(upsert_new_record_writes_the_seed_layout) {
+    const auto result = reg.upsert(record("a1", "reviewer"));
+    BOOST_TEST(result.status == procreg::upsert_status::inserted);
+    BOOST_TEST(!result.skipped);
+    BOOST_REQUIRE(fs::exists(active("a1")));
+    BOOST_TEST(procreg_test::mode_of(active("a1")) == 0600u);
+
+    const auto json = parse(active("a1"));
+    BOOST_TEST(json.at("schema_version").to_number<int>() == 1);
+    const auto& data = json.at("data").as_object();
+    BOOST_TEST(data.at("instance_id").as_string() == "a1");
+    BOOST_TEST(data.at("display_name").as_string() == "reviewer");
+    BOOST_TEST(data.at("last_launched_at_ms").to_number<std::int64_t>() == 1700000000000);
+    BOOST_TEST(read_text(active("a1")).back() == '\n');
+
+    const auto found = reg.find("a1");
+    BOOST_REQUIRE(found);
+    BOOST_TEST((*found == record("a1", "reviewer")));
+
+    auto changed = record("a1", "writer");
+    BOOST_TEST((reg.upsert(changed).status == procreg::upsert_status::replaced));
+    BOOST_TEST(reg.find("a1")->data.display_name.value() == "writer");
+}
+
+BOOST_AUTO_TEST_CASE(upsert_preserves_unknown_top_level_and_data_fields) {
+    write_text(active("a1"), R"({
+  "schema_version": 1,
+  "future_top": {"flag": true, "list": [1, 2, 3]},
+  "data": {
+    "instance_id": "a1",
+    "display_name": "old",
+    "future_data": "keep me",
+    "future_nested": {"deep": {"deeper": 42}}
+  }
+})");
+    auto rec = record("a1", "new");
+    const auto result = reg.upsert(rec);
+    BOOST_TEST(result.status == procreg::upsert_status::replaced);
+
+    const auto json = parse(active("a1"));
+    BOOST_TEST(json.at("schema_version").to_number<int>() == 1);
+    BOOST_TEST(json.at("future_top").at("flag").as_bool());
+    BOOST_TEST(json.at("future_top").at("list").as_array().size() == 3u);
+    const auto& data = json.at("data").as_object();
+    BOOST_TEST(data.at("display_name").as_string() == "new");
+    BOOST_TEST(data.at("working_dir").as_string() == "/work/a1");
+    BOOST_TEST(data.at("future_data").as_string() == "keep me");
+    BOOST_TEST(data.at("future_nested").at("deep").at("deeper").to_number<int>() == 42);
+
+    // And once more through modify(): still there.
+    reg.transact([](auto& tx) {
+        BOOST_TEST(tx.modify("a1", [](agent_record& r) { r.data.name = "claude"; }));
+    });
+    const auto again = parse(active("a1"));
+    BOOST_TEST(again.at("data").at("future_data").as_string() == "keep me");
+    BOOST_TEST(again.at("data").at("name").as_string() == "claude");
+    BOOST_TEST(again.at("future_top").at("flag").as_bool());
+}
+
+BOOST_AUTO_TEST_CASE(upsert_refuses_to_overwrite_a_higher_schema) {
+    const std::string newer =
+        R"({"schema_version": 2, "data": {"instance_id": "a1", "display_name": "from v2", "v2_only": 1}})";
+    write_text(active("a1"), newer);
+    const auto result = reg.upsert(record("a1", "from v1"));
+    BOOST_TEST(result.status == procreg::upsert_status::skipped);
+    BOOST_REQUIRE(result.skipped);
+    BOOST_TEST(result.skipped->path == active("a1"));
+    BOOST_TEST(result.skipped->reason.find("schema_version") != std::string::npos);
+    BOOST_TEST(result.skipped->reason.find("2") != std::string::npos);
+    BOOST_TEST(read_text(active("a1")) == newer);
+
+    // insert cannot be silent either: it throws, naming the file.
+    try {
+        reg.transact([](auto& tx) { tx.erase("a1"); });  // not a record for this program: nothing to erase
+        reg.insert(record("a1"));
+        BOOST_FAIL("insert over a newer-schema file must fail");
+    } catch (const procreg::error& e) {
+        BOOST_TEST((e.code() == procreg::errc::unsupported_file));
+        BOOST_TEST(e.path() == active("a1"));
+        BOOST_TEST(e.key() == "a1");
+    }
+    BOOST_TEST(read_text(active("a1")) == newer);
+}
+
+BOOST_AUTO_TEST_CASE(upsert_refuses_to_overwrite_a_corrupt_file) {
+    const std::string corrupt = "{\"schema_version\": 1, \"data\": {\"instance_id\": \"a1\"";  // truncated
+    write_text(active("a1"), corrupt);
+    const auto result = reg.upsert(record("a1"));
+    BOOST_TEST(result.status == procreg::upsert_status::skipped);
+    BOOST_REQUIRE(result.skipped);
+    BOOST_TEST(result.skipped->reason.find("parse") != std::string::npos);
+    BOOST_TEST(read_text(active("a1")) == corrupt);
+
+    const std::string not_object = "[1, 2, 3]\n";
+    write_text(active("a2"), not_object);
+    BOOST_TEST((reg.upsert(record("a2")).status == procreg::upsert_status::skipped));
+    BOOST_TEST(read_text(active("a2")) == not_object);
+}
+
+BOOST_AUTO_TEST_CASE(upsert_refuses_to_overwrite_a_file_without_schema_version) {
+    const std::string unversioned = R"({"data": {"instance_id": "a1", "display_name": "who wrote me?"}})";
+    write_text(active("a1"), unversioned);
+    const auto result = reg.upsert(record("a1"));
+    BOOST_TEST(result.status == procreg::upsert_status::skipped);
+    BOOST_REQUIRE(result.skipped);
+    BOOST_TEST(result.skipped->reason.find("schema_version") != std::string::npos);
+    BOOST_TEST(read_text(active("a1")) == unversioned);
+
+    // A schema_version that is not a non-negative integer is no better (the
+    // seed's u32::try_from guard against wrap-around downgrades).
+    for (const std::string bad : {R"({"schema_version": -1, "data": {"instance_id": "a2"}})",
+                                  R"({"schema_version": "1", "data": {"instance_id": "a2"}})",
+                                  R"({"schema_version": 1.5, "data": {"instance_id": "a2"}})",
+                                  R"({"schema_version": 18446744073709551615, "data": {"instance_id": "a2"}})"}) {
+        write_text(active("a2"), bad);
+        BOOST_TEST((reg.upsert(record("a2")).status == procreg::upsert_status::skipped), bad);
+        BOOST_TEST(read_text(active("a2")) == bad);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(retire_and_unretire_are_idempotent) {
+    reg.upsert(record("a1"));
+    const std::string bytes = read_text(active("a1"));
+
+    BOOST_TEST((reg.retire("a1").status == procreg::tombstone_status::moved));
+    BOOST_TEST(!fs::exists(active("a1")));
+    BOOST_TEST(read_text(retired("a1")) == bytes);  // moved, not rewritten
+    BOOST_TEST((reg.retire("a1").status == procreg::tombstone_status::unchanged));
+    BOOST_TEST((reg.retire("never-existed").status == procreg::tombstone_status::unchanged));
+    BOOST_TEST(!reg.find("a1"));
+    BOOST_TEST(reg.list_active().records.empty());
+
+    BOOST_TEST((reg.unretire("a1").status == procreg::tombstone_status::moved));
+    BOOST_TEST(read_text(active("a1")) == bytes);
+    BOOST_TEST(!fs::exists(retired("a1")));
+    BOOST_TEST((reg.unretire("a1").status == procreg::tombstone_status::unchanged));
+    BOOST_TEST((reg.unretire("never-existed").status == procreg::tombstone_status::unchanged));
+    BOOST_TEST(reg.find("a1").has_value());
+
+    // Both steps inside one transaction: nothing moves until commit, and
+    // the end state is the composition.
+    reg.transact([&](auto& tx) {
+        BOOST_TEST((tx.retire("a1").status == procreg::tombstone_status::moved));
+        BOOST_TEST(fs::exists(active("a1")));  // buffered
+        BOOST_TEST(!tx.exists("a1"));
+        BOOST_TEST(tx.exists_anywhere("a1"));
+        BOOST_TEST((tx.unretire("a1").status == procreg::tombstone_status::moved));
+        BOOST_TEST((tx.retire("a1").status == procreg::tombstone_status::moved));
+    });
+    BOOST_TEST(!fs::exists(active("a1")));
+    BOOST_TEST(read_text(retired("a1")) == bytes);
+}
+
+BOOST_AUTO_TEST_CASE(hard_delete_drops_both_copies) {
+    reg.upsert(record("a1", "first"));
+    reg.retire("a1");
+    reg.upsert(record("a1", "second"));  // an active copy again, beside the retired one
+    BOOST_REQUIRE(fs::exists(active("a1")));
+    BOOST_REQUIRE(fs::exists(retired("a1")));
+
+    BOOST_TEST(reg.hard_delete("a1"));
+    BOOST_TEST(!fs::exists(active("a1")));
+    BOOST_TEST(!fs::exists(retired("a1")));
+    BOOST_TEST(!reg.exists_anywhere("a1"));
+    BOOST_TEST(!reg.hard_delete("a1"));  // idempotent
+    BOOST_TEST(!reg.hard_delete("never-existed"));
+
+    // Only-retired and only-active cases.
+    reg.upsert(record("b"));
+    reg.retire("b");
+    BOOST_TEST(reg.hard_delete("b"));
+    BOOST_TEST(!fs::exists(retired("b")));
+    reg.upsert(record("c"));
+    BOOST_TEST(reg.hard_delete("c"));
+    BOOST_TEST(!fs::exists(active("c")));
+    BOOST_TEST(fs::is_empty(root / "retired"));
+}
+
+BOOST_AUTO_TEST_CASE(exists_versus_exists_anywhere) {
+    BOOST_TEST(!reg.exists("a1"));
+    BOOST_TEST(!reg.exists_anywhere("a1"));
+    reg.upsert(record("a1"));
+    BOOST_TEST(reg.exists("a1"));
+    BOOST_TEST(reg.exists_anywhere("a1"));
+    reg.retire("a1");
+    BOOST_TEST(!reg.exists("a1"));
+    BOOST_TEST(reg.exists_anywhere("a1"));  // so a migration does not resurrect a forgotten agent
+
+    // Like the seed, exists does not validate: an unreadable file exists.
+    write_text(active("junk"), "not json");
+    BOOST_TEST(reg.exists("junk"));
+    BOOST_TEST(!reg.find("junk"));
+}
+
+BOOST_AUTO_TEST_CASE(list_active_skips_invalid_files_and_reports_each) {
+    reg.upsert(record("good-1"));
+    reg.upsert(record("good-2"));
+    reg.upsert(record("gone"));
+    reg.retire("gone");  // retired: not listed, not skipped
+    write_text(active("corrupt"), "{ nope");
+    write_text(active("mismatch"), R"({"schema_version": 1, "data": {"instance_id": "someone-else"}})");
+    write_text(active("newer"), R"({"schema_version": 7, "data": {"instance_id": "newer"}})");
+    write_text(active("unversioned"), R"({"data": {"instance_id": "unversioned"}})");
+    write_text(active("no-data"), R"({"schema_version": 1})");
+    write_text(root / "bad name.json", R"({"schema_version": 1, "data": {"instance_id": "bad name"}})");
+    // Not record files at all: passed over silently.
+    write_text(root / "notes.txt", "hello");
+    write_text(root / ".good-1.json.tmp-999999-1-2", "{");  // someone's temp file
+    fs::create_directory(root / "dir.json");
+
+    const auto listing = reg.list_active();
+    BOOST_TEST((ids(listing.records) == std::set<std::string>{"good-1", "good-2"}));
+
+    const auto expect = [&](const std::string& name, const std::string& word) {
+        const auto* s = skipped_named(listing.skipped, name);
+        BOOST_TEST_CONTEXT(name) {
+            BOOST_REQUIRE(s != nullptr);
+            BOOST_TEST(s->reason.find(word) != std::string::npos, s->reason);
+        }
+    };
+    expect("corrupt.json", "parse");
+    expect("mismatch.json", "someone-else");
+    expect("newer.json", "above the highest");
+    expect("unversioned.json", "schema_version");
+    expect("no-data.json", "data");
+    expect("bad name.json", "not a valid record key");
+    BOOST_TEST(listing.skipped.size() == 6u);
+
+    // Nothing was repaired or removed by listing.
+    BOOST_TEST(read_text(active("corrupt")) == "{ nope");
+    BOOST_TEST(fs::exists(root / "notes.txt"));
+
+    // The generic list() agrees, and every record is alive (no liveness).
+    const auto rows = reg.list();
+    BOOST_TEST(rows.size() == 2u);
+    for (const auto& row : rows) BOOST_TEST(row.alive);
+    BOOST_TEST(reg.reap().empty());
+}
+
+BOOST_AUTO_TEST_CASE(keys_that_are_not_file_names_are_rejected_before_touching_the_disk) {
+    reg.upsert(record("a1"));
+    write_text(dir / "agents" / "x.json", R"({"schema_version": 1, "data": {"instance_id": "x"}})");
+    const auto before_root = snapshot(root);
+    const auto before_parent = snapshot(dir.path());
+
+    const std::vector<std::string> bad = {"../x", "a/b", "", ".", "..", ".hidden", "-rf", "a b",
+                                          std::string("a\0b", 3), std::string(129, 'k'), "/abs", "a\\b",
+                                          "..\\x", "x.json/../y"};
+    for (const std::string& key : bad) {
+        BOOST_TEST_CONTEXT("key " << procreg::detail::quote_record_key(key)) {
+            const auto expect_invalid = [&](auto&& call) {
+                try {
+                    call();
+                    BOOST_FAIL("accepted");
+                } catch (const procreg::error& e) {
+                    BOOST_TEST((e.code() == procreg::errc::invalid_key));
+                    BOOST_TEST(e.key() == key);
+                }
+            };
+            expect_invalid([&] { reg.upsert(record(key)); });
+            expect_invalid([&] { reg.insert(record(key)); });
+            expect_invalid([&] { reg.find(key); });
+            expect_invalid([&] { reg.erase(key); });
+            expect_invalid([&] { reg.retire(key); });
+            expect_invalid([&] { reg.unretire(key); });
+            expect_invalid([&] { reg.hard_delete(key); });
+            expect_invalid([&] { reg.exists(key); });
+            expect_invalid([&] { reg.exists_anywhere(key); });
+            std::error_code ec;
+            reg.upsert(record(key), ec);
+            BOOST_TEST((ec == procreg::errc::invalid_key));
+        }
+    }
+    BOOST_TEST((snapshot(root) == before_root));
+    BOOST_TEST((snapshot(dir.path()) == before_parent));
+    // The longest legal key works.
+    const std::string longest(128, 'k');
+    BOOST_TEST((reg.upsert(record(longest)).status == procreg::upsert_status::inserted));
+    BOOST_TEST(fs::exists(active(longest)));
+}
+
+BOOST_AUTO_TEST_CASE(several_processes_upserting_different_records_lose_nothing) {
+    constexpr int processes = 6;
+    constexpr int per_process = 25;
+    // Everyone also rewrites one shared record, so the processes really collide.
+    write_text(active("shared"), R"({"schema_version": 1, "keep": "me", "data": {"instance_id": "shared"}})");
+    std::vector<pid_t> children;
+    for (int p = 0; p < processes; ++p) {
+        children.push_back(procreg_test::spawn([&, p] {
+            auto mine = procreg::agentmux::open(root);
+            for (int i = 0; i < per_process; ++i) {
+                const std::string id = "p" + std::to_string(p) + "-r" + std::to_string(i);
+                if (mine.upsert(record(id, id)).status != procreg::upsert_status::inserted) return 1;
+                if (mine.upsert(record("shared", id)).status != procreg::upsert_status::replaced) return 2;
+            }
+            return 0;
+        }));
+    }
+    for (const pid_t child : children) BOOST_TEST(procreg_test::wait_exit(child) == 0);
+
+    const auto listing = reg.list_active();
+    BOOST_TEST(listing.skipped.empty());
+    BOOST_TEST(listing.records.size() == static_cast<std::size_t>(processes * per_process + 1));
+    for (int p = 0; p < processes; ++p) {
+        for (int i = 0; i < per_process; ++i) {
+            const std::string id = "p" + std::to_string(p) + "-r" + std::to_string(i);
+            const auto found = reg.find(id);
+            BOOST_TEST_CONTEXT(id) {
+                BOOST_REQUIRE(found);
+                BOOST_TEST(found->data.display_name.value() == id);
+            }
+        }
+    }
+    BOOST_TEST(parse(active("shared")).at("keep").as_string() == "me");
+    // No temp file left behind.
+    for (const auto& entry : fs::directory_iterator(root))
+        BOOST_TEST(entry.path().filename().string().find(".tmp-") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(concurrent_upserts_of_one_record_are_never_torn) {
+    constexpr int writers = 4;
+    constexpr int rounds = 60;
+    reg.upsert(record("hot"));
+    std::vector<pid_t> children;
+    for (int w = 0; w < writers; ++w) {
+        children.push_back(procreg_test::spawn([&, w] {
+            auto mine = procreg::agentmux::open(root);
+            // A large value so a torn write would be visible.
+            const std::string payload(8192, static_cast<char>('a' + w));
+            for (int i = 0; i < rounds; ++i) {
+                if (mine.upsert(record("hot", payload)).status != procreg::upsert_status::replaced) return 1;
+            }
+            return 0;
+        }));
+    }
+    // A reader that takes no lock at all (as the Rust binary or `cat`
+    // would): every read, until the writers are done, must be one complete
+    // version.
+    const fs::path done = dir / "writers-done";
+    const pid_t reader = procreg_test::spawn([&] {
+        for (long i = 0; i < 1000000 && !fs::exists(done); ++i) {
+            std::ifstream in(active("hot"), std::ios::binary);
+            if (!in) return 3;  // rename never leaves the name missing
+            const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+            boost::system::error_code ec;
+            const auto value = boost::json::parse(text, ec);
+            if (ec) return 4;
+            const auto& name = value.at("data").at("display_name");
+            if (!name.is_string()) return 5;
+            const auto& s = name.get_string();
+            if (s != "agent" && (s.size() != 8192 || std::count(s.begin(), s.end(), s[0]) != 8192)) return 6;
+        }
+        return 0;
+    });
+    for (const pid_t child : children) BOOST_TEST(procreg_test::wait_exit(child) == 0);
+    write_text(done, "");
+    BOOST_TEST(procreg_test::wait_exit(reader) == 0);
+
+    const auto found = reg.find("hot");
+    BOOST_REQUIRE(found);
+    const std::string& final_name = found->data.display_name.value();
+    BOOST_TEST(final_name.size() == 8192u);
+    BOOST_TEST(std::count(final_name.begin(), final_name.end(), final_name[0]) == 8192);
+    BOOST_TEST(reg.list_active().skipped.empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_newer_schema_file_survives_every_operation_unchanged) {
+    const std::string newer =
+        "{\"schema_version\": 3, \"data\": {\"instance_id\": \"n\", \"display_name\": \"v3\", \"v3\": [1]}, "
+        "\"v3_top\": true}";
+    write_text(active("n"), newer);
+    const std::string newer_retired = "{\"schema_version\": 9, \"data\": {\"instance_id\": \"r\"}}";
+    write_text(retired("r"), newer_retired);
+    reg.upsert(record("r"));  // a valid active copy of "r" beside the newer retired one
+    const std::string r_active = read_text(active("r"));
+
+    const auto unchanged = [&] {
+        BOOST_TEST(read_text(active("n")) == newer);
+        BOOST_TEST(read_text(retired("r")) == newer_retired);
+        BOOST_TEST(read_text(active("r")) == r_active);
+    };
+
+    BOOST_TEST((reg.upsert(record("n")).status == procreg::upsert_status::skipped));
+    unchanged();
+    BOOST_CHECK_THROW(reg.insert(record("n")), procreg::error);
+    unchanged();
+    BOOST_TEST(!reg.find("n"));
+    BOOST_TEST(!reg.erase("n"));  // not a record for this program
+    unchanged();
+    reg.transact([](auto& tx) { BOOST_TEST(!tx.modify("n", [](agent_record& r) { r.data.name = "x"; })); });
+    unchanged();
+    const auto retire_n = reg.retire("n");
+    BOOST_TEST((retire_n.status == procreg::tombstone_status::skipped));
+    BOOST_TEST(retire_n.skipped->path == active("n"));
+    unchanged();
+    BOOST_TEST((reg.unretire("n").status == procreg::tombstone_status::unchanged));
+    unchanged();
+    // Retiring "r" would overwrite the newer retired copy: refused.
+    const auto retire_r = reg.retire("r");
+    BOOST_TEST((retire_r.status == procreg::tombstone_status::skipped));
+    BOOST_TEST(retire_r.skipped->path == retired("r"));
+    unchanged();
+    // Unretiring the newer retired "r": refused too (not a record for this program).
+    BOOST_TEST((reg.unretire("r").status == procreg::tombstone_status::skipped));
+    unchanged();
+    const auto listing = reg.list_active();
+    BOOST_TEST(ids(listing.records) == std::set<std::string>{"r"});
+    BOOST_TEST(skipped_named(listing.skipped, "n.json") != nullptr);
+    unchanged();
+    BOOST_TEST(reg.reap().empty());
+    BOOST_TEST(reg.exists("n"));
+    BOOST_TEST(reg.exists_anywhere("r"));
+    unchanged();
+    // A fresh process opening the registry (temp sweep) leaves it alone too.
+    { auto other = procreg::agentmux::open(root); (void)other.list_active(); }
+    unchanged();
+}
+
+BOOST_AUTO_TEST_CASE(a_transaction_that_throws_writes_nothing) {
+    reg.upsert(record("a1", "before"));
+    const auto before = snapshot(root);
+    BOOST_CHECK_THROW(reg.transact([](auto& tx) {
+                          tx.upsert(record("a1", "after"));
+                          tx.upsert(record("a2"));
+                          tx.retire("a1");
+                          tx.hard_delete("a1");
+                          throw std::runtime_error("changed my mind");
+                      }),
+                      std::runtime_error);
+    BOOST_TEST((snapshot(root) == before));
+}
+
+BOOST_AUTO_TEST_CASE(error_code_overloads_report_instead_of_throwing) {
+    std::error_code ec;
+    reg.upsert(record("a1"), ec);
+    BOOST_TEST(!ec);
+    const auto moved = reg.retire("a1", ec);
+    BOOST_TEST(!ec);
+    BOOST_TEST((moved.status == procreg::tombstone_status::moved));
+    BOOST_TEST((reg.unretire("a1", ec).status == procreg::tombstone_status::moved));
+    BOOST_TEST(reg.hard_delete("a1", ec));
+    BOOST_TEST(!ec);
+    reg.retire("../x", ec);
+    BOOST_TEST((ec == procreg::errc::invalid_key));
+    BOOST_TEST(!reg.hard_delete("a/b", ec));
+    BOOST_TEST((ec == procreg::errc::invalid_key));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
