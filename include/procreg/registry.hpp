@@ -310,4 +310,33 @@ private:
     Liveness liveness_;
 };
 
+/// `with_lock<Registry, NewLock>::type` is `Registry` with its lock policy
+/// replaced: how a ready-made registry is given another lock, e.g.
+/// `procreg::with_lock_t<procreg::algocline::pool_registry, procreg::lock::named_mutex_lock>`.
+template <class Registry, class NewLock>
+struct with_lock;
+/// Specialization for `registry`.
+template <class Record, class Lock, class Storage, class Liveness, class NewLock>
+struct with_lock<registry<Record, Lock, Storage, Liveness>, NewLock> {
+    /// The registry with `NewLock`.
+    using type = registry<Record, NewLock, Storage, Liveness>;
+};
+/// `Registry` with its lock policy replaced by `NewLock`.
+template <class Registry, class NewLock>
+using with_lock_t = typename with_lock<Registry, NewLock>::type;
+
+/// `with_liveness<Registry, NewLiveness>::type` is `Registry` with its
+/// liveness policy replaced, e.g. a preset with `liveness::pidfd_liveness`.
+template <class Registry, class NewLiveness>
+struct with_liveness;
+/// Specialization for `registry`.
+template <class Record, class Lock, class Storage, class Liveness, class NewLiveness>
+struct with_liveness<registry<Record, Lock, Storage, Liveness>, NewLiveness> {
+    /// The registry with `NewLiveness`.
+    using type = registry<Record, Lock, Storage, NewLiveness>;
+};
+/// `Registry` with its liveness policy replaced by `NewLiveness`.
+template <class Registry, class NewLiveness>
+using with_liveness_t = typename with_liveness<Registry, NewLiveness>::type;
+
 }  // namespace procreg

@@ -7,6 +7,7 @@
 
 #include <procreg/presets/agentmux.hpp>
 
+#include "support/policy_matrix.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
@@ -33,12 +34,14 @@ using procreg_test::read_text;
 using procreg_test::temp_dir;
 using procreg_test::write_text;
 
+using test_registry = procreg_test::under_test<procreg::agentmux::agent_registry>;
+
 namespace {
 
 struct fixture {
     temp_dir dir;
     fs::path root = dir / "agents" / "registry";
-    procreg::agentmux::agent_registry reg = procreg::agentmux::open(root);
+    test_registry reg = procreg::agentmux::open<test_registry>(root);
 
     fs::path active(const std::string& id) const { return root / (id + ".json"); }
     fs::path retired(const std::string& id) const { return root / "retired" / (id + ".json"); }
@@ -378,7 +381,7 @@ BOOST_AUTO_TEST_CASE(several_processes_upserting_different_records_lose_nothing)
     std::vector<pid_t> children;
     for (int p = 0; p < processes; ++p) {
         children.push_back(procreg_test::spawn([&, p] {
-            auto mine = procreg::agentmux::open(root);
+            auto mine = procreg::agentmux::open<test_registry>(root);
             for (int i = 0; i < per_process; ++i) {
                 const std::string id = "p" + std::to_string(p) + "-r" + std::to_string(i);
                 if (mine.upsert(record(id, id)).status != procreg::upsert_status::inserted) return 1;
@@ -415,7 +418,7 @@ BOOST_AUTO_TEST_CASE(concurrent_upserts_of_one_record_are_never_torn) {
     std::vector<pid_t> children;
     for (int w = 0; w < writers; ++w) {
         children.push_back(procreg_test::spawn([&, w] {
-            auto mine = procreg::agentmux::open(root);
+            auto mine = procreg::agentmux::open<test_registry>(root);
             // A large value so a torn write would be visible.
             const std::string payload(8192, static_cast<char>('a' + w));
             for (int i = 0; i < rounds; ++i) {
@@ -503,7 +506,7 @@ BOOST_AUTO_TEST_CASE(a_newer_schema_file_survives_every_operation_unchanged) {
     BOOST_TEST(reg.exists_anywhere("r"));
     unchanged();
     // A fresh process opening the registry (temp sweep) leaves it alone too.
-    { auto other = procreg::agentmux::open(root); (void)other.list_active(); }
+    { auto other = procreg::agentmux::open<test_registry>(root); (void)other.list_active(); }
     unchanged();
 }
 

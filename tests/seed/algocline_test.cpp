@@ -9,6 +9,7 @@
 
 #include <procreg/presets/algocline.hpp>
 
+#include "../support/policy_matrix.hpp"
 #include "../support/process.hpp"
 #include "../support/temp_dir.hpp"
 
@@ -24,6 +25,8 @@
 #include <vector>
 
 using procreg::algocline::pool_session;
+using procreg::algocline::pool_registry;
+using test_registry = procreg_test::under_test<pool_registry>;
 using procreg_test::temp_dir;
 
 namespace {
@@ -41,7 +44,7 @@ BOOST_AUTO_TEST_SUITE(algocline)
 // T1 — a missing registry.json is an empty registry, and reading creates no file.
 BOOST_AUTO_TEST_CASE(load_default_when_absent) {
     temp_dir dir;
-    auto reg = procreg::algocline::open(dir / "registry.json");
+    auto reg = procreg::algocline::open<test_registry>(dir / "registry.json");
     BOOST_TEST(reg.list().empty());
     BOOST_TEST(!std::filesystem::exists(dir / "registry.json"));
 }
@@ -49,7 +52,7 @@ BOOST_AUTO_TEST_CASE(load_default_when_absent) {
 // T2 — reap (the seed's scan_and_gc) removes the dead pid and keeps the live one.
 BOOST_AUTO_TEST_CASE(scan_and_gc_removes_dead_pid) {
     temp_dir dir;
-    auto reg = procreg::algocline::open(dir / "registry.json");
+    auto reg = procreg::algocline::open<test_registry>(dir / "registry.json");
     const auto dead = static_cast<std::uint32_t>(procreg_test::dead_pid());
     reg.insert(make_entry("live-session", self_pid()));
     reg.insert(make_entry("dead-session", dead));
@@ -71,7 +74,7 @@ BOOST_AUTO_TEST_CASE(load_corrupted_returns_pool_error) {
     temp_dir dir;
     const auto path = dir / "registry.json";
     procreg_test::write_text(path, "{ not valid json !!!");
-    auto reg = procreg::algocline::open(path);
+    auto reg = procreg::algocline::open<test_registry>(path);
     try {
         reg.list();
         BOOST_FAIL("a corrupt registry must not read as empty");
@@ -94,7 +97,7 @@ BOOST_AUTO_TEST_CASE(load_corrupted_returns_pool_error) {
 BOOST_AUTO_TEST_CASE(concurrent_writers_no_entry_loss) {
     temp_dir dir;
     const auto path = dir / "registry.json";
-    auto shared = procreg::algocline::open(path);
+    auto shared = procreg::algocline::open<test_registry>(path);
     constexpr int per_thread = 50;
     std::vector<std::thread> threads;
     for (int t = 0; t < 4; ++t) {
@@ -103,7 +106,7 @@ BOOST_AUTO_TEST_CASE(concurrent_writers_no_entry_loss) {
                 for (int i = 0; i < per_thread; ++i)
                     shared.insert(make_entry("t" + std::to_string(t) + "-s" + std::to_string(i), self_pid()));
             } else {
-                auto own = procreg::algocline::open(path);
+                auto own = procreg::algocline::open<test_registry>(path);
                 for (int i = 0; i < per_thread; ++i)
                     own.insert(make_entry("t" + std::to_string(t) + "-s" + std::to_string(i), self_pid()));
             }
@@ -117,20 +120,31 @@ BOOST_AUTO_TEST_CASE(concurrent_writers_no_entry_loss) {
 BOOST_AUTO_TEST_CASE(save_sets_secure_permissions) {
     temp_dir dir;
     const auto path = dir / "pool" / "registry.json";
-    auto reg = procreg::algocline::open(path);
+    auto reg = procreg::algocline::open<test_registry>(path);
     reg.insert(make_entry("s", self_pid()));
     reg.erase("s");
     BOOST_TEST(procreg_test::mode_of(dir / "pool") == 0700u);
     BOOST_TEST(procreg_test::mode_of(path) == 0600u);
 }
 
-// T6 — the lock sentinel registry.lock is 0600.
+template <class Lock>
+void check_lock_is_private(const std::filesystem::path& dir, Lock& lock) {
+    if constexpr (std::is_same_v<Lock, procreg::lock::flock_lock>) {
+        BOOST_TEST(std::filesystem::exists(dir / "registry.lock"));
+        BOOST_TEST(procreg_test::mode_of(dir / "registry.lock") == 0600u);
+    } else {
+        BOOST_TEST(!std::filesystem::exists(dir / "registry.lock"));
+        BOOST_TEST(procreg_test::mode_of(lock.segment_path()) == 0600u);
+    }
+}
+
+// T6 — the lock sentinel registry.lock is 0600. Under the named-mutex lock
+// the lock lives in a shared-memory segment instead, which must be 0600 too.
 BOOST_AUTO_TEST_CASE(lock_file_sets_secure_permissions) {
     temp_dir dir;
-    auto reg = procreg::algocline::open(dir / "registry.json");
+    auto reg = procreg::algocline::open<test_registry>(dir / "registry.json");
     reg.insert(make_entry("s", self_pid()));
-    BOOST_TEST(std::filesystem::exists(dir / "registry.lock"));
-    BOOST_TEST(procreg_test::mode_of(dir / "registry.lock") == 0600u);
+    check_lock_is_private(dir.path(), reg.lock());
 }
 
 // 4 real processes × 100 inserts each: every entry present, file parses.
@@ -142,7 +156,7 @@ BOOST_AUTO_TEST_CASE(concurrent_processes_lose_nothing) {
     std::vector<pid_t> children;
     for (int p = 0; p < processes; ++p) {
         children.push_back(procreg_test::spawn([&, p] {
-            auto reg = procreg::algocline::open(path);
+            auto reg = procreg::algocline::open<test_registry>(path);
             for (int i = 0; i < per_process; ++i)
                 reg.insert(make_entry("p" + std::to_string(p) + "-" + std::to_string(i), self_pid()));
             return 0;
@@ -152,7 +166,7 @@ BOOST_AUTO_TEST_CASE(concurrent_processes_lose_nothing) {
 
     const auto parsed = boost::json::parse(procreg_test::read_text(path));
     BOOST_TEST(parsed.at("sessions").as_array().size() == std::size_t{processes * per_process});
-    auto reg = procreg::algocline::open(path);
+    auto reg = procreg::algocline::open<test_registry>(path);
     std::set<std::string> keys;
     for (const auto& row : reg.list()) keys.insert(row.record.sid);
     BOOST_TEST(keys.size() == std::size_t{processes * per_process});
@@ -164,13 +178,13 @@ BOOST_AUTO_TEST_CASE(killed_lock_holder_does_not_wedge_or_corrupt) {
     temp_dir dir;
     const auto path = dir / "registry.json";
     {
-        auto reg = procreg::algocline::open(path);
+        auto reg = procreg::algocline::open<test_registry>(path);
         reg.insert(make_entry("before", self_pid()));
     }
     const std::string before = procreg_test::read_text(path);
     procreg_test::signal_pipe holding;
     const pid_t child = procreg_test::spawn([&] {
-        auto reg = procreg::algocline::open(path);
+        auto reg = procreg::algocline::open<test_registry>(path);
         reg.transact([&](auto& tx) {
             tx.insert(make_entry("never-committed", self_pid()));
             holding.notify();
@@ -182,7 +196,7 @@ BOOST_AUTO_TEST_CASE(killed_lock_holder_does_not_wedge_or_corrupt) {
     ::kill(child, SIGKILL);
     BOOST_TEST(procreg_test::wait_exit(child) == 128 + SIGKILL);
 
-    auto reg = procreg::algocline::open(path);
+    auto reg = procreg::algocline::open<test_registry>(path);
     const bool acquired = reg.transact_for(std::chrono::seconds(5), [](auto&) { return true; });
     BOOST_TEST(acquired);
     BOOST_TEST(procreg_test::read_text(path) == before);
@@ -210,7 +224,7 @@ BOOST_AUTO_TEST_CASE(reads_the_seed_format_and_keeps_unknown_keys) {
   ],
   "format": 2
 })");
-    auto reg = procreg::algocline::open(path);
+    auto reg = procreg::algocline::open<test_registry>(path);
     const auto found = reg.find("4f1c0e5e-9b7a-4d7e-a0f1-1d2c3b4a5f60");
     BOOST_TEST_REQUIRE(found.has_value());
     BOOST_TEST(found->pid == 4242u);
@@ -230,7 +244,7 @@ BOOST_AUTO_TEST_CASE(reads_the_seed_format_and_keeps_unknown_keys) {
 BOOST_AUTO_TEST_CASE(writes_exactly_the_seed_format) {
     temp_dir dir;
     const auto path = dir / "registry.json";
-    auto reg = procreg::algocline::open(path);
+    auto reg = procreg::algocline::open<test_registry>(path);
     reg.insert(make_entry("s1", self_pid()));
     const auto written = boost::json::parse(procreg_test::read_text(path));
     BOOST_TEST(written.as_object().size() == 1u);
@@ -238,8 +252,17 @@ BOOST_AUTO_TEST_CASE(writes_exactly_the_seed_format) {
     BOOST_TEST_REQUIRE(sessions.size() == 1u);
     const auto& entry = sessions[0].as_object();
     std::vector<std::string> keys;
-    for (const auto& item : entry) keys.emplace_back(item.key());
+    std::vector<std::string> identity;
+    for (const auto& item : entry) {
+        const std::string key(item.key());
+        if (procreg_test::liveness_stamps_identity<pool_registry> && procreg_test::is_identity_field(key)) {
+            identity.push_back(key);  // pidfd_liveness's owner identity, which serde ignores
+        } else {
+            keys.push_back(key);
+        }
+    }
     BOOST_TEST((keys == std::vector<std::string>{"sid", "pid", "sock", "version", "created_at"}));
+    BOOST_TEST(identity.size() == (procreg_test::liveness_stamps_identity<pool_registry> ? 2u : 0u));
     BOOST_TEST(entry.at("pid").as_int64() == static_cast<std::int64_t>(self_pid()));
     BOOST_TEST(entry.at("created_at").as_string().size() == 20u);  // 2026-11-21T09:30:05Z
 }
@@ -248,7 +271,7 @@ BOOST_AUTO_TEST_CASE(writes_exactly_the_seed_format) {
 // never sent to kill() where it would mean a process group or broadcast.
 BOOST_AUTO_TEST_CASE(pids_out_of_range_are_dead) {
     temp_dir dir;
-    auto reg = procreg::algocline::open(dir / "registry.json");
+    auto reg = procreg::algocline::open<test_registry>(dir / "registry.json");
     reg.insert(make_entry("overflow", static_cast<std::uint32_t>(INT_MAX) + 1u));
     reg.insert(make_entry("max", UINT32_MAX));
     reg.insert(make_entry("zero", 0));
@@ -264,7 +287,7 @@ BOOST_AUTO_TEST_CASE(wrong_field_type_is_corruption_naming_the_field) {
     temp_dir dir;
     const auto path = dir / "registry.json";
     procreg_test::write_text(path, R"({"sessions":[{"sid":"a","pid":-1,"sock":"s","version":"v","created_at":"c"}]})");
-    auto reg = procreg::algocline::open(path);
+    auto reg = procreg::algocline::open<test_registry>(path);
     try {
         reg.list();
         BOOST_FAIL("expected corrupted_file");

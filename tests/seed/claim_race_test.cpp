@@ -18,6 +18,7 @@
 #include <procreg/presets/trusty.hpp>
 
 #include "../support/claim_helpers.hpp"
+#include "../support/policy_matrix.hpp"
 #include "../support/process.hpp"
 #include "../support/temp_dir.hpp"
 
@@ -32,6 +33,9 @@
 
 namespace fs = std::filesystem;
 using procreg_test::temp_dir;
+
+using trusty_registry = procreg_test::under_test<procreg::trusty::daemon_registry>;
+using insomnia_registry = procreg_test::under_test<procreg::insomnia::consolidation_registry>;
 
 namespace {
 
@@ -143,7 +147,7 @@ BOOST_AUTO_TEST_CASE(trusty_stale_takeover_has_one_winner_per_round) {
         [&] {
             verdict v;
             try {
-                auto claim = procreg::trusty::open(path);
+                auto claim = procreg::trusty::open<trusty_registry>(path);
                 auto guard = claim.acquire(procreg::trusty::daemon_lock_record{static_cast<std::uint32_t>(::getpid())});
                 guard.dismiss();  // leave the lock behind: stale for the next round once this child exits
                 v.outcome = 'W';
@@ -174,7 +178,7 @@ BOOST_AUTO_TEST_CASE(insomnia_stale_takeover_has_one_winner_per_round) {
             verdict v;
             try {
                 const auto me = static_cast<std::uint32_t>(::getpid());
-                auto lock = procreg::insomnia::staging_lock::acquire(staging, me, "pod-" + std::to_string(me), {});
+                auto lock = procreg::insomnia::basic_staging_lock<insomnia_registry>::acquire(staging, me, "pod-" + std::to_string(me), {});
                 v.outcome = 'W';  // the handle keeps the lock when destroyed
             } catch (const procreg::claim_in_use& e) {
                 v.outcome = 'L';
@@ -186,7 +190,7 @@ BOOST_AUTO_TEST_CASE(insomnia_stale_takeover_has_one_winner_per_round) {
             return v;
         },
         [&]() -> std::uint64_t {
-            auto holder = procreg::insomnia::open(staging).holder();
+            auto holder = procreg::insomnia::open<insomnia_registry>(staging).holder();
             return holder ? holder->pid : 0;
         });
 }

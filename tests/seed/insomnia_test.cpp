@@ -13,6 +13,7 @@
 #include <procreg/presets/insomnia.hpp>
 
 #include "../support/claim_helpers.hpp"
+#include "../support/policy_matrix.hpp"
 #include "../support/process.hpp"
 #include "../support/temp_dir.hpp"
 
@@ -28,7 +29,8 @@
 
 namespace fs = std::filesystem;
 namespace insomnia = procreg::insomnia;
-using insomnia::staging_lock;
+using test_registry = procreg_test::under_test<insomnia::consolidation_registry>;
+using staging_lock = insomnia::basic_staging_lock<test_registry>;
 using procreg_test::temp_dir;
 
 namespace {
@@ -92,7 +94,7 @@ BOOST_AUTO_TEST_CASE(acquire_rejects_when_live_pid_holds_lock) {
                              " (pod \"pod-a\")") != std::string::npos,
                    what);
     }
-    BOOST_TEST(insomnia::open(ws.staging).holder()->pod_name == "pod-a");
+    BOOST_TEST(insomnia::open<test_registry>(ws.staging).holder()->pod_name == "pod-a");
 }
 
 BOOST_AUTO_TEST_CASE(acquire_overwrites_stale_lock) {
@@ -100,7 +102,7 @@ BOOST_AUTO_TEST_CASE(acquire_overwrites_stale_lock) {
     procreg_test::write_text(ws.staging / ".consolidation.lock", serde_lock(UINT32_MAX, "ghost"));
     auto lock = staging_lock::acquire(ws.staging, self_pid(), "pod", {});
     BOOST_TEST(lock.record().pid == self_pid());
-    BOOST_TEST(insomnia::open(ws.staging).holder()->pod_name == "pod");
+    BOOST_TEST(insomnia::open<test_registry>(ws.staging).holder()->pod_name == "pod");
 }
 
 BOOST_AUTO_TEST_CASE(release_drops_consumed_entries_and_unlinks_lock) {
@@ -139,7 +141,7 @@ BOOST_AUTO_TEST_CASE(unparseable_lock_is_stale) {
         auto peek = insomnia::consolidation_storage::peek<insomnia::lock_record>(insomnia::options(ws.staging));
         BOOST_TEST((peek.state == procreg::storage::claim_state::unparseable), "was: " << text);
         auto lock = staging_lock::acquire(ws.staging, self_pid(), "pod", {});
-        BOOST_TEST(insomnia::open(ws.staging).holder()->pod_name == "pod", "was: " << text);
+        BOOST_TEST(insomnia::open<test_registry>(ws.staging).holder()->pod_name == "pod", "was: " << text);
     }
 }
 
@@ -170,7 +172,7 @@ BOOST_AUTO_TEST_CASE(release_leaves_a_lock_taken_over) {
     auto old_lock = staging_lock::acquire(ws.staging, dead, "old", {});
     auto new_lock = staging_lock::acquire(ws.staging, self_pid(), "new", {});
     BOOST_TEST((old_lock.release_only() == procreg::release_status::not_ours));
-    BOOST_TEST(insomnia::open(ws.staging).holder()->pod_name == "new");
+    BOOST_TEST(insomnia::open<test_registry>(ws.staging).holder()->pod_name == "new");
     BOOST_TEST((new_lock.release_only() == procreg::release_status::released));
 }
 
@@ -199,7 +201,7 @@ BOOST_AUTO_TEST_CASE(reads_a_lock_written_by_the_rust_program) {
     procreg_test::write_text(ws.staging / ".consolidation.lock",
                              "{\"consumed_ids\":[\"" + id_a + "\"],\"started_at\":\"2026-04-22T10:00:00Z\",\"pid\":" +
                                  std::to_string(pod.pid()) + ",\"pod_name\":\"rust-pod\",\"extra\":true}");
-    const auto holder = insomnia::open(ws.staging).holder();
+    const auto holder = insomnia::open<test_registry>(ws.staging).holder();
     BOOST_TEST_REQUIRE(holder.has_value());
     BOOST_TEST(holder->pod_name == "rust-pod");
     BOOST_TEST(holder->consumed_ids == std::vector<std::string>{id_a});
@@ -241,7 +243,7 @@ BOOST_AUTO_TEST_CASE(lock_of_a_killed_pod_is_taken_over) {
     ::kill(pod, SIGKILL);
     BOOST_TEST(procreg_test::wait_exit(pod) == 128 + SIGKILL);
     auto lock = staging_lock::acquire(ws.staging, self_pid(), "next", {});
-    BOOST_TEST(insomnia::open(ws.staging).holder()->pod_name == "next");
+    BOOST_TEST(insomnia::open<test_registry>(ws.staging).holder()->pod_name == "next");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -12,6 +12,7 @@
 #include <procreg/presets/trusty.hpp>
 
 #include "../support/claim_helpers.hpp"
+#include "../support/policy_matrix.hpp"
 #include "../support/process.hpp"
 #include "../support/temp_dir.hpp"
 
@@ -26,6 +27,7 @@
 
 namespace fs = std::filesystem;
 namespace trusty = procreg::trusty;
+using test_registry = procreg_test::under_test<trusty::daemon_registry>;
 using procreg_test::temp_dir;
 
 namespace {
@@ -137,7 +139,7 @@ BOOST_AUTO_TEST_CASE(acquire_lock_writes_own_pid) {
     temp_dir dir;
     const fs::path path = dir / "daemon.lock";
     BOOST_TEST_REQUIRE(!fs::exists(path));
-    auto guard = trusty::acquire_lock(path);
+    auto guard = trusty::acquire_lock<test_registry>(path);
     BOOST_TEST(trusty::read_lock_pid(path).value() == self_pid());
     BOOST_TEST(guard.record().pid == self_pid());
     BOOST_TEST(guard.held());
@@ -150,7 +152,7 @@ BOOST_AUTO_TEST_CASE(acquire_lock_reclaims_stale_pid) {
     const auto dead = static_cast<std::uint32_t>(procreg_test::dead_pid());
     BOOST_TEST_REQUIRE(!trusty::pid_alive(dead));
     procreg_test::write_text(path, std::to_string(dead) + "\n");
-    auto guard = trusty::acquire_lock(path);
+    auto guard = trusty::acquire_lock<test_registry>(path);
     BOOST_TEST(trusty::read_lock_pid(path).value() == self_pid());
 }
 
@@ -162,7 +164,7 @@ BOOST_AUTO_TEST_CASE(acquire_lock_refuses_live_pid) {
     procreg_test::live_child holder;
     procreg_test::write_text(path, std::to_string(holder.pid()) + "\n");
     try {
-        auto guard = trusty::acquire_lock(path);
+        auto guard = trusty::acquire_lock<test_registry>(path);
         BOOST_FAIL("a live holder must be refused");
     } catch (const procreg::claim_in_use& e) {
         BOOST_TEST(e.code() == procreg::errc::in_use);
@@ -181,7 +183,7 @@ BOOST_AUTO_TEST_CASE(acquire_lock_refuses_live_pid) {
     if (trusty::pid_alive(1) && self_pid() != 1) {
         procreg_test::write_text(path, "1\n");
         std::error_code ec;
-        auto none = trusty::open(path).acquire(trusty::daemon_lock_record{self_pid()}, ec);
+        auto none = trusty::open<test_registry>(path).acquire(trusty::daemon_lock_record{self_pid()}, ec);
         BOOST_TEST(!none.has_value());
         BOOST_TEST(ec == procreg::errc::in_use);
     }
@@ -193,7 +195,7 @@ BOOST_AUTO_TEST_CASE(daemon_lock_drops_removes_file) {
     temp_dir dir;
     const fs::path path = dir / "daemon.lock";
     {
-        auto guard = trusty::acquire_lock(path);
+        auto guard = trusty::acquire_lock<test_registry>(path);
         BOOST_TEST(fs::exists(path));
     }
     BOOST_TEST(!fs::exists(path));
@@ -206,10 +208,12 @@ BOOST_AUTO_TEST_CASE(daemon_lock_drops_removes_file) {
 BOOST_AUTO_TEST_CASE(on_disk_format_is_the_seeds) {
     temp_dir dir;
     const fs::path path = dir / "daemon.lock";
-    auto guard = trusty::acquire_lock(path);
+    auto guard = trusty::acquire_lock<test_registry>(path);
     BOOST_TEST(procreg_test::read_text(path) == std::to_string(self_pid()) + "\n");
     BOOST_TEST(procreg_test::mode_of(path) == 0600u);
-    BOOST_TEST(procreg_test::list_dir(dir.path()) == ".daemon.lock.flock daemon.lock ");
+    BOOST_TEST(procreg_test::list_dir(dir.path()) ==
+               (procreg_test::lock_uses_file<trusty::daemon_registry> ? ".daemon.lock.flock daemon.lock "
+                                                                       : "daemon.lock "));
 }
 
 // An empty or malformed lock has no holder: acquire takes it over, as the
@@ -219,7 +223,7 @@ BOOST_AUTO_TEST_CASE(acquire_lock_reclaims_malformed_file) {
         temp_dir dir;
         const fs::path path = dir / "daemon.lock";
         procreg_test::write_text(path, text);
-        auto guard = trusty::acquire_lock(path);
+        auto guard = trusty::acquire_lock<test_registry>(path);
         BOOST_TEST(procreg_test::read_text(path) == std::to_string(self_pid()) + "\n", "was: " << text);
     }
 }
@@ -230,8 +234,8 @@ BOOST_AUTO_TEST_CASE(acquire_lock_reclaims_malformed_file) {
 BOOST_AUTO_TEST_CASE(own_pid_retakes_and_older_guard_leaves_newer_lock) {
     temp_dir dir;
     const fs::path path = dir / "daemon.lock";
-    auto first = std::make_unique<trusty::daemon_lock>(trusty::acquire_lock(path));
-    auto second = trusty::acquire_lock(path);
+    auto first = std::make_unique<trusty::basic_daemon_lock<test_registry>>(trusty::acquire_lock<test_registry>(path));
+    auto second = trusty::acquire_lock<test_registry>(path);
     BOOST_TEST(trusty::read_lock_pid(path).value() == self_pid());
     BOOST_TEST((first->release() == procreg::release_status::not_ours));
     first.reset();
@@ -248,7 +252,7 @@ BOOST_AUTO_TEST_CASE(guard_does_not_remove_a_lock_taken_over) {
     const fs::path path = dir / "daemon.lock";
     procreg_test::live_child other;
     {
-        auto guard = trusty::acquire_lock(path);
+        auto guard = trusty::acquire_lock<test_registry>(path);
         procreg_test::foreign_replace(path, std::to_string(other.pid()) + "\n");
     }
     BOOST_TEST(trusty::read_lock_pid(path).value() == static_cast<std::uint32_t>(other.pid()));
@@ -258,7 +262,7 @@ BOOST_AUTO_TEST_CASE(guard_does_not_remove_a_lock_taken_over) {
 BOOST_AUTO_TEST_CASE(guard_tolerates_a_lock_removed_by_hand) {
     temp_dir dir;
     const fs::path path = dir / "daemon.lock";
-    auto guard = trusty::acquire_lock(path);
+    auto guard = trusty::acquire_lock<test_registry>(path);
     fs::remove(path);
     BOOST_TEST((guard.release() == procreg::release_status::absent));
     BOOST_TEST(!fs::exists(path));
@@ -275,7 +279,7 @@ BOOST_AUTO_TEST_CASE(lock_of_a_killed_daemon_is_reclaimed) {
     const pid_t daemon = procreg_test::spawn([&] {
         ready.close_read();
         hold.close_write();
-        auto guard = trusty::acquire_lock(path);
+        auto guard = trusty::acquire_lock<test_registry>(path);
         const char byte = 1;
         if (::write(ready.write_end(), &byte, 1) != 1) return 2;
         hold.wait_for_close();
@@ -287,12 +291,12 @@ BOOST_AUTO_TEST_CASE(lock_of_a_killed_daemon_is_reclaimed) {
     BOOST_TEST_REQUIRE(::read(ready.read_end(), &byte, 1) == 1);
 
     BOOST_TEST(trusty::read_lock_pid(path).value() == static_cast<std::uint32_t>(daemon));
-    BOOST_CHECK_THROW(trusty::acquire_lock(path), procreg::claim_in_use);
+    BOOST_CHECK_THROW(trusty::acquire_lock<test_registry>(path), procreg::claim_in_use);
 
     ::kill(daemon, SIGKILL);
     BOOST_TEST(procreg_test::wait_exit(daemon) == 128 + SIGKILL);
     BOOST_TEST(trusty::read_lock_pid(path).value() == static_cast<std::uint32_t>(daemon));  // left behind
-    auto guard = trusty::acquire_lock(path);
+    auto guard = trusty::acquire_lock<test_registry>(path);
     BOOST_TEST(trusty::read_lock_pid(path).value() == self_pid());
 }
 

@@ -25,9 +25,34 @@ public:
     temp_dir(const temp_dir&) = delete;
     temp_dir& operator=(const temp_dir&) = delete;
     ~temp_dir() {
+        remove_named_mutex_segments_under(path_);
         std::error_code ignored;
         std::filesystem::remove_all(path_, ignored);
     }
+
+    /// Removes the shared-memory segments of named_mutex_lock registries
+    /// whose lock path lies under `dir`. procreg never removes a segment by
+    /// itself (see lock/named_mutex_lock.hpp); tests create thousands. The
+    /// segment records its canonical lock path, so only this directory's
+    /// segments are touched, even while other tests run in parallel.
+    static void remove_named_mutex_segments_under(const std::filesystem::path& dir) noexcept {
+        try {
+            std::error_code ec;
+            const std::string needle = dir.string() + "/";
+            std::filesystem::directory_iterator it("/dev/shm", ec);
+            for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+                const std::string name = it->path().filename().string();
+                if (name.rfind("procreg-", 0) != 0 || !it->is_regular_file(ec)) continue;
+                std::ifstream in(it->path(), std::ios::binary);
+                const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+                std::error_code ignored;
+                if (bytes.find(needle) != std::string::npos) std::filesystem::remove(it->path(), ignored);
+            }
+        } catch (...) {
+            // cleanup is best effort; a leftover segment harms no test
+        }
+    }
+
     const std::filesystem::path& path() const noexcept { return path_; }
     std::filesystem::path operator/(const std::filesystem::path& rest) const { return path_ / rest; }
 

@@ -133,14 +133,18 @@ inline storage::record_files_options options(std::filesystem::path root) {
     return opts;
 }
 
-/// Opens (creating `root` and `root/retired` 0700 if needed) the registry at `root`.
-inline agent_registry open(std::filesystem::path root) {
-    return agent_registry(storage::record_files(options(std::move(root))));
+/// Opens (creating `root` and `root/retired` 0700 if needed) the registry at
+/// `root`. `Registry` may be `agent_registry` with another lock policy
+/// (`procreg::with_lock_t`).
+template <class Registry = agent_registry>
+Registry open(std::filesystem::path root) {
+    return Registry(storage::record_files(options(std::move(root))));
 }
 
 /// Opens with explicit storage options (e.g. `durable = false` on tmpfs).
-inline agent_registry open(storage::record_files_options opts) {
-    return agent_registry(storage::record_files(std::move(opts)));
+template <class Registry = agent_registry>
+Registry open(storage::record_files_options opts) {
+    return Registry(storage::record_files(std::move(opts)));
 }
 
 }  // namespace procreg::agentmux

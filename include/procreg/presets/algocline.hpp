@@ -87,14 +87,18 @@ inline storage::json_table_options options(std::filesystem::path registry_json) 
     return opts;
 }
 
-/// Opens (creating the directory 0700 if needed) the registry at `registry_json`.
-inline pool_registry open(std::filesystem::path registry_json) {
-    return pool_registry(storage::json_table(options(std::move(registry_json))));
+/// Opens (creating the directory 0700 if needed) the registry at
+/// `registry_json`. `Registry` may be `pool_registry` with another lock or
+/// liveness policy (`procreg::with_lock_t`, `procreg::with_liveness_t`).
+template <class Registry = pool_registry>
+Registry open(std::filesystem::path registry_json) {
+    return Registry(storage::json_table(options(std::move(registry_json))));
 }
 
 /// Opens with explicit storage options (e.g. `durable = false` on tmpfs).
-inline pool_registry open(storage::json_table_options opts) {
-    return pool_registry(storage::json_table(std::move(opts)));
+template <class Registry = pool_registry>
+Registry open(storage::json_table_options opts) {
+    return Registry(storage::json_table(std::move(opts)));
 }
 
 }  // namespace procreg::algocline

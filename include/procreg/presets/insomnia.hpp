@@ -83,8 +83,13 @@ using consolidation_storage = storage::claim_file<storage::json_record_format>;
 /// The registry behind the lock: flock on `.consolidation.lock.flock`, kill(pid, 0) liveness.
 using consolidation_registry =
     procreg::registry<lock_record, lock::flock_lock, consolidation_storage, liveness::kill_liveness>;
+/// The consolidation lock as a claim whose handle does nothing when
+/// destroyed, over `Registry` (`consolidation_registry`, or it with another
+/// lock or liveness policy).
+template <class Registry = consolidation_registry>
+using basic_consolidation_claim = procreg::claim<Registry, on_destroy::keep>;
 /// The consolidation lock as a claim whose handle does nothing when destroyed.
-using consolidation_claim = procreg::claim<consolidation_registry, on_destroy::keep>;
+using consolidation_claim = basic_consolidation_claim<>;
 
 /// `<workspace>/_staging` (the seed's `WorkspaceLayout::staging_dir`).
 inline std::filesystem::path staging_dir(const std::filesystem::path& workspace_root) {
@@ -129,15 +134,19 @@ inline claim_options<lock_record> claim_settings() {
 }
 
 /// Opens the consolidation lock with explicit storage options.
-inline consolidation_claim open(storage::claim_file_options opts) {
-    return consolidation_claim(std::make_shared<consolidation_registry>(consolidation_storage(std::move(opts))),
+template <class Registry = consolidation_registry>
+basic_consolidation_claim<Registry> open(storage::claim_file_options opts) {
+    return basic_consolidation_claim<Registry>(std::make_shared<Registry>(consolidation_storage(std::move(opts))),
                                claim_key, claim_settings());
 }
 
 /// Opens the consolidation lock of `staging` (creating the directory 0700 if missing).
-inline consolidation_claim open(const std::filesystem::path& staging) { return open(options(staging)); }
+template <class Registry = consolidation_registry>
+basic_consolidation_claim<Registry> open(const std::filesystem::path& staging) {
+    return open<Registry>(options(staging));
+}
 
-/// What `staging_lock::release_with_cleanup` did.
+/// What `basic_staging_lock::release_with_cleanup` did.
 struct cleanup_report {
     release_status lock = release_status::absent;  ///< what happened to the lock file
     std::vector<skipped_file> failures;            ///< consumed entries that exist but could not be removed
@@ -146,16 +155,17 @@ struct cleanup_report {
 /// The held consolidation lock (the seed's `StagingLock`). Destroying it does
 /// nothing: release explicitly, or the lock is taken over as stale once this
 /// pod's process is dead.
-class staging_lock {
+template <class Registry = consolidation_registry>
+class basic_staging_lock {
 public:
     /// The generic handle underneath.
-    using handle_type = consolidation_claim::handle;
+    using handle_type = typename basic_consolidation_claim<Registry>::handle;
 
     /// Takes the lock in `staging` (created if missing) for `pid`, stamped
     /// with the current UTC time. Throws `claim_in_use` (`errc::in_use`,
     /// `pid()`, `owner_name()` = pod name) when a live pod holds it, even one
     /// with `pid`; `errc::invalid_key` when a consumed id is not a UUID.
-    static staging_lock acquire(const std::filesystem::path& staging, std::uint32_t pid, std::string pod_name,
+    static basic_staging_lock acquire(const std::filesystem::path& staging, std::uint32_t pid, std::string pod_name,
                                 std::vector<std::string> consumed_ids) {
         for (auto& id : consumed_ids) {
             if (!is_uuid(id)) {
@@ -167,7 +177,7 @@ public:
             }
         }
         lock_record record{pid, std::move(pod_name), detail::now_iso8601(9), std::move(consumed_ids)};
-        return staging_lock(open(staging).acquire(record), staging);
+        return basic_staging_lock(open<Registry>(staging).acquire(record), staging);
     }
 
     /// The record written.
@@ -220,11 +230,14 @@ public:
     release_status release_only() { return handle_.release(); }
 
 private:
-    staging_lock(handle_type handle, std::filesystem::path staging)
+    basic_staging_lock(handle_type handle, std::filesystem::path staging)
         : handle_(std::move(handle)), staging_(std::move(staging)) {}
 
     handle_type handle_;
     std::filesystem::path staging_;
 };
+
+/// The held consolidation lock of the seed's own configuration (flock, kill liveness).
+using staging_lock = basic_staging_lock<>;
 
 }  // namespace procreg::insomnia

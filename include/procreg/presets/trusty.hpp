@@ -70,10 +70,17 @@ using lock_file_storage = storage::claim_file<storage::pid_text_format>;
 /// The registry behind the lock: flock on `.daemon.lock.flock`, kill(pid, 0) liveness.
 using daemon_registry =
     procreg::registry<daemon_lock_record, lock::flock_lock, lock_file_storage, liveness::kill_liveness>;
+/// The daemon lock as a claim whose handle removes the file when destroyed,
+/// over `Registry` (`daemon_registry`, or it with another lock policy).
+template <class Registry = daemon_registry>
+using basic_daemon_claim = procreg::claim<Registry, on_destroy::release>;
 /// The daemon lock as a claim whose handle removes the file when destroyed.
-using daemon_claim = procreg::claim<daemon_registry, on_destroy::release>;
+using daemon_claim = basic_daemon_claim<>;
+/// The RAII guard over `Registry`.
+template <class Registry = daemon_registry>
+using basic_daemon_lock = typename basic_daemon_claim<Registry>::handle;
 /// The RAII guard (the seed's `DaemonLock`): removes `daemon.lock` when destroyed, if still ours.
-using daemon_lock = daemon_claim::handle;
+using daemon_lock = basic_daemon_lock<>;
 
 /// The claim key every `daemon_lock_record` has.
 inline constexpr const char* claim_key = "daemon";
@@ -126,13 +133,17 @@ inline claim_options<daemon_lock_record> claim_settings() {
 }
 
 /// Opens the daemon lock at `lock_file` with explicit storage options.
-inline daemon_claim open(storage::claim_file_options opts) {
-    return daemon_claim(std::make_shared<daemon_registry>(lock_file_storage(std::move(opts))), claim_key,
-                        claim_settings());
+template <class Registry = daemon_registry>
+basic_daemon_claim<Registry> open(storage::claim_file_options opts) {
+    return basic_daemon_claim<Registry>(std::make_shared<Registry>(lock_file_storage(std::move(opts))), claim_key,
+                                        claim_settings());
 }
 
 /// Opens the daemon lock at `lock_file` (creating its directory 0700 if missing).
-inline daemon_claim open(std::filesystem::path lock_file) { return open(options(std::move(lock_file))); }
+template <class Registry = daemon_registry>
+basic_daemon_claim<Registry> open(std::filesystem::path lock_file) {
+    return open<Registry>(options(std::move(lock_file)));
+}
 
 /// The pid in `lock_file`, without acquiring and without creating anything:
 /// nothing for a missing, empty or malformed file; throws `procreg::error`
@@ -145,8 +156,9 @@ inline std::optional<std::uint32_t> read_lock_pid(const std::filesystem::path& l
 
 /// Takes the daemon lock for this process (the seed's `acquire_lock`).
 /// Throws `claim_in_use` ("already running ...") when a live process holds it.
-inline daemon_lock acquire_lock(const std::filesystem::path& lock_file) {
-    return open(lock_file).acquire(daemon_lock_record{static_cast<std::uint32_t>(::getpid())});
+template <class Registry = daemon_registry>
+basic_daemon_lock<Registry> acquire_lock(const std::filesystem::path& lock_file) {
+    return open<Registry>(lock_file).acquire(daemon_lock_record{static_cast<std::uint32_t>(::getpid())});
 }
 
 }  // namespace procreg::trusty

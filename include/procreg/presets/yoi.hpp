@@ -190,12 +190,18 @@ inline storage::json_table_options options(std::filesystem::path pods_json) {
 }
 
 /// Opens (creating the directory 0700 if needed) the table at `pods_json`.
-inline pod_registry open(std::filesystem::path pods_json) {
-    return pod_registry(storage::json_table(options(std::move(pods_json))));
+/// `Registry` may be `pod_registry` with another lock or liveness policy
+/// (`procreg::with_lock_t`, `procreg::with_liveness_t`).
+template <class Registry = pod_registry>
+Registry open(std::filesystem::path pods_json) {
+    return Registry(storage::json_table(options(std::move(pods_json))));
 }
 
 /// Opens with explicit storage options (e.g. `durable = false` on tmpfs).
-inline pod_registry open(storage::json_table_options opts) { return pod_registry(storage::json_table(std::move(opts))); }
+template <class Registry = pod_registry>
+Registry open(storage::json_table_options opts) {
+    return Registry(storage::json_table(std::move(opts)));
+}
 
 /// A pod whose effective write scope meets a requested rule, and the rule of
 /// its own through which it does.
