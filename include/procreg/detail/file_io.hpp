@@ -132,8 +132,11 @@ struct file_contents {
 /// Reads `name` in the directory `dirfd`. Returns nothing when the file does
 /// not exist. Refuses symlinks and non-regular files, and files larger than
 /// `max_bytes` (checked with fstat before reading, and again while reading).
+/// With `keep_open`, the descriptor the bytes were read from is handed over
+/// instead of closed (it pins the inode, e.g. for a cache keyed on it).
 inline std::optional<file_contents> read_file_at(int dirfd, const std::filesystem::path& path,
-                                                 const char* name, std::size_t max_bytes) {
+                                                 const char* name, std::size_t max_bytes,
+                                                 unique_fd* keep_open = nullptr) {
     const int fd = sys::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         const int err = errno;
@@ -173,6 +176,7 @@ inline std::optional<file_contents> read_file_at(int dirfd, const std::filesyste
                     "file is above the limit of " + std::to_string(max_bytes) + " bytes");
     }
     out.bytes.resize(used);
+    if (keep_open) *keep_open = std::move(handle);
     return out;
 }
 
@@ -207,8 +211,12 @@ inline std::string temp_prefix(std::string_view target) {
 /// On any failure the temp file is gone and the target is untouched, except
 /// when only the final directory fsync fails: then the new contents are in
 /// place but may not survive power loss, and the error says so.
+/// With `keep_open`, a successful replace also hands over a
+/// descriptor of the new file (a duplicate of the temp file's, taken before
+/// it is closed, so no other file can be substituted by name); it stays
+/// empty if the duplicate could not be made, which is not an error.
 inline void atomic_replace_at(int dirfd, const std::filesystem::path& path, const char* name,
-                              std::string_view data, bool durable) {
+                              std::string_view data, bool durable, unique_fd* keep_open = nullptr) {
     static std::atomic<std::uint64_t> counter{0};
     std::string temp;
     int fd = -1;
@@ -232,6 +240,8 @@ inline void atomic_replace_at(int dirfd, const std::filesystem::path& path, cons
     };
     if (const int err = write_all(fd, data)) fail("cannot write temp file " + temp, err);
     if (durable && sys::fsync(fd) != 0) fail("fsync of temp file failed; nothing was changed", errno);
+    unique_fd kept;
+    if (keep_open) kept = unique_fd(sys::dup_cloexec(fd));  // -1 on failure: nothing kept
     if (sys::close(handle.release()) != 0) {
         const int err = errno;
         (void)sys::unlinkat(dirfd, temp.c_str(), 0);
@@ -242,6 +252,7 @@ inline void atomic_replace_at(int dirfd, const std::filesystem::path& path, cons
         (void)sys::unlinkat(dirfd, temp.c_str(), 0);
         throw_os_error(errc::io_failure, path, "cannot rename temp file over the target", err);
     }
+    if (keep_open) *keep_open = std::move(kept);
     if (durable && sys::fsync(dirfd) != 0) {
         throw_os_error(errc::io_failure, path,
                        "replaced, but fsync of the directory failed: the change may not survive a crash",

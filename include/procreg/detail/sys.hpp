@@ -167,6 +167,12 @@ inline DIR* fdopendir_dup(int fd) noexcept {
     ::rewinddir(dir);
     return dir;
 }
+/// Duplicates `fd` with close-on-exec set (fcntl F_DUPFD_CLOEXEC). It makes
+/// a descriptor, so fault injection counts it as an `open`.
+inline int dup_cloexec(int fd) noexcept {
+    PROCREG_SYS_INTERCEPT(call::open, -1);
+    return ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+}
 /// kill(2) is not intercepted: liveness probes are not I/O on the registry.
 inline int kill(pid_t pid, int signal) noexcept { return ::kill(pid, signal); }
 

@@ -14,6 +14,39 @@
 //   does not know, are written back as they were read;
 // - the directory is 0700 and only this user's (detail::open_directory),
 //   the file 0600.
+//
+// The unchanged-file shortcut (`reuse_unchanged`, on by default). Parsing
+// and re-encoding the whole table is what makes a transaction on a large
+// table slow, so between transactions the storage keeps what the last one
+// saw: the decoded records, each record's encoded text, and the identity of
+// the file they match — device, inode, size, mtime and ctime, taken by fstat
+// on the descriptor the file was read from or written through (never by
+// name, so no other file can be substituted). The next session, under the
+// lock, compares that identity with an fstatat of the name and on a match
+// starts from the kept state without reading the file; anything else (another
+// process or registry object replaced the file, it was edited, it is gone)
+// reloads as before. A commit encodes only the records that changed and
+// reuses the kept text of the others, so its output is byte for byte what a
+// full re-encode writes. Invariants of the shortcut:
+// - the kept state is always exactly the contents of the file whose identity
+//   is kept: it is handed back only by a session that is clean (nothing
+//   changed since its load, or everything committed); a session that throws
+//   before committing, or whose commit fails, drops it, so a failed
+//   transaction can never leave a modified state behind;
+// - the kept descriptor pins the inode: while it is open the inode number
+//   cannot be freed and given to another file (ext4 reuses numbers at
+//   once), so a matching (device, inode) at the name is the very same file.
+//   Writers of this format never modify the file in place (they replace
+//   it), and any in-place write changes mtime and ctime. The residual risk is
+//   a writer outside the protocol that rewrites the file in place, keeping
+//   its size, within one tick of the filesystem's timestamp clock (a few ms
+//   on ext4 and tmpfs) after our last read or write of it; ctime cannot be
+//   set from user space, so this needs both a foreign in-place writer and
+//   that timing. Turn `reuse_unchanged` off where such writers exist, or on
+//   filesystems whose timestamps or inode numbers are not reliable (some
+//   network and FUSE filesystems). The cost is one open descriptor per
+//   storage object and, until the next transaction, the space of a
+//   replaced file that it pins.
 #pragma once
 
 #include <procreg/detail/file_io.hpp>
@@ -25,12 +58,17 @@
 #include <boost/json.hpp>
 
 #include <cstddef>
+#include <ctime>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+#include <sys/stat.h>
 
 namespace procreg::storage {
 
@@ -52,10 +90,75 @@ struct json_table_options {
     std::size_t max_depth = 32;
     /// Ownership and permission rules for the directory.
     detail::directory_policy directory;
+    /// Keep the decoded table between transactions and skip reading and
+    /// parsing the file when it is provably the one this storage last read
+    /// or wrote (same device, inode, size, mtime and ctime, inode pinned by
+    /// an open descriptor). Turn off if programs outside procreg's protocol
+    /// rewrite the file in place, or on a filesystem whose timestamps or
+    /// inode numbers are unreliable. See the file comment.
+    bool reuse_unchanged = true;
 };
 
 /// Storage policy: one JSON file holding every record.
 class json_table {
+    // What identifies one version of the table file. With the inode pinned
+    // by an open descriptor, (device, inode) names one file; size, mtime and
+    // ctime change with any write to it.
+    struct file_identity {
+        dev_t device = 0;
+        ino_t inode = 0;
+        off_t size = 0;
+        struct timespec modified {};
+        struct timespec changed {};
+
+        static file_identity of(const struct ::stat& st) noexcept {
+            return file_identity{st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_ctim};
+        }
+        bool matches(const struct ::stat& st) const noexcept {
+            return S_ISREG(st.st_mode) && st.st_dev == device && st.st_ino == inode && st.st_size == size &&
+                   st.st_mtim.tv_sec == modified.tv_sec && st.st_mtim.tv_nsec == modified.tv_nsec &&
+                   st.st_ctim.tv_sec == changed.tv_sec && st.st_ctim.tv_nsec == changed.tv_nsec;
+        }
+    };
+
+    // One session's records. Erased records leave holes (so positions in
+    // `index` stay valid) until the next save compacts them.
+    template <class Record>
+    struct table_state {
+        boost::json::object top;                                   // the file's top level, records array emptied
+        std::vector<std::optional<stored_record<Record>>> entries;  // file order; nullopt = erased
+        std::vector<std::string> texts;                            // encoded entries; empty = to encode
+        std::unordered_map<std::string, std::size_t> index;        // key -> position in entries
+        std::size_t live = 0;                                      // entries that are not holes
+
+        void compact() {
+            if (live == entries.size()) return;
+            std::size_t to = 0;
+            for (std::size_t from = 0; from < entries.size(); ++from) {
+                if (!entries[from]) continue;
+                if (to != from) {
+                    entries[to] = std::move(entries[from]);
+                    texts[to] = std::move(texts[from]);
+                    index[std::string(detail::key_of(entries[to]->value))] = to;
+                }
+                ++to;
+            }
+            entries.resize(to);
+            texts.resize(to);
+        }
+    };
+
+    // The state a clean session handed back, with the identity of the file
+    // it is exactly the contents of and the descriptor pinning that file.
+    struct kept_base {
+        virtual ~kept_base() = default;
+    };
+    template <class Record>
+    struct kept final : kept_base {
+        explicit kept(table_state<Record>&& s) : state(std::move(s)) {}
+        table_state<Record> state;
+    };
+
 public:
     /// The options type, named uniformly across storages.
     using options = json_table_options;
@@ -83,58 +186,89 @@ public:
     /// The options in force.
     const options& settings() const noexcept { return options_; }
 
-    /// One transaction's view of the table: read from disk when created,
+    /// One transaction's view of the table: read from disk when created (or
+    /// taken over from the previous session when the file is unchanged),
     /// written back (only if changed) by `commit`.
     template <class Record>
     class session {
     public:
-        /// Reads the table from disk (a missing file is an empty table);
-        /// called by `json_table::begin` under the registry's lock.
-        explicit session(json_table& table) : table_(&table) { load(); }
+        /// Reads the table from disk (a missing file is an empty table), or
+        /// takes over the state the previous session left when the file is
+        /// the one it describes; called by `json_table::begin` under the
+        /// registry's lock.
+        explicit session(json_table& table) : table_(&table) {
+            if (!table.template adopt<Record>(state_, identity_, pin_)) load();
+        }
+
+        /// Moves the session (and its claim to hand its state back).
+        session(session&& other) noexcept
+            : table_(other.table_),
+              state_(std::move(other.state_)),
+              identity_(other.identity_),
+              pin_(std::move(other.pin_)),
+              skipped_(std::move(other.skipped_)),
+              dirty_(other.dirty_) {
+            other.identity_.reset();
+        }
+        session(const session&) = delete;
+        session& operator=(const session&) = delete;
+        session& operator=(session&&) = delete;
+
+        /// Hands the state to the storage for the next session when it is
+        /// exactly the file on disk (nothing changed, or all committed);
+        /// otherwise drops it.
+        ~session() {
+            if (!dirty_ && identity_ && table_) table_->keep(std::move(state_), *identity_, std::move(pin_));
+        }
 
         /// The record with `key`, or null.
         const stored_record<Record>* find(std::string_view key) const {
-            const auto it = index_.find(std::string(key));
-            return it == index_.end() ? nullptr : &entries_[it->second];
+            const auto it = state_.index.find(std::string(key));
+            return it == state_.index.end() ? nullptr : &*state_.entries[it->second];
         }
 
         /// Calls `visit(const stored_record<Record>&)` for each record, in file order.
         template <class Visit>
         void for_each(Visit&& visit) const {
-            for (const auto& entry : entries_) visit(entry);
+            for (const auto& entry : state_.entries) {
+                if (entry) visit(*entry);
+            }
         }
 
         /// Adds the record, or replaces the one with the same key. A one-file
         /// table never refuses a write, so the result is always empty.
         std::optional<skipped_file> put(stored_record<Record> entry) {
-            std::string key(detail::key_of(entry.value));
-            const auto it = index_.find(key);
-            if (it == index_.end()) {
-                index_.emplace(std::move(key), entries_.size());
-                entries_.push_back(std::move(entry));
-            } else {
-                entries_[it->second] = std::move(entry);
-            }
             dirty_ = true;
+            std::string key(detail::key_of(entry.value));
+            const auto it = state_.index.find(key);
+            if (it == state_.index.end()) {
+                state_.index.emplace(std::move(key), state_.entries.size());
+                state_.entries.emplace_back(std::move(entry));
+                state_.texts.emplace_back();
+                ++state_.live;
+            } else {
+                state_.entries[it->second] = std::move(entry);
+                state_.texts[it->second].clear();  // to be encoded again
+            }
             return std::nullopt;
         }
 
         /// Removes the record with `key`; false when there was none.
         bool erase(std::string_view key) {
-            const auto it = index_.find(std::string(key));
-            if (it == index_.end()) return false;
-            const std::size_t position = it->second;
-            entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(position));
-            index_.erase(it);
-            for (auto& slot : index_) {
-                if (slot.second > position) --slot.second;
-            }
+            const auto it = state_.index.find(std::string(key));
+            if (it == state_.index.end()) return false;
             dirty_ = true;
+            // A hole keeps the other records' positions (and so the index)
+            // valid; holes are compacted away before a save.
+            state_.entries[it->second].reset();
+            state_.texts[it->second] = std::string();
+            state_.index.erase(it);
+            --state_.live;
             return true;
         }
 
         /// Number of records.
-        std::size_t size() const noexcept { return entries_.size(); }
+        std::size_t size() const noexcept { return state_.live; }
 
         /// Files passed over while reading: a one-file table never skips, it fails.
         const std::vector<skipped_file>& skipped() const noexcept { return skipped_; }
@@ -142,80 +276,147 @@ public:
         /// The table file, for error messages.
         const std::filesystem::path& path() const noexcept { return table_->path(); }
 
-        /// Writes the table back atomically if anything changed.
+        /// Writes the table back atomically if anything changed: records
+        /// changed in this session are encoded, the others keep the text
+        /// they were last written with (byte for byte what encoding them
+        /// again gives).
         void commit() {
             if (!dirty_) return;
-            boost::json::array records;
-            records.reserve(entries_.size());
-            for (const auto& entry : entries_) {
+            state_.compact();
+            const auto& opts = table_->options_;
+            for (std::size_t i = 0; i < state_.entries.size(); ++i) {
+                if (!state_.texts[i].empty()) continue;
+                const auto& entry = *state_.entries[i];
                 try {
-                    records.emplace_back(detail::encode_over(entry.json, entry.value));
+                    const boost::json::value encoded(detail::encode_over(entry.json, entry.value));
+                    // Indent level 2: inside the top-level object's array.
+                    detail::pretty_print_into(state_.texts[i], encoded, 2);
                 } catch (const detail::decode_error& e) {
                     throw error(errc::io_failure, path(), std::string("cannot encode a record: ") + e.what(),
                                 error::details{std::string(detail::key_of(entry.value)), {}, 0});
                 }
             }
-            top_[table_->options_.array_key] = std::move(records);
-            std::string text = detail::pretty_print(top_);
+            const std::string text = render(opts.array_key);
             if (table_->sweep_pending_) {
                 // Temp files a live process left (a save whose cleanup
                 // failed): under the lock no save is running, so all go.
                 detail::sweep_stale_temps(table_->directory_.get(), table_->name_, true);
                 table_->sweep_pending_ = false;
             }
+            // From here until success the state on disk is unknown to the
+            // session: if anything throws, the destructor drops the state.
+            identity_.reset();
+            detail::unique_fd written;
             try {
                 detail::atomic_replace_at(table_->directory_.get(), path(), table_->name_.c_str(), text,
-                                          table_->options_.durable);
+                                          opts.durable, opts.reuse_unchanged ? &written : nullptr);
             } catch (...) {
                 table_->sweep_pending_ = true;
                 throw;
             }
             dirty_ = false;
+            // The identity of the file just written, from its own descriptor
+            // after the rename (rename updates the inode's ctime).
+            struct ::stat st {};
+            if (written && detail::sys::fstat(written.get(), &st) == 0) {
+                identity_ = file_identity::of(st);
+                pin_ = std::move(written);  // releases the replaced file's pin
+            } else {
+                pin_.reset();
+            }
         }
 
     private:
         void load() {
             const auto& opts = table_->options_;
+            detail::unique_fd opened;
             auto contents = detail::read_file_at(table_->directory_.get(), path(), table_->name_.c_str(),
-                                                 opts.max_file_bytes);
-            if (!contents) return;  // no file yet: an empty table
+                                                 opts.max_file_bytes, opts.reuse_unchanged ? &opened : nullptr);
+            if (!contents) return;  // no file yet: an empty table (not kept: nothing to save)
             std::string parse_error;
             auto parsed = detail::parse_json(contents->bytes, detail::json_limits{opts.max_depth}, parse_error);
             if (!parsed) throw error(errc::corrupted_file, path(), "cannot parse JSON: " + parse_error);
             if (!parsed->is_object()) throw error(errc::corrupted_file, path(), "top level is not a JSON object");
-            top_ = std::move(parsed->as_object());
-            auto found = top_.find(opts.array_key);
-            if (found == top_.end()) return;  // other keys only: kept, table empty
-            if (!found->value().is_array()) {
-                throw error(errc::corrupted_file, path(), "\"" + opts.array_key + "\" is not an array");
-            }
-            boost::json::array& array = found->value().as_array();
-            entries_.reserve(array.size());
-            index_.reserve(array.size());
-            for (std::size_t i = 0; i < array.size(); ++i) {
-                const std::string where = opts.array_key + "[" + std::to_string(i) + "]";
-                if (!array[i].is_object()) throw error(errc::corrupted_file, path(), where + ": not an object");
-                Record value = [&]() -> Record {
-                    try {
-                        return detail::decode_value<Record>(array[i], where);
-                    } catch (const detail::decode_error& e) {
-                        throw error(errc::corrupted_file, path(), e.what());
-                    }
-                }();
-                std::string key(detail::key_of(value));
-                if (!index_.emplace(key, entries_.size()).second) {
-                    throw error(errc::corrupted_file, path(),
-                                where + ": duplicate key \"" + key + "\"", error::details{key, {}, 0});
+            state_.top = std::move(parsed->as_object());
+            auto found = state_.top.find(opts.array_key);
+            if (found != state_.top.end()) {
+                if (!found->value().is_array()) {
+                    throw error(errc::corrupted_file, path(), "\"" + opts.array_key + "\" is not an array");
                 }
-                entries_.push_back(stored_record<Record>{std::move(value), std::move(array[i].as_object())});
+                boost::json::array& array = found->value().as_array();
+                state_.entries.reserve(array.size());
+                state_.texts.reserve(array.size());
+                state_.index.reserve(array.size());
+                for (std::size_t i = 0; i < array.size(); ++i) {
+                    const std::string where = opts.array_key + "[" + std::to_string(i) + "]";
+                    if (!array[i].is_object()) throw error(errc::corrupted_file, path(), where + ": not an object");
+                    Record value = [&]() -> Record {
+                        try {
+                            return detail::decode_value<Record>(array[i], where);
+                        } catch (const detail::decode_error& e) {
+                            throw error(errc::corrupted_file, path(), e.what());
+                        }
+                    }();
+                    std::string key(detail::key_of(value));
+                    if (!state_.index.emplace(key, state_.entries.size()).second) {
+                        throw error(errc::corrupted_file, path(), where + ": duplicate key \"" + key + "\"",
+                                    error::details{key, {}, 0});
+                    }
+                    state_.entries.emplace_back(
+                        stored_record<Record>{std::move(value), std::move(array[i].as_object())});
+                    state_.texts.emplace_back();  // encoded at the first save
+                }
+                array.clear();
             }
-            array.clear();
+            state_.live = state_.entries.size();
+            if (opened) {
+                identity_ = file_identity::of(contents->status);
+                pin_ = std::move(opened);
+            }
+        }
+
+        // The file as detail::pretty_print writes the top-level object with
+        // the records array in it (the array takes its place among the other
+        // keys, or comes last when the file had none), from the records' texts.
+        std::string render(const std::string& array_key) {
+            if (state_.top.find(array_key) == state_.top.end()) state_.top[array_key] = boost::json::array();
+            std::size_t total = 64;
+            for (const auto& t : state_.texts) total += t.size() + 6;
+            std::string out;
+            out.reserve(total);
+            out += '{';
+            bool first_key = true;
+            for (const auto& item : state_.top) {
+                if (!first_key) out += ',';
+                first_key = false;
+                out += "\n  ";
+                out += boost::json::serialize(boost::json::string_view(item.key()));
+                out += ": ";
+                if (item.key() != array_key) {
+                    detail::pretty_print_into(out, item.value(), 1);
+                } else if (state_.live == 0) {
+                    out += "[]";
+                } else {
+                    out += '[';
+                    bool first = true;
+                    for (std::size_t i = 0; i < state_.entries.size(); ++i) {
+                        if (!state_.entries[i]) continue;
+                        if (!first) out += ',';
+                        first = false;
+                        out += "\n    ";
+                        out += state_.texts[i];
+                    }
+                    out += "\n  ]";
+                }
+            }
+            out += "\n}";
+            return out;
         }
 
         json_table* table_;
-        boost::json::object top_;
-        std::vector<stored_record<Record>> entries_;
-        std::unordered_map<std::string, std::size_t> index_;
+        table_state<Record> state_;
+        std::optional<file_identity> identity_;  // set while state_ is exactly the file pinned by pin_
+        detail::unique_fd pin_;
         std::vector<skipped_file> skipped_;
         bool dirty_ = false;
     };
@@ -227,6 +428,45 @@ public:
     }
 
 private:
+    // One address per record type: a kept state is only reused by sessions
+    // of the type that made it.
+    template <class Record>
+    static const void* type_tag() noexcept {
+        static const char tag = 0;
+        return &tag;
+    }
+
+    // Called by a new session, under the lock: moves the kept state into it
+    // when the file at the name is the kept one. Whatever happens, the
+    // storage keeps nothing afterwards, so a session that fails drops it.
+    template <class Record>
+    bool adopt(table_state<Record>& state, std::optional<file_identity>& identity, detail::unique_fd& pin) {
+        std::unique_ptr<kept_base> cached = std::move(kept_);
+        detail::unique_fd cached_pin = std::move(kept_pin_);
+        if (!cached || !options_.reuse_unchanged || kept_type_ != type_tag<Record>()) return false;
+        struct ::stat st {};
+        if (detail::sys::fstatat(directory_.get(), name_.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return false;
+        if (!kept_identity_.matches(st)) return false;
+        state = std::move(static_cast<kept<Record>&>(*cached).state);
+        identity = kept_identity_;
+        pin = std::move(cached_pin);
+        return true;
+    }
+
+    // Called by a clean session's destructor.
+    template <class Record>
+    void keep(table_state<Record>&& state, const file_identity& identity, detail::unique_fd&& pin) noexcept {
+        if (!options_.reuse_unchanged || !pin) return;
+        try {
+            kept_ = std::make_unique<kept<Record>>(std::move(state));
+        } catch (...) {
+            return;  // out of memory: the next session reads the file
+        }
+        kept_type_ = type_tag<Record>();
+        kept_identity_ = identity;
+        kept_pin_ = std::move(pin);
+    }
+
     std::filesystem::path directory_path() const {
         auto parent = options_.file.parent_path();
         return parent.empty() ? std::filesystem::path(".") : parent;
@@ -236,6 +476,10 @@ private:
     std::string name_;
     detail::unique_fd directory_;
     bool sweep_pending_ = false;  // a failed save may have left its temp file
+    std::unique_ptr<kept_base> kept_;  // the unchanged-file shortcut's state, or null
+    const void* kept_type_ = nullptr;
+    file_identity kept_identity_;
+    detail::unique_fd kept_pin_;
 };
 
 }  // namespace procreg::storage
