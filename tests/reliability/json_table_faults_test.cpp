@@ -1,12 +1,14 @@
 // Fault injection and crash points for the one-JSON-file storage (the
-// algocline preset): every mutating operation is all-or-nothing under a
-// failing k-th system call and under SIGKILL at the k-th system call.
+// algocline preset, and the same registry under the named mutex): every
+// mutating operation is all-or-nothing under a failing k-th system call and
+// under SIGKILL at the k-th system call.
 #define BOOST_TEST_MODULE json_table_faults
 #include <boost/test/unit_test.hpp>
 
 #include <procreg/presets/algocline.hpp>
 
 #include "../support/fault_driver.hpp"
+#include "../support/lock_kinds.hpp"
 
 #include <boost/json.hpp>
 
@@ -18,12 +20,25 @@ namespace fs = std::filesystem;
 using procreg::algocline::pool_session;
 using namespace procreg_test::faults;
 
+BOOST_TEST_GLOBAL_FIXTURE(fast_tmpdir);
+
 namespace {
 
 const std::uint32_t live_pid = static_cast<std::uint32_t>(::getpid());
 const std::uint32_t gone_pid = static_cast<std::uint32_t>(procreg_test::dead_pid());
 
 fs::path file_in(const fs::path& dir) { return dir / "registry.json"; }
+fs::path lock_in(const fs::path& dir) { return dir / "registry.lock"; }
+
+// With flock this is exactly procreg::algocline::pool_registry.
+template <class Kind>
+using pool_registry = procreg::registry<pool_session, typename Kind::type, procreg::storage::json_table,
+                                        procreg::liveness::kill_liveness>;
+
+template <class Kind>
+pool_registry<Kind> open(const fs::path& dir) {
+    return pool_registry<Kind>(procreg::storage::json_table(procreg::algocline::options(file_in(dir))));
+}
 
 pool_session entry(const std::string& sid, std::uint32_t pid, const std::string& version = "1") {
     pool_session s = pool_session::make(sid, pid, "/run/" + sid + ".sock", version);
@@ -31,8 +46,9 @@ pool_session entry(const std::string& sid, std::uint32_t pid, const std::string&
     return s;
 }
 
+template <class Kind>
 void setup(const fs::path& dir) {
-    auto reg = procreg::algocline::open(file_in(dir));
+    auto reg = open<Kind>(dir);
     reg.insert(entry("alive", live_pid));
     reg.insert(entry("dead", gone_pid));
 }
@@ -53,73 +69,71 @@ std::string state(const fs::path& dir) {
     return out;
 }
 
-bool lock_is_free(const fs::path& dir) {
-    const pid_t child = procreg_test::spawn([&] {
-        procreg::lock::flock_lock lock(dir / "registry.lock");
-        if (!lock.try_lock()) return 1;
-        lock.unlock();
-        return 0;
-    });
-    return procreg_test::wait_exit(child) == 0;
-}
-
+template <class Kind>
 void next_operation(const fs::path& dir) {
-    auto reg = procreg::algocline::open(file_in(dir));
+    auto reg = open<Kind>(dir);
     reg.upsert(entry("next", live_pid));
     if (!reg.find("next")) throw std::runtime_error("next operation did not take effect");
 }
 
-scenario make(std::function<void(procreg::algocline::pool_registry&)> op) {
+template <class Kind>
+scenario make(std::function<void(pool_registry<Kind>&)> op) {
     scenario s;
-    s.setup = setup;
+    s.setup = setup<Kind>;
     s.operation = [op](const fs::path& dir) {
-        auto reg = procreg::algocline::open(file_in(dir));
+        auto reg = open<Kind>(dir);
         op(reg);
     };
     s.state = state;
-    s.lock_is_free = lock_is_free;
-    s.next_operation = next_operation;
+    s.lock_is_free = [](const fs::path& dir) { return Kind::is_free(lock_in(dir)); };
+    s.next_operation = next_operation<Kind>;
+    s.teardown = [](const fs::path& dir) { Kind::cleanup(lock_in(dir)); };
     return s;
+}
+
+template <class Kind>
+std::string label(const char* op) {
+    return std::string("json_table/") + Kind::name + " " + op;
 }
 
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(json_table_faults)
 
-BOOST_AUTO_TEST_CASE(insert_is_all_or_nothing) {
-    run_fault_matrix(make([](auto& reg) { reg.insert(entry("new", live_pid)); }), "json_table insert");
+BOOST_AUTO_TEST_CASE_TEMPLATE(insert_is_all_or_nothing, Kind, locks::both) {
+    run_fault_matrix(make<Kind>([](auto& reg) { reg.insert(entry("new", live_pid)); }), label<Kind>("insert"));
 }
 
-BOOST_AUTO_TEST_CASE(upsert_is_all_or_nothing) {
-    run_fault_matrix(make([](auto& reg) { reg.upsert(entry("alive", live_pid, "2")); }), "json_table upsert");
+BOOST_AUTO_TEST_CASE_TEMPLATE(upsert_is_all_or_nothing, Kind, locks::both) {
+    run_fault_matrix(make<Kind>([](auto& reg) { reg.upsert(entry("alive", live_pid, "2")); }), label<Kind>("upsert"));
 }
 
-BOOST_AUTO_TEST_CASE(erase_is_all_or_nothing) {
-    run_fault_matrix(make([](auto& reg) { reg.erase("alive"); }), "json_table erase");
+BOOST_AUTO_TEST_CASE_TEMPLATE(erase_is_all_or_nothing, Kind, locks::both) {
+    run_fault_matrix(make<Kind>([](auto& reg) { reg.erase("alive"); }), label<Kind>("erase"));
 }
 
-BOOST_AUTO_TEST_CASE(reap_is_all_or_nothing) {
-    run_fault_matrix(make([](auto& reg) { reg.reap(); }), "json_table reap");
+BOOST_AUTO_TEST_CASE_TEMPLATE(reap_is_all_or_nothing, Kind, locks::both) {
+    run_fault_matrix(make<Kind>([](auto& reg) { reg.reap(); }), label<Kind>("reap"));
 }
 
-BOOST_AUTO_TEST_CASE(multi_step_transaction_is_all_or_nothing) {
-    run_fault_matrix(make([](auto& reg) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(multi_step_transaction_is_all_or_nothing, Kind, locks::both) {
+    run_fault_matrix(make<Kind>([](auto& reg) {
                          reg.transact([](auto& tx) {
                              tx.erase("dead");
                              tx.insert(entry("a", live_pid));
                              tx.insert(entry("b", live_pid));
                          });
                      }),
-                     "json_table transaction");
+                     label<Kind>("transaction"));
 }
 
-BOOST_AUTO_TEST_CASE(crash_at_every_system_call_keeps_acknowledged_operations) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(crash_at_every_system_call_keeps_acknowledged_operations, Kind, locks::both) {
     crash_scenario s;
-    s.setup = setup;
+    s.setup = setup<Kind>;
     s.state = state;
-    const auto with_registry = [](std::function<void(procreg::algocline::pool_registry&)> op) {
+    const auto with_registry = [](std::function<void(pool_registry<Kind>&)> op) {
         return [op](const fs::path& dir) {
-            auto reg = procreg::algocline::open(file_in(dir));
+            auto reg = open<Kind>(dir);
             op(reg);
         };
     };
@@ -130,8 +144,9 @@ BOOST_AUTO_TEST_CASE(crash_at_every_system_call_keeps_acknowledged_operations) {
         with_registry([](auto& reg) { reg.erase("x1"); }),
         with_registry([](auto& reg) { reg.insert(entry("x2", live_pid)); }),
     };
-    s.reopen = [](const fs::path& dir) { auto reg = procreg::algocline::open(file_in(dir)); };
-    run_crash_points(s, "json_table");
+    s.reopen = [](const fs::path& dir) { auto reg = open<Kind>(dir); };
+    s.teardown = [](const fs::path& dir) { Kind::cleanup(lock_in(dir)); };
+    run_crash_points(s, label<Kind>("crash"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -14,6 +14,8 @@
 //   which keeps the seeds' files diffable by their own tools.
 #pragma once
 
+#include <procreg/detail/json_strict_parse.hpp>
+
 #include <boost/describe/members.hpp>
 #include <boost/describe/modifiers.hpp>
 #include <boost/json.hpp>
@@ -36,16 +38,15 @@ struct json_limits {
 };
 
 /// Parses `text` with the depth limit; returns the error text on failure.
+/// An object that repeats a member name is an error
+/// (procreg/detail/json_strict_parse.hpp).
 inline std::optional<boost::json::value> parse_json(std::string_view text, const json_limits& limits,
                                                      std::string& error_text) {
     boost::json::parse_options options;
     options.max_depth = limits.max_depth;
     boost::system::error_code ec;
-    boost::json::value value = boost::json::parse(text, ec, {}, options);
-    if (ec) {
-        error_text = ec.message();
-        return std::nullopt;
-    }
+    boost::json::value value = parse_refusing_duplicates(text, options, ec, error_text);
+    if (ec) return std::nullopt;
     return value;
 }
 

@@ -78,14 +78,42 @@ inline int injected_fault(call c) noexcept {
             return failure;                                                   \
         }                                                                     \
     } while (0)
+
+/// The file name the intercepted call is about to use (the name of openat,
+/// unlinkat, mkdirat and fstatat, the source of renameat and linkat), or
+/// null for calls on descriptors. Lets a hook act on that very file just
+/// before the call — a security test plants a symlink at a temp file's
+/// name, which no test could guess (it holds a counter and clock noise).
+inline const char*& intercepted_name() noexcept {
+    thread_local const char* name = nullptr;
+    return name;
+}
+
+/// As `injected_fault(c)`, with `name` visible to the hook as `intercepted_name()`.
+inline int injected_fault(call c, const char* name) noexcept {
+    intercepted_name() = name;
+    const int result = injected_fault(c);
+    intercepted_name() = nullptr;
+    return result;
+}
+#define PROCREG_SYS_INTERCEPT_NAMED(c, name, failure)                                              \
+    do {                                                                                           \
+        if (const int procreg_injected_errno = ::procreg::detail::sys::injected_fault(c, name)) { \
+            errno = procreg_injected_errno;                                                        \
+            return failure;                                                                        \
+        }                                                                                          \
+    } while (0)
 #else
 #define PROCREG_SYS_INTERCEPT(c, failure) \
     do {                                  \
     } while (0)
+#define PROCREG_SYS_INTERCEPT_NAMED(c, name, failure) \
+    do {                                              \
+    } while (0)
 #endif
 
 inline int openat(int dirfd, const char* name, int flags, mode_t mode = 0) noexcept {
-    PROCREG_SYS_INTERCEPT(call::open, -1);
+    PROCREG_SYS_INTERCEPT_NAMED(call::open, name, -1);
     return ::openat(dirfd, name, flags, mode);
 }
 inline ssize_t read(int fd, void* buffer, std::size_t size) noexcept {
@@ -101,11 +129,11 @@ inline int fsync(int fd) noexcept {
     return ::fsync(fd);
 }
 inline int renameat(int from_dir, const char* from, int to_dir, const char* to) noexcept {
-    PROCREG_SYS_INTERCEPT(call::rename, -1);
+    PROCREG_SYS_INTERCEPT_NAMED(call::rename, from, -1);
     return ::renameat(from_dir, from, to_dir, to);
 }
 inline int unlinkat(int dirfd, const char* name, int flags) noexcept {
-    PROCREG_SYS_INTERCEPT(call::unlink, -1);
+    PROCREG_SYS_INTERCEPT_NAMED(call::unlink, name, -1);
     return ::unlinkat(dirfd, name, flags);
 }
 inline int flock(int fd, int operation) noexcept {
@@ -117,11 +145,11 @@ inline int fstat(int fd, struct ::stat* out) noexcept {
     return ::fstat(fd, out);
 }
 inline int fstatat(int dirfd, const char* name, struct ::stat* out, int flags) noexcept {
-    PROCREG_SYS_INTERCEPT(call::fstat, -1);
+    PROCREG_SYS_INTERCEPT_NAMED(call::fstat, name, -1);
     return ::fstatat(dirfd, name, out, flags);
 }
 inline int mkdirat(int dirfd, const char* name, mode_t mode) noexcept {
-    PROCREG_SYS_INTERCEPT(call::mkdir, -1);
+    PROCREG_SYS_INTERCEPT_NAMED(call::mkdir, name, -1);
     return ::mkdirat(dirfd, name, mode);
 }
 inline int fchmod(int fd, mode_t mode) noexcept {
@@ -129,7 +157,7 @@ inline int fchmod(int fd, mode_t mode) noexcept {
     return ::fchmod(fd, mode);
 }
 inline int linkat(int from_dir, const char* from, int to_dir, const char* to, int flags) noexcept {
-    PROCREG_SYS_INTERCEPT(call::link, -1);
+    PROCREG_SYS_INTERCEPT_NAMED(call::link, from, -1);
     return ::linkat(from_dir, from, to_dir, to, flags);
 }
 /// close(2) is never retried: on Linux the descriptor is gone even when

@@ -31,6 +31,7 @@
 
 #include <procreg/detail/file_io.hpp>
 #include <procreg/detail/json_codec.hpp>
+#include <procreg/detail/json_strict_parse.hpp>
 #include <procreg/error.hpp>
 #include <procreg/record_traits.hpp>
 #include <procreg/stored_record.hpp>
@@ -80,7 +81,7 @@ struct pid_text_format {
         std::uint64_t pid = 0;
         for (const char c : digits) {
             if (c < '0' || c > '9') {
-                why = "not a pid: \"" + std::string(bytes.substr(0, 32)) + "\"";
+                why = "not a pid: " + detail::quote_untrusted(bytes, 32);  // escaped: file bytes in a log line
                 return std::nullopt;
             }
             const auto digit = static_cast<std::uint64_t>(c - '0');
@@ -259,7 +260,8 @@ public:
     using format_type = Format;
 
     /// Opens the claim's directory (creating it 0700 when missing) and removes
-    /// private files left by processes that died mid-commit. Reads nothing.
+    /// private files left by processes that died mid-commit (those of live
+    /// processes go at the next commit, under the lock). Reads nothing.
     explicit claim_file(options opts) : options_(std::move(opts)) {
         if (options_.file.filename().empty()) {
             throw error(errc::invalid_key, options_.file, "a claim_file needs a file path, not a directory");
@@ -267,7 +269,7 @@ public:
         name_ = options_.file.filename().string();
         if (options_.lock_file.empty()) options_.lock_file = default_lock_file(options_.file);
         directory_ = detail::open_directory(directory_path(options_.file), options_.directory);
-        detail::sweep_stale_temps(directory_.get(), name_);
+        sweep_pending_ = detail::sweep_stale_temps(directory_.get(), name_);
     }
 
     /// The claim file.
@@ -380,6 +382,23 @@ public:
         /// of this session was published and the caller should decide again.
         void commit() {
             if (!dirty_) return;
+            if (owner_->sweep_pending_) {
+                // Private files a live process left (its own failed cleanup,
+                // or one seen at open): under the lock no commit is running,
+                // so all of them are garbage.
+                detail::sweep_stale_temps(owner_->directory_.get(), owner_->name_, true);
+                owner_->sweep_pending_ = false;
+            }
+            try {
+                publish();
+            } catch (...) {
+                owner_->sweep_pending_ = true;  // a failed commit may have left private files
+                throw;
+            }
+        }
+
+    private:
+        void publish() {
             const int dirfd = owner_->directory_.get();
             const char* name = owner_->name_.c_str();
             const bool durable = owner_->options_.durable;
@@ -391,7 +410,7 @@ public:
                 written = write_private(dirfd, temp, *pending_, durable);
             }
             const auto drop_temp = [&] {
-                if (!temp.empty()) (void)detail::sys::unlinkat(dirfd, temp.c_str(), 0);
+                if (!temp.empty()) discard(dirfd, temp);
             };
 
             // 2. Move the claim we judged out of the way and check it is that claim.
@@ -407,7 +426,7 @@ public:
                 if (!is_loaded_file(dirfd, evicted)) {
                     // Someone replaced it after we read it: give it back.
                     const bool restored = detail::sys::linkat(dirfd, evicted.c_str(), dirfd, name, 0) == 0;
-                    (void)detail::sys::unlinkat(dirfd, evicted.c_str(), 0);
+                    discard(dirfd, evicted);
                     drop_temp();
                     changed(restored ? "the claim file was replaced after it was read"
                                      : "the claim file was replaced after it was read, and a third writer "
@@ -420,7 +439,7 @@ public:
                 if (detail::sys::linkat(dirfd, temp.c_str(), dirfd, name, 0) != 0) {
                     const int err = errno;
                     drop_temp();
-                    if (!evicted.empty()) (void)detail::sys::unlinkat(dirfd, evicted.c_str(), 0);
+                    if (!evicted.empty()) discard(dirfd, evicted);
                     if (err == EEXIST) changed("another writer created the claim file meanwhile");
                     detail::throw_os_error(errc::io_failure, path(),
                                            "cannot link the new claim into place (the file system must support "
@@ -430,8 +449,8 @@ public:
                 drop_temp();
             }
             // The judged claim is superseded; failing to remove its private
-            // copy harms nothing (swept once this process is dead).
-            if (!evicted.empty()) (void)detail::sys::unlinkat(dirfd, evicted.c_str(), 0);
+            // copy harms nothing (see `discard`).
+            if (!evicted.empty()) discard(dirfd, evicted);
 
             token_ = std::move(written);
             dirty_ = false;
@@ -443,7 +462,17 @@ public:
             }
         }
 
-    private:
+        // Removes a private name (a temp file, an evicted claim). A failure
+        // is retried once at once, then left to the next commit's sweep
+        // under the lock, or to the next open once this process is dead: a
+        // leftover private file is garbage, never a claim.
+        void discard(int dirfd, const std::string& private_name) const {
+            for (int attempt = 0; attempt < 2; ++attempt) {
+                if (detail::sys::unlinkat(dirfd, private_name.c_str(), 0) == 0 || errno == ENOENT) return;
+            }
+            owner_->sweep_pending_ = true;
+        }
+
         void load() {
             const auto& opts = owner_->options_;
             auto contents = detail::read_file_at(owner_->directory_.get(), path(), owner_->name_.c_str(),
@@ -480,7 +509,7 @@ public:
             detail::unique_fd handle(fd);
             const auto fail = [&](const std::string& what, int err) {
                 handle.reset();
-                (void)detail::sys::unlinkat(dirfd, temp.c_str(), 0);
+                discard(dirfd, temp);
                 temp.clear();
                 detail::throw_os_error(errc::io_failure, path(), what, err);
             };
@@ -556,6 +585,7 @@ private:
     options options_;
     std::string name_;
     detail::unique_fd directory_;
+    bool sweep_pending_ = false;  // private files of a live process may be left: sweep at the next commit
 };
 
 }  // namespace procreg::storage

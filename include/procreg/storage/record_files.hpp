@@ -106,7 +106,9 @@ public:
 
     /// Opens `root` and `root/retired` (creating both 0700 when missing,
     /// refusing symlinks and directories other users control) and removes
-    /// temp files left by writers that died mid-write. Reads no record.
+    /// temp files left by writers that died mid-write (this process's own,
+    /// left by a save whose cleanup failed, go at its next commit, under
+    /// the lock). Reads no record.
     explicit record_files(options opts) : options_(std::move(opts)) {
         if (options_.root.empty()) throw error(errc::unsafe_path, options_.root, "record_files needs a root directory");
         if (!detail::is_valid_record_key(options_.retired_dir)) {
@@ -118,8 +120,8 @@ public:
         retired_path_ = options_.root / options_.retired_dir;
         root_ = detail::open_directory(options_.root, options_.directory);
         retired_ = detail::open_directory(retired_path_, options_.directory);
-        sweep_stale_temps(root_.get());
-        sweep_stale_temps(retired_.get());
+        // Bitwise or: both directories are swept.
+        sweep_own_ = sweep_stale_temps(root_.get(), false) | sweep_stale_temps(retired_.get(), false);
     }
 
     /// The root directory of active records.
@@ -311,10 +313,26 @@ public:
         /// no-op when nothing changed. Each file change is atomic; if one
         /// fails, the changes before it stay applied and the error says which.
         void commit() {
-            for (const std::string& key : dirty_) {
-                slot& s = slots_.at(key);
-                for (const op& step : s.pending) apply(key, step);
-                s.pending.clear();
+            if (dirty_.empty()) return;
+            if (files_->sweep_own_) {
+                // Temp files this process left (a save whose cleanup failed,
+                // e.g. on a failing disk): under the lock none of its saves
+                // is running, so they are garbage. Other live processes'
+                // temp files are theirs to remove (record_files also serves
+                // writers that rely on atomic rename alone, without the lock).
+                sweep_stale_temps(files_->root_.get(), true);
+                sweep_stale_temps(files_->retired_.get(), true);
+                files_->sweep_own_ = false;
+            }
+            try {
+                for (const std::string& key : dirty_) {
+                    slot& s = slots_.at(key);
+                    for (const op& step : s.pending) apply(key, step);
+                    s.pending.clear();
+                }
+            } catch (...) {
+                files_->sweep_own_ = true;  // the failed save may have left its temp file
+                throw;
             }
             dirty_.clear();
         }
@@ -576,10 +594,13 @@ public:
 private:
     // Removes ".<key>.json.tmp-<pid>-…" files whose writer is dead
     // (detail::atomic_replace_at's temp names; see detail::sweep_stale_temps,
-    // which does the same for one known target name).
-    static void sweep_stale_temps(int dirfd) {
+    // which does the same for one known target name) and, with `own` (only
+    // under the registry lock), those of this process. Returns whether temp
+    // files of this process were left in place.
+    static bool sweep_stale_temps(int dirfd, bool own) {
         DIR* stream = detail::sys::fdopendir_dup(dirfd);
-        if (!stream) return;  // best effort: a leftover temp file harms nothing
+        if (!stream) return false;  // best effort: a leftover temp file harms nothing
+        bool own_left = false;
         static constexpr std::string_view marker = ".json.tmp-";
         while (const dirent* entry = ::readdir(stream)) {
             const std::string_view name(entry->d_name);
@@ -599,16 +620,25 @@ private:
                 pid = pid * 10 + static_cast<std::uint64_t>(c - '0');
             }
             if (!digits || pid == 0 || pid > 0x7fffffffULL) continue;
-            if (detail::sys::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+            if (pid == static_cast<std::uint64_t>(::getpid())) {
+                if (!own) {
+                    own_left = true;
+                    continue;
+                }
+            } else if (detail::sys::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) {
+                continue;
+            }
             (void)detail::sys::unlinkat(dirfd, entry->d_name, 0);
         }
         ::closedir(stream);
+        return own_left;
     }
 
     options options_;
     std::filesystem::path retired_path_;
     detail::unique_fd root_;
     detail::unique_fd retired_;
+    bool sweep_own_ = false;  // temp files of this process may be left: sweep them at the next commit
 };
 
 }  // namespace procreg::storage
