@@ -10,9 +10,12 @@
 // - Liveness: whether a record's owner is alive (`liveness::kill_liveness`, ...).
 //
 // Invariant: every operation is one transaction — lock, load from disk,
-// apply, save atomically, unlock. Nothing is cached across lock cycles, so
-// the file is the single source of truth shared by every process, including
-// programs written in other languages that use the same lock and format.
+// apply, save atomically, unlock. Nothing read in an earlier lock cycle is
+// trusted: a storage may keep what it last read or wrote (json_table's
+// unchanged-file shortcut), but reuses it only after checking, under the
+// lock, that the file is still that very version. So the file is the single
+// source of truth shared by every process, including programs written in
+// other languages that use the same lock and format.
 #pragma once
 
 #include <procreg/detail/policy_checks.hpp>
