@@ -72,11 +72,21 @@ public:
 
     /// Runs `steps(transaction_type&)` under the lock against the state on
     /// disk, then saves what changed. If `steps` throws, nothing is saved and
-    /// the exception propagates. Returns what `steps` returns.
+    /// the exception propagates. Returns what `steps` returns (by value).
+    ///
+    /// A one-file storage saves all steps at once (all or nothing). A
+    /// file-per-record storage replaces each changed file atomically, so if
+    /// saving fails part-way, each file is exactly old or new but earlier
+    /// files may be new and later ones old (see docs/design.md).
+    /// Transactions do not nest: calling the registry again from inside
+    /// `steps` fails with `errc::io_failure` (EDEADLK) instead of hanging.
     template <class Steps>
     decltype(auto) transact(Steps&& steps) {
         static_assert(std::is_invocable_v<Steps&, transaction_type&>,
                       "procreg: transact() needs a callable taking (transaction_type&)");
+        static_assert(!std::is_reference_v<std::invoke_result_t<Steps&, transaction_type&>>,
+                      "procreg: transact() steps must return a value, not a reference: what the transaction "
+                      "holds is gone when it ends with the lock");
         std::unique_lock<Lock> guard(lock_);
         return run_locked(std::forward<Steps>(steps));
     }
@@ -85,6 +95,9 @@ public:
     /// not free within `timeout` (the lock policy must offer try_lock_for).
     template <class Steps, class Rep, class Period>
     decltype(auto) transact_for(const std::chrono::duration<Rep, Period>& timeout, Steps&& steps) {
+        static_assert(!std::is_reference_v<std::invoke_result_t<Steps&, transaction_type&>>,
+                      "procreg: transact_for() steps must return a value, not a reference: what the transaction "
+                      "holds is gone when it ends with the lock");
         std::unique_lock<Lock> guard(lock_, std::defer_lock);
         if (!guard.try_lock_for(timeout)) {
             throw error(errc::lock_timeout, storage_.lock_path(), "lock not acquired in time");

@@ -105,13 +105,17 @@ public:
     }
 
     /// Adds `record` or replaces the record with its key, keeping fields of
-    /// the stored record that `Record` does not know. Owner identity is kept
-    /// when the pid is unchanged and captured afresh when it changed.
+    /// the stored record that `Record` does not know. An upsert says "this
+    /// process owns the record now", so the owner identity is captured afresh
+    /// when the pid changed *or* the stored identity no longer reads as alive
+    /// (the same pid, reused after a reboot or in a new container, must not
+    /// inherit a dead owner's start time and be reaped while it runs).
     upsert_result upsert(const Record& record) {
         const auto* existing = session_.find(detail::key_of(record));
         stored_record<Record> next{record, existing ? existing->json : boost::json::object{}};
-        if (!existing || detail::pid_of(existing->value) != detail::pid_of(record)) {
-            liveness_.stamp_identity(detail::pid_of(record), next.json);
+        const std::uint64_t pid = detail::pid_of(record);
+        if (!existing || detail::pid_of(existing->value) != pid || !liveness_.is_alive(pid, existing->json)) {
+            liveness_.stamp_identity(pid, next.json);
         }
         const upsert_status status = existing ? upsert_status::replaced : upsert_status::inserted;
         if (auto refused = session_.put(std::move(next))) return {upsert_status::skipped, std::move(refused)};
@@ -123,6 +127,9 @@ public:
 
     /// Applies `change(Record&)` to the record with `key`; false when there
     /// is none. The change must not alter the key (`errc::invalid_key`).
+    /// Unlike `upsert`, the owner identity is captured again only when the
+    /// change alters the pid: editing a dead owner's record (e.g. to reparent
+    /// it) must not make whatever process now has its pid look like its owner.
     template <class Change>
     bool modify(std::string_view key, Change&& change) {
         const auto* existing = session_.find(key);

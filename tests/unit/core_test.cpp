@@ -347,6 +347,34 @@ BOOST_AUTO_TEST_CASE(no_temp_file_is_left_after_writes) {
     BOOST_TEST(files == 2);  // workers.json and workers.lock
 }
 
+// A liveness that stamps a "generation" (think boot id): records stamped in
+// an earlier generation read as dead, as pidfd_liveness does after a reboot.
+struct generation_liveness {
+    static inline int current = 1;
+    bool is_alive(std::uint64_t, const boost::json::object& stored) const {
+        const auto* gen = stored.if_contains("gen");
+        return !gen || gen->as_int64() == current;
+    }
+    void stamp_identity(std::uint64_t, boost::json::object& stored) const { stored["gen"] = current; }
+};
+
+BOOST_AUTO_TEST_CASE(upsert_restamps_a_dead_identity_but_modify_does_not) {
+    using gen_registry = procreg::registry<app::worker, procreg::lock::flock_lock, procreg::storage::json_table,
+                                           generation_liveness>;
+    gen_registry reg{procreg::storage::json_table(options())};
+    generation_liveness::current = 1;
+    reg.insert(make("daemon", 42));
+    reg.insert(make("ghost", 43));
+    generation_liveness::current = 2;  // "reboot": both owners are gone
+    for (const auto& row : reg.list()) BOOST_TEST(!row.alive);
+    // The daemon restarts with the same pid and says so: it is alive again.
+    reg.upsert(make("daemon", 42, {"restarted"}));
+    // Editing the dead ghost's record must not adopt whoever has pid 43 now.
+    reg.transact([](auto& tx) { tx.modify("ghost", [](app::worker& w) { w.owns.push_back("edited"); }); });
+    for (const auto& row : reg.list()) BOOST_TEST(row.alive == (row.record.name == "daemon"), row.record.name);
+    generation_liveness::current = 1;
+}
+
 BOOST_AUTO_TEST_CASE(error_category_and_messages) {
     const std::error_code ec = procreg::errc::in_use;
     BOOST_TEST(std::string(ec.category().name()) == "procreg");

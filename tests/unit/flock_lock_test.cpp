@@ -187,4 +187,54 @@ BOOST_AUTO_TEST_CASE(a_fifo_at_the_lock_path_is_refused) {
     }
 }
 
+// A child forked during a transaction shares the lock's open file
+// description; releasing must still free the lock for everyone (LOCK_UN),
+// not wait for that child to exit.
+BOOST_AUTO_TEST_CASE(a_child_forked_while_locked_does_not_keep_the_lock) {
+    temp_dir dir;
+    flock_lock lock(dir / "r.lock");
+    lock.lock();
+    procreg_test::signal_pipe forked;
+    const pid_t child = procreg_test::spawn([&] {
+        forked.notify();
+        for (;;) ::pause();
+        return 0;
+    });
+    BOOST_TEST_REQUIRE(forked.wait());
+    lock.unlock();
+    BOOST_TEST(probe_from_child(dir / "r.lock") == 0);
+    ::kill(child, SIGKILL);
+    procreg_test::wait_exit(child);
+}
+
+// Re-entering from the holding thread is an error, not a hang.
+BOOST_AUTO_TEST_CASE(a_nested_transaction_fails_instead_of_hanging) {
+    temp_dir dir;
+    auto reg = procreg::algocline::open(dir / "registry.json");
+    try {
+        reg.transact([&](auto&) { reg.list(); });
+        BOOST_FAIL("expected EDEADLK");
+    } catch (const procreg::error& e) {
+        BOOST_TEST(e.code() == procreg::errc::io_failure);
+        BOOST_TEST(e.os_error() == EDEADLK);
+    }
+    BOOST_TEST(reg.list().empty());  // and the lock was released
+}
+
+// The lock path is fixed when the registry is opened, like its directory:
+// a chdir afterwards must not split the lock from the data.
+BOOST_AUTO_TEST_CASE(a_relative_lock_path_survives_chdir) {
+    temp_dir dir;
+    const auto cwd = std::filesystem::current_path();
+    std::filesystem::current_path(dir.path());
+    flock_lock lock("relative.lock");
+    std::filesystem::create_directory(dir / "elsewhere");
+    std::filesystem::current_path(dir / "elsewhere");
+    lock.lock();
+    std::filesystem::current_path(cwd);
+    BOOST_TEST(probe_from_child(dir / "relative.lock") == 1);
+    BOOST_TEST(!std::filesystem::exists(dir / "elsewhere" / "relative.lock"));
+    lock.unlock();
+}
+
 BOOST_AUTO_TEST_SUITE_END()

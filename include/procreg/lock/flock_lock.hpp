@@ -9,7 +9,8 @@
 // - the lock file is only ever opened, locked and closed; procreg never
 //   renames or unlinks it (a waiter on an unlinked inode would split off);
 // - it is opened O_CLOEXEC|O_NOFOLLOW, mode 0600, afresh for each
-//   acquisition, so a forked or exec'd child never inherits a held lock;
+//   acquisition, and released with LOCK_UN before the close, so neither an
+//   exec'd child nor a child forked mid-transaction keeps it held;
 // - an in-process mutex is taken first, so threads sharing one registry
 //   object exclude each other too (flock would let one description in twice).
 #pragma once
@@ -18,25 +19,46 @@
 #include <procreg/error.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <mutex>
 #include <thread>
 #include <utility>
 
+// std::timed_mutex::try_lock_until on steady_clock is pthread_mutex_clocklock
+// in libstdc++, which ThreadSanitizer (GCC 12's and LLVM 14's runtimes) does
+// not intercept: it would miss the acquisition, report the unlock as "unlock
+// of an unlocked mutex" and lose the happens-before edge the mutex makes.
+// Under TSan the timed wait for the thread mutex polls try_lock, which TSan
+// sees (the same detection as named_mutex_lock.hpp).
+#if !defined(PROCREG_DETAIL_TSAN)
+#if defined(__SANITIZE_THREAD__)
+#define PROCREG_DETAIL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PROCREG_DETAIL_TSAN 1
+#endif
+#endif
+#endif
+
 namespace procreg::lock {
 
 /// Exclusive flock(2) on a lock file; Lockable and TimedLockable.
 class flock_lock {
 public:
-    /// Locks `lock_file`, which is created (0600) on first use; its directory must exist.
-    explicit flock_lock(std::filesystem::path lock_file) : path_(std::move(lock_file)) {}
+    /// Locks `lock_file`, which is created (0600) on first use; its directory
+    /// must exist. A relative path is made absolute now, as the storage opens
+    /// its directory now: a later chdir must not move the lock away from the data.
+    explicit flock_lock(std::filesystem::path lock_file) : path_(std::filesystem::absolute(lock_file)) {}
 
     flock_lock(const flock_lock&) = delete;
     flock_lock& operator=(const flock_lock&) = delete;
 
-    /// Blocks until this thread holds the lock.
+    /// Blocks until this thread holds the lock. Throws `errc::io_failure`
+    /// with EDEADLK if this thread holds it already (a nested transaction).
     void lock() {
+        refuse_relock();
         thread_mutex_.lock();
         try {
             detail::unique_fd fd = open_lock_file();
@@ -45,6 +67,7 @@ public:
                 detail::throw_os_error(errc::io_failure, path_, "flock(LOCK_EX) failed", errno);
             }
             fd_ = std::move(fd);
+            owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
         } catch (...) {
             thread_mutex_.unlock();
             throw;
@@ -64,13 +87,15 @@ public:
     /// polls with LOCK_NB and a backoff from 1 ms to 25 ms.
     template <class Clock, class Duration>
     bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-        if (!thread_mutex_.try_lock_until(deadline)) return false;
+        refuse_relock();
+        if (!lock_thread_mutex_until(deadline)) return false;
         try {
             detail::unique_fd fd = open_lock_file();
             auto pause = std::chrono::milliseconds(1);
             for (;;) {
                 if (detail::sys::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) {
                     fd_ = std::move(fd);
+                    owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
                     return true;
                 }
                 if (errno == EINTR) continue;
@@ -89,8 +114,14 @@ public:
         return false;
     }
 
-    /// Releases the lock. Closing the descriptor releases the flock.
+    /// Releases the lock. LOCK_UN comes before the close because a child
+    /// forked during the transaction shares the open file description: a
+    /// close alone would leave the lock held until that child exits. (Such a
+    /// child must not use this lock object: it inherits the thread mutex
+    /// in whatever state the fork found it.)
     void unlock() noexcept {
+        owner_.store(std::thread::id(), std::memory_order_relaxed);
+        if (fd_) (void)detail::sys::flock(fd_.get(), LOCK_UN);
         fd_.reset();
         thread_mutex_.unlock();
     }
@@ -99,6 +130,30 @@ public:
     const std::filesystem::path& path() const noexcept { return path_; }
 
 private:
+    // Relocking a std::timed_mutex from its owner thread is undefined (in
+    // practice a silent hang); a nested transaction gets an error instead.
+    void refuse_relock() const {
+        if (owner_.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
+            detail::throw_os_error(errc::io_failure, path_,
+                                   "this thread already holds the lock (transactions do not nest)", EDEADLK);
+        }
+    }
+
+    template <class Clock, class Duration>
+    bool lock_thread_mutex_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+#if defined(PROCREG_DETAIL_TSAN)
+        auto pause = std::chrono::milliseconds(1);
+        for (;;) {
+            if (thread_mutex_.try_lock()) return true;
+            if (Clock::now() >= deadline) return false;
+            std::this_thread::sleep_for(pause);
+            pause = std::min(pause * 2, std::chrono::milliseconds(25));
+        }
+#else
+        return thread_mutex_.try_lock_until(deadline);
+#endif
+    }
+
     detail::unique_fd open_lock_file() const {
         const int fd = detail::sys::openat(AT_FDCWD, path_.c_str(),
                                            O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
@@ -116,6 +171,7 @@ private:
 
     std::filesystem::path path_;
     std::timed_mutex thread_mutex_;
+    std::atomic<std::thread::id> owner_{};  // the holding thread, for refuse_relock
     detail::unique_fd fd_;
 };
 
