@@ -22,6 +22,7 @@
 #include <procreg/presets/insomnia.hpp>
 #include <procreg/presets/trusty.hpp>
 #include <procreg/presets/yoi.hpp>
+#include <procreg/lock/named_mutex_lock.hpp>
 
 #include "../support/fault_injection.hpp"
 #include "../support/process.hpp"
@@ -302,6 +303,23 @@ BOOST_AUTO_TEST_CASE(claim_file_claim_lock_and_directory) {
                 procreg::errc::unsafe_path));
     BOOST_TEST((code_of([&] { (void)procreg::trusty::read_lock_pid(dir / "linked" / "daemon.lock"); }) ==
                 procreg::errc::unsafe_path));
+}
+
+BOOST_AUTO_TEST_CASE(named_mutex_segment) {
+    // The named mutex's "lock file" is its shared-memory segment,
+    // /dev/shm/procreg-<hash of the lock path>: a symlink there is refused.
+    temp_dir dir;
+    const fs::path lock_path = dir / "reg" / "registry.lock";
+    const fs::path segment = fs::path("/dev/shm") / procreg::lock::named_mutex_lock::segment_name(lock_path);
+    const fs::path victim = dir / "victim";
+    write_text(victim, precious);
+    fs::create_symlink(victim, segment);
+    std::string what;
+    BOOST_TEST((code_of([&] { procreg::lock::named_mutex_lock lock(lock_path); }, &what) == procreg::errc::unsafe_path));
+    BOOST_TEST(contains(what, "symbolic link"), what);
+    BOOST_TEST(read_text(victim) == precious);
+    BOOST_TEST(fs::is_symlink(segment));
+    fs::remove(segment);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
