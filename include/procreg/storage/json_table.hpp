@@ -348,18 +348,25 @@ public:
                 state_.texts.reserve(array.size());
                 state_.index.reserve(array.size());
                 for (std::size_t i = 0; i < array.size(); ++i) {
-                    const std::string where = opts.array_key + "[" + std::to_string(i) + "]";
-                    if (!array[i].is_object()) throw error(errc::corrupted_file, path(), where + ": not an object");
+                    // The field path for error messages is built only when
+                    // one is needed: decoding runs without it, and a failure
+                    // decodes that record again with it for the message.
+                    const auto where = [&] { return opts.array_key + "[" + std::to_string(i) + "]"; };
+                    if (!array[i].is_object()) throw error(errc::corrupted_file, path(), where() + ": not an object");
                     Record value = [&]() -> Record {
                         try {
-                            return detail::decode_value<Record>(array[i], where);
+                            return detail::decode_value<Record>(array[i], std::string());
+                        } catch (const detail::decode_error&) {
+                        }
+                        try {
+                            return detail::decode_value<Record>(array[i], where());
                         } catch (const detail::decode_error& e) {
                             throw error(errc::corrupted_file, path(), e.what());
                         }
                     }();
                     std::string key(detail::key_of(value));
                     if (!state_.index.emplace(key, state_.entries.size()).second) {
-                        throw error(errc::corrupted_file, path(), where + ": duplicate key \"" + key + "\"",
+                        throw error(errc::corrupted_file, path(), where() + ": duplicate key \"" + key + "\"",
                                     error::details{key, {}, 0});
                     }
                     state_.entries.emplace_back(
