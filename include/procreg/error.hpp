@@ -29,6 +29,7 @@ enum class errc {
     unsafe_path,        ///< a symlink, or a directory owned or writable by another user
     lock_timeout,       ///< a timed lock acquisition expired
     unsupported_file,   ///< the file is of a format or schema this program must not overwrite
+    invalid_record,     ///< the record cannot be stored: its JSON would not read back (nothing was written)
 };
 
 namespace detail {
@@ -47,6 +48,7 @@ public:
         case errc::unsafe_path: return "unsafe path";
         case errc::lock_timeout: return "timed out waiting for the lock";
         case errc::unsupported_file: return "file format not supported by this program";
+        case errc::invalid_record: return "record cannot be stored as JSON that reads back";
         }
         return "unknown procreg error";
     }

@@ -9,9 +9,11 @@
 #include "../support/process.hpp"
 #include "../support/temp_dir.hpp"
 
+#include <boost/describe/class.hpp>
 #include <boost/json.hpp>
 
 #include <climits>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -45,6 +47,27 @@ worker tag_invoke(boost::json::value_to_tag<worker>, const boost::json::value& v
     return w;
 }
 }  // namespace app
+
+// A described record with a map member and a described nested struct.
+namespace app {
+struct inner_part {
+    std::string a;
+};
+BOOST_DESCRIBE_STRUCT(inner_part, (), (a))
+struct labelled {
+    std::string name;
+    unsigned pid = 0;
+    std::map<std::string, std::string> labels;
+    inner_part inner;
+};
+BOOST_DESCRIBE_STRUCT(labelled, (), (name, pid, labels, inner))
+}  // namespace app
+
+template <>
+struct procreg::record_traits<app::labelled> {
+    static const std::string& key(const app::labelled& l) { return l.name; }
+    static unsigned pid(const app::labelled& l) { return l.pid; }
+};
 
 template <>
 struct procreg::record_traits<app::worker> {
@@ -373,6 +396,75 @@ BOOST_AUTO_TEST_CASE(upsert_restamps_a_dead_identity_but_modify_does_not) {
     reg.transact([](auto& tx) { tx.modify("ghost", [](app::worker& w) { w.owns.push_back("edited"); }); });
     for (const auto& row : reg.list()) BOOST_TEST(row.alive == (row.record.name == "daemon"), row.record.name);
     generation_liveness::current = 1;
+}
+
+// A record whose JSON would not read back (here: a string that is not
+// UTF-8, as a Linux path may be) is refused before anything is written,
+// instead of producing a file every other process then fails to read.
+BOOST_AUTO_TEST_CASE(a_record_that_would_not_read_back_is_refused_and_nothing_written) {
+    auto reg = open();
+    reg.insert(make("good", 1));
+    const std::string before = procreg_test::read_text(dir / "workers.json");
+    try {
+        reg.insert(make("bad", 2, {std::string("/run/\xff\xfe.sock")}));
+        BOOST_FAIL("expected invalid_record");
+    } catch (const procreg::error& e) {
+        BOOST_TEST(e.code() == procreg::errc::invalid_record);
+        BOOST_TEST(e.key() == "bad");
+    }
+    BOOST_TEST(procreg_test::read_text(dir / "workers.json") == before);
+    auto other = open();
+    BOOST_TEST(other.list().size() == 1u);
+    BOOST_TEST(reg.list().size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(the_lock_file_may_not_be_the_table_file) {
+    auto opts = options();
+    opts.lock_file = opts.file;
+    try {
+        procreg::storage::json_table table(opts);
+        BOOST_FAIL("expected unsafe_path");
+    } catch (const procreg::error& e) {
+        BOOST_TEST(e.code() == procreg::errc::unsafe_path);
+    }
+}
+
+// A writer killed after this registry was opened leaves a temp file; a
+// later commit under the lock removes it (here with no waiting interval).
+BOOST_AUTO_TEST_CASE(a_commit_sweeps_temp_files_left_after_open) {
+    auto opts = options();
+    opts.temp_sweep_interval = std::chrono::milliseconds(0);
+    worker_registry reg{procreg::storage::json_table(opts), procreg::liveness::callable_liveness()};
+    reg.insert(make("a", 1));
+    const auto leftover = dir / (".workers.json.tmp-" + std::to_string(procreg_test::dead_pid()) + "-0-1");
+    procreg_test::write_text(leftover, "half a table");
+    reg.insert(make("b", 1));
+    BOOST_TEST(!std::filesystem::exists(leftover));
+}
+
+// Unknown keys survive inside members the type describes (inner), but a
+// map is the record's to state whole: a removed key must stay removed, for
+// every process and for the writer's own unchanged-file cache.
+BOOST_AUTO_TEST_CASE(merging_keeps_unknown_nested_keys_but_never_resurrects_map_entries) {
+    using labelled_registry = procreg::registry<app::labelled, procreg::lock::flock_lock,
+                                                procreg::storage::json_table, procreg::liveness::callable_liveness>;
+    const auto path = dir / "workers.json";
+    procreg_test::write_text(path, R"({"workers": [{"name": "w", "pid": 1, "labels": {"color": "red", "x": "y"},
+                                        "inner": {"a": "1", "future": true}}]})");
+    labelled_registry reg{procreg::storage::json_table(options()), procreg::liveness::callable_liveness()};
+    auto record = reg.find("w").value();
+    BOOST_TEST(record.labels.size() == 2u);
+    record.labels.clear();
+    record.inner.a = "2";
+    reg.upsert(record);
+    const auto on_disk = boost::json::parse(procreg_test::read_text(path));
+    const auto& w = on_disk.at("workers").at(0);
+    BOOST_TEST(w.at("labels").as_object().empty());
+    BOOST_TEST(w.at("inner").at("a") == "2");
+    BOOST_TEST(w.at("inner").at("future") == true);
+    BOOST_TEST(reg.find("w")->labels.empty());
+    labelled_registry other{procreg::storage::json_table(options()), procreg::liveness::callable_liveness()};
+    BOOST_TEST(other.find("w")->labels.empty());
 }
 
 BOOST_AUTO_TEST_CASE(error_category_and_messages) {

@@ -12,6 +12,13 @@
 //   this program does not know survive a rewrite.
 // - Output is pretty-printed like serde_json::to_string_pretty (two spaces),
 //   which keeps the seeds' files diffable by their own tools.
+// - Every number read or written is finite. Boost.JSON 1.81 reads a number
+//   beyond the double range (`1e400`) as infinity and serializes infinity
+//   and NaN as `Infinity` / `NaN`, which are not JSON: a file holding such
+//   a number would load, and the next save would write a file that no
+//   longer parses (found by fuzz/json_table_algocline). Such a number is
+//   refused where it enters: a parse error on reading (serde_json also
+//   says "number out of range"), a decode error on encoding.
 #pragma once
 
 #include <procreg/detail/json_strict_parse.hpp>
@@ -21,6 +28,7 @@
 #include <boost/json.hpp>
 #include <boost/mp11/algorithm.hpp>
 
+#include <cmath>
 #include <cstddef>
 #include <exception>
 #include <optional>
@@ -37,9 +45,50 @@ struct json_limits {
     std::size_t max_depth = 32;
 };
 
+/// The path (`a.b[2]`, "" for the top) of the first number in `value` that
+/// is infinite or NaN, or nothing when every number is finite. Recursion is
+/// bounded by the parse depth limit (or, for encoded records, by the type).
+inline std::optional<std::string> non_finite_number(const boost::json::value& value) {
+    switch (value.kind()) {
+    case boost::json::kind::double_:
+        if (std::isfinite(value.get_double())) return std::nullopt;
+        return std::string();
+    case boost::json::kind::array: {
+        const auto& array = value.get_array();
+        for (std::size_t i = 0; i < array.size(); ++i) {
+            if (auto where = non_finite_number(array[i])) return "[" + std::to_string(i) + "]" + *where;
+        }
+        return std::nullopt;
+    }
+    case boost::json::kind::object:
+        for (const auto& item : value.get_object()) {
+            if (auto where = non_finite_number(item.value())) {
+                // A key from a file may hold anything: quote it unless plain.
+                bool plain = !item.key().empty();
+                for (const char c : item.key()) {
+                    plain = plain && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                                      c == '_' || c == '-');
+                }
+                const std::string key = plain ? std::string(item.key()) : boost::json::serialize(item.key());
+                return "." + key + *where;
+            }
+        }
+        return std::nullopt;
+    default:
+        return std::nullopt;
+    }
+}
+
+/// `non_finite_number`'s path without its leading dot, for messages.
+inline std::string describe_json_path(const std::string& where) {
+    if (where.empty()) return "the top level";
+    return where.front() == '.' ? where.substr(1) : where;
+}
+
 /// Parses `text` with the depth limit; returns the error text on failure.
 /// An object that repeats a member name is an error
 /// (procreg/detail/json_strict_parse.hpp).
+/// A number outside the double range is an error (see the file comment).
 inline std::optional<boost::json::value> parse_json(std::string_view text, const json_limits& limits,
                                                      std::string& error_text) {
     boost::json::parse_options options;
@@ -47,6 +96,10 @@ inline std::optional<boost::json::value> parse_json(std::string_view text, const
     boost::system::error_code ec;
     boost::json::value value = parse_refusing_duplicates(text, options, ec, error_text);
     if (ec) return std::nullopt;
+    if (auto where = non_finite_number(value)) {
+        error_text = "number out of range at " + describe_json_path(*where);
+        return std::nullopt;
+    }
     return value;
 }
 
@@ -129,29 +182,75 @@ T decode_value(const boost::json::value& value, const std::string& where) {
     }
 }
 
-/// Adds to `fresh` every key of `base` that `fresh` lacks, recursing into
-/// objects present on both sides. The record's own fields (in `fresh`) win
-/// and keep their order; keys only `base` has (unknown to this program, or
-/// stamped identity) follow them. Arrays and scalars are never merged.
-inline void merge_under(boost::json::object& fresh, const boost::json::object& base) {
+template <class T>
+struct optional_value_type {
+    using type = T;
+};
+template <class T>
+struct optional_value_type<std::optional<T>> {
+    using type = T;
+};
+
+/// Adds to `fresh` every key of `base` that `fresh` lacks. The record's own
+/// fields (in `fresh`) win and keep their order; keys only `base` has
+/// (unknown to this program, or stamped identity) follow them. Recursion
+/// into an object present on both sides happens only where `T` says that
+/// member is itself a described struct (AgentMux's `data`): its unknown keys
+/// survive too. A map, or any object the type does not describe member by
+/// member, is the record's to state whole — merging it would resurrect keys
+/// the program removed. Arrays and scalars are never merged.
+template <class T>
+void merge_under(boost::json::object& fresh, const boost::json::object& base) {
     for (const auto& item : base) {
         auto existing = fresh.find(item.key());
         if (existing == fresh.end()) {
             fresh.emplace(item.key(), item.value());
-        } else if (existing->value().is_object() && item.value().is_object()) {
-            merge_under(existing->value().as_object(), item.value().as_object());
+            continue;
+        }
+        if constexpr (uses_lenient_decoding_v<T>) {
+            if (!existing->value().is_object() || !item.value().is_object()) continue;
+            using members = boost::describe::describe_members<T, boost::describe::mod_public>;
+            boost::mp11::mp_for_each<members>([&](auto member) {
+                if (item.key() != member.name) return;
+                using member_type = std::remove_cv_t<std::remove_reference_t<decltype(std::declval<T&>().*member.pointer)>>;
+                using inner = typename optional_value_type<member_type>::type;
+                if constexpr (uses_lenient_decoding_v<inner>) {
+                    merge_under<inner>(existing->value().as_object(), item.value().as_object());
+                }
+            });
         }
     }
 }
 
 /// Encodes `record` and keeps what `base` (the object last read from disk,
 /// plus identity fields) has that the record type does not know.
+///
+/// The result is proven to read back before anything is written: it is
+/// serialized, parsed with `limits` and decoded as `Record`, exactly as the
+/// next load will. A record that would not (a string that is not UTF-8, a
+/// value the type's own decoder refuses, a number JSON cannot hold) is a
+/// `decode_error` here, instead of a saved file that every process then
+/// fails to read. With `read_back`, the decoded value is handed out, so a
+/// cache holds exactly what the file holds.
 template <class Record>
-boost::json::object encode_over(const boost::json::object& base, const Record& record) {
+boost::json::object encode_over(const boost::json::object& base, const Record& record,
+                                const json_limits& limits = {}, Record* read_back = nullptr) {
     boost::json::value fresh = boost::json::value_from(record);
     if (!fresh.is_object()) throw decode_error("a record must convert to a JSON object");
+    if (auto where = non_finite_number(fresh)) {
+        throw decode_error(describe_json_path(*where) + ": the number is infinite or NaN, which JSON cannot hold");
+    }
     boost::json::object& object = fresh.as_object();
-    if (!base.empty()) merge_under(object, base);
+    if (!base.empty()) merge_under<Record>(object, base);
+    std::string why;
+    const auto parsed = parse_json(boost::json::serialize(object), limits, why);
+    if (!parsed) throw decode_error("the record would not read back: " + why);
+    try {
+        Record decoded = decode_value<Record>(*parsed, "");
+        if (read_back) *read_back = std::move(decoded);
+    } catch (const decode_error& e) {
+        throw decode_error(std::string("the record would not read back: ") + e.what());
+    }
     return std::move(object);
 }
 

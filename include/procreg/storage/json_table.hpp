@@ -57,6 +57,7 @@
 
 #include <boost/json.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <ctime>
 #include <filesystem>
@@ -90,6 +91,9 @@ struct json_table_options {
     std::size_t max_depth = 32;
     /// Ownership and permission rules for the directory.
     detail::directory_policy directory;
+    /// How often a commit (under the lock) removes temp files that saves
+    /// left behind — e.g. by a writer killed after this object was opened.
+    std::chrono::milliseconds temp_sweep_interval = std::chrono::minutes(1);
     /// Keep the decoded table between transactions and skip reading and
     /// parsing the file when it is provably the one this storage last read
     /// or wrote (same device, inode, size, mtime and ctime, inode pinned by
@@ -174,9 +178,17 @@ public:
             options_.lock_file = options_.file;
             options_.lock_file.replace_extension(".lock");
         }
+        if (std::filesystem::weakly_canonical(std::filesystem::absolute(options_.lock_file)) ==
+            std::filesystem::weakly_canonical(std::filesystem::absolute(options_.file))) {
+            // Every save renames a new inode over the table: a lock on the
+            // table file itself would be left on the old inode, locking nothing.
+            throw error(errc::unsafe_path, options_.file,
+                        "the lock file is the table file; it must be a separate file that is never replaced");
+        }
         name_ = options_.file.filename().string();
         directory_ = detail::open_directory(directory_path(), options_.directory);
         sweep_pending_ = detail::sweep_stale_temps(directory_.get(), name_);
+        last_sweep_ = std::chrono::steady_clock::now();
     }
 
     /// The table file.
@@ -286,22 +298,30 @@ public:
             const auto& opts = table_->options_;
             for (std::size_t i = 0; i < state_.entries.size(); ++i) {
                 if (!state_.texts[i].empty()) continue;
-                const auto& entry = *state_.entries[i];
+                auto& entry = *state_.entries[i];
                 try {
-                    const boost::json::value encoded(detail::encode_over(entry.json, entry.value));
+                    // The value kept is the one the written text decodes to,
+                    // so the unchanged-file shortcut serves what the file says.
+                    const boost::json::value encoded(detail::encode_over(
+                        entry.json, entry.value, detail::json_limits{opts.max_depth}, &entry.value));
                     // Indent level 2: inside the top-level object's array.
                     detail::pretty_print_into(state_.texts[i], encoded, 2);
                 } catch (const detail::decode_error& e) {
-                    throw error(errc::io_failure, path(), std::string("cannot encode a record: ") + e.what(),
+                    throw error(errc::invalid_record, path(), std::string("cannot store a record: ") + e.what(),
                                 error::details{std::string(detail::key_of(entry.value)), {}, 0});
                 }
             }
             const std::string text = render(opts.array_key);
-            if (table_->sweep_pending_) {
-                // Temp files a live process left (a save whose cleanup
-                // failed): under the lock no save is running, so all go.
+            const auto now = std::chrono::steady_clock::now();
+            if (table_->sweep_pending_ || now - table_->last_sweep_ >= opts.temp_sweep_interval) {
+                // Temp files a save left behind — a live process whose
+                // cleanup failed, or a writer killed after this object was
+                // opened: under the lock no save is running, so all go. At
+                // most once per temp_sweep_interval otherwise, to keep a
+                // commit's cost flat.
                 detail::sweep_stale_temps(table_->directory_.get(), table_->name_, true);
                 table_->sweep_pending_ = false;
+                table_->last_sweep_ = now;
             }
             // From here until success the state on disk is unknown to the
             // session: if anything throws, the destructor drops the state.
@@ -483,6 +503,7 @@ private:
     std::string name_;
     detail::unique_fd directory_;
     bool sweep_pending_ = false;  // a failed save may have left its temp file
+    std::chrono::steady_clock::time_point last_sweep_{};  // last sweep of leftover temp files
     std::unique_ptr<kept_base> kept_;  // the unchanged-file shortcut's state, or null
     const void* kept_type_ = nullptr;
     file_identity kept_identity_;

@@ -120,8 +120,11 @@ public:
         retired_path_ = options_.root / options_.retired_dir;
         root_ = detail::open_directory(options_.root, options_.directory);
         retired_ = detail::open_directory(retired_path_, options_.directory);
-        // Bitwise or: both directories are swept.
-        sweep_own_ = sweep_stale_temps(root_.get(), false) | sweep_stale_temps(retired_.get(), false);
+        // Both directories are swept (no short-circuit; clang's -Wall
+        // refuses a bitwise | on bools).
+        const bool root_left = sweep_stale_temps(root_.get(), false);
+        const bool retired_left = sweep_stale_temps(retired_.get(), false);
+        sweep_own_ = root_left || retired_left;
     }
 
     /// The root directory of active records.
@@ -171,12 +174,12 @@ public:
             slot& s = slot_of(key);
             file_state& active = load_active(s, key);
             if (!active.writable) return skipped_file{active_file(key), "not overwritten: " + active.reason};
+            // entry.json is the file as this session read it (or empty for a
+            // new record), minus what stamp_identity removed on purpose: it
+            // must not be merged with the file again. A file that parsed but
+            // did not decode still gives its unknown keys.
             boost::json::object base = std::move(entry.json);
-            if (active.kind == file_kind::valid) {
-                detail::merge_under(base, active.record->json);
-            } else if (active.kind == file_kind::invalid) {
-                detail::merge_under(base, active.raw);
-            }
+            if (active.kind == file_kind::invalid) detail::merge_under<Record>(base, active.raw);
             boost::json::object encoded = encode(base, entry.value, key);
             std::string text = detail::pretty_print(encoded);
             text += '\n';
@@ -473,9 +476,9 @@ public:
             const auto& opts = files_->options_;
             boost::json::object encoded;
             try {
-                encoded = detail::encode_over(base, value);
+                encoded = detail::encode_over(base, value, detail::json_limits{opts.max_depth});
             } catch (const detail::decode_error& e) {
-                throw error(errc::io_failure, active_file(key), std::string("cannot encode the record: ") + e.what(),
+                throw error(errc::invalid_record, active_file(key), std::string("cannot store the record: ") + e.what(),
                             error::details{key, {}, 0});
             }
             if (opts.schema_field && !encoded.contains(*opts.schema_field)) {
