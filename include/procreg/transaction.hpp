@@ -8,6 +8,7 @@
 // (algocline's "crux invariant").
 #pragma once
 
+#include <procreg/detail/json_strict_parse.hpp>
 #include <procreg/error.hpp>
 #include <procreg/record_traits.hpp>
 #include <procreg/stored_record.hpp>
@@ -98,7 +99,7 @@ public:
         });
         if (competitor) {
             throw error(errc::conflict, session_.path(),
-                        "\"" + std::string(key) + "\" conflicts with live record \"" + *competitor + "\"",
+                        detail::quote_untrusted(key) + " conflicts with live record " + detail::quote_untrusted(*competitor),
                         error::details{*competitor, {}, 0});
         }
         put_new(record);
@@ -305,7 +306,7 @@ private:
     void check_not_duplicate(const Record& record) const {
         const std::string_view key = detail::key_of(record);
         if (session_.find(key)) {
-            throw error(errc::duplicate_key, session_.path(), "key \"" + std::string(key) + "\" exists",
+            throw error(errc::duplicate_key, session_.path(), "key " + detail::quote_untrusted(key) + " exists",
                         error::details{std::string(key), {}, 0});
         }
     }

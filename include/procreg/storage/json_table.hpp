@@ -386,7 +386,7 @@ public:
                     }();
                     std::string key(detail::key_of(value));
                     if (!state_.index.emplace(key, state_.entries.size()).second) {
-                        throw error(errc::corrupted_file, path(), where() + ": duplicate key \"" + key + "\"",
+                        throw error(errc::corrupted_file, path(), where() + ": duplicate key " + detail::quote_untrusted(key),
                                     error::details{key, {}, 0});
                     }
                     state_.entries.emplace_back(
