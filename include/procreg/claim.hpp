@@ -16,8 +16,12 @@
 //   win (tests/seed/claim_race_test.cpp proves it with real processes);
 // - a handle removes the claim only while it is still the one it wrote:
 //   same file (device, inode, bytes) for storages that expose a
-//   `file_token()`, same JSON otherwise. A claim taken over by someone else
-//   is never deleted by the previous owner's release;
+//   `file_token()` — the handle keeps that file open, so its inode cannot be
+//   reused by a later claim — and the same JSON otherwise, where every
+//   acquire writes a fresh random `procreg_claim_nonce` into the record so
+//   that two acquisitions of an identical record differ. A claim taken over
+//   by someone else, or taken again by this process (`own_pid::retake`), is
+//   never deleted by an older handle's release;
 // - a storage that finds its file changed by a writer outside the lock
 //   reports `errc::in_use` without a pid; acquire then decides again (a
 //   bounded number of times) against the new state.
@@ -27,22 +31,29 @@
 #pragma once
 
 #include <procreg/detail/json_codec.hpp>
+#include <procreg/detail/json_strict_parse.hpp>
 #include <procreg/error.hpp>
 #include <procreg/record_traits.hpp>
 #include <procreg/stored_record.hpp>
 
 #include <boost/json/serialize.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <exception>
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <type_traits>
 #include <utility>
+
+#include <unistd.h>
 
 namespace procreg {
 
@@ -105,7 +116,36 @@ struct claim_options {
     std::function<std::string(const Record& holder, const std::filesystem::path& file)> describe_holder;
 };
 
+/// The member `claim::acquire` adds to its record in a storage without
+/// `file_token()` (e.g. a `json_table` slot): a random 128-bit hex string,
+/// new at every acquire, which makes the record the proof of this very
+/// acquisition. Readers that ignore unknown keys are not affected.
+inline constexpr std::string_view claim_nonce_key = "procreg_claim_nonce";
+
 namespace detail {
+
+/// 128 random bits as 32 hex digits. Only uniqueness matters: should the
+/// system have no random source, the bits are pid, time and a counter.
+inline std::string random_nonce() {
+    static const char hex[] = "0123456789abcdef";
+    static std::atomic<std::uint32_t> counter{0};
+    std::uint32_t words[4] = {};
+    try {
+        std::random_device device;
+        for (auto& word : words) word = static_cast<std::uint32_t>(device());
+    } catch (const std::exception&) {
+        const auto now = static_cast<std::uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+        words[0] = static_cast<std::uint32_t>(::getpid());
+        words[1] = static_cast<std::uint32_t>(now);
+        words[2] = static_cast<std::uint32_t>(now >> 32);
+        words[3] = counter.fetch_add(1, std::memory_order_relaxed);
+    }
+    std::string out;
+    for (auto bits : words) {
+        for (int digit = 0; digit < 8; ++digit, bits >>= 4) out += hex[bits & 0xf];
+    }
+    return out;
+}
 
 template <class Record, class = void>
 struct traits_has_name : std::false_type {};
@@ -126,8 +166,9 @@ std::optional<std::string> owner_name_of(const Record& record) {
 }
 
 /// Evidence that the claim on disk is the one a handle wrote. Storages with
-/// `file_token()` (claim_file) give the file identity; for the others it is
-/// the record's JSON as it would be written.
+/// `file_token()` (claim_file) give the file identity, which pins the file;
+/// for the others it is the record's JSON as it would be written, made
+/// unique by `mark` (a fresh `claim_nonce_key`) at every acquire.
 template <class Session, class = void>
 struct claim_evidence {
     using type = std::string;
@@ -137,6 +178,18 @@ struct claim_evidence {
         if (!stored) return std::nullopt;
         return boost::json::serialize(encode_over(stored->json, stored->value));
     }
+    /// Gives the record just inserted under `key` a fresh nonce.
+    template <class Record>
+    static void mark(Session& session, std::string_view key) {
+        const stored_record<Record>* stored = session.find(key);
+        if (!stored) return;
+        stored_record<Record> marked = *stored;
+        marked.json[claim_nonce_key] = random_nonce();
+        if (auto refused = session.put(std::move(marked))) {
+            throw error(errc::unsupported_file, refused->path, refused->reason,
+                        error::details{std::string(key), {}, 0});
+        }
+    }
 };
 template <class Session>
 struct claim_evidence<Session, std::void_t<decltype(*std::declval<const Session&>().file_token())>> {
@@ -145,6 +198,9 @@ struct claim_evidence<Session, std::void_t<decltype(*std::declval<const Session&
     static std::optional<type> of(const Session& session, std::string_view /*key*/) {
         return session.file_token();
     }
+    /// Nothing to add: every publish is a new file, and the token pins it.
+    template <class Record>
+    static void mark(Session& /*session*/, std::string_view /*key*/) {}
 };
 
 /// A storage's report that its file changed under it (see file comment).
@@ -175,7 +231,7 @@ public:
           key_(std::move(other.key_)),
           path_(std::move(other.path_)),
           record_(std::move(other.record_)),
-          evidence_(std::move(other.evidence_)),
+          evidence_(std::exchange(other.evidence_, evidence_type{})),
           held_(std::exchange(other.held_, false)) {}
 
     /// Finishes this handle as its destructor would, then takes over `other`'s ownership.
@@ -186,7 +242,7 @@ public:
             key_ = std::move(other.key_);
             path_ = std::move(other.path_);
             record_ = std::move(other.record_);
-            evidence_ = std::move(other.evidence_);
+            evidence_ = std::exchange(other.evidence_, evidence_type{});
             held_ = std::exchange(other.held_, false);
         }
         return *this;
@@ -229,6 +285,7 @@ public:
             status = release_status::not_ours;  // replaced by a writer outside the lock while releasing
         }
         held_ = false;
+        evidence_ = evidence_type{};  // unpins the file, if the evidence held it
         return status;
     }
 
@@ -247,7 +304,10 @@ public:
 
     /// Stops holding without touching the file: the claim stays on disk
     /// and becomes stale when this process exits.
-    void dismiss() noexcept { held_ = false; }
+    void dismiss() noexcept {
+        held_ = false;
+        evidence_ = evidence_type{};
+    }
 
 private:
     friend class claim<Registry, Destroy>;
@@ -268,13 +328,14 @@ private:
             }
         }
         held_ = false;
+        evidence_ = evidence_type{};
     }
 
     std::shared_ptr<Registry> registry_;
     std::string key_;
     std::filesystem::path path_;
     record_type record_;
-    evidence_type evidence_;
+    evidence_type evidence_{};  // meaningful while held
     bool held_ = false;
 };
 
@@ -372,6 +433,7 @@ private:
         }
         tx.insert(record);
         auto& session = tx.storage_session();
+        evidence::template mark<record_type>(session, key_);
         session.commit();  // now, to learn what was written; the registry's own commit is then a no-op
         auto written = evidence::template of<record_type>(session, key_);
         if (!written) {
@@ -383,7 +445,8 @@ private:
     std::string describe(const record_type& holder) const {
         if (options_.describe_holder) return options_.describe_holder(holder, registry_->storage().path());
         std::string out = "held by live pid " + std::to_string(detail::pid_of(holder));
-        if (auto name = detail::owner_name_of(holder)) out += " (\"" + *name + "\")";
+        // The name was read from the claim: escaped, so it cannot forge log lines.
+        if (auto name = detail::owner_name_of(holder)) out += " (" + detail::quote_untrusted(*name, 256) + ")";
         return out;
     }
 

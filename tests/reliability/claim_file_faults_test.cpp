@@ -16,6 +16,8 @@
 // without procreg and parses it strictly, so a torn claim fails the check.
 // INSOMNIA's consumed entries are units of their own: release_with_cleanup
 // removes them one by one, then the lock.
+// Last, the directory fsync that ends a publish, failed on purpose: the
+// operation reports the failure, so the claim must be as before it.
 #define BOOST_TEST_MODULE claim_file_faults
 #include <boost/test/unit_test.hpp>
 
@@ -27,6 +29,7 @@
 
 #include <boost/json.hpp>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -314,6 +317,76 @@ BOOST_AUTO_TEST_CASE(insomnia_crash_at_every_system_call) {
     s.reopen = [](const fs::path& dir) { (void)insomnia::open(staging_of(dir)); };
     s.teardown = [](const fs::path&) { staging_guard().reset(); };
     run_crash_points(s, "claim_file JSON (insomnia) crash");
+}
+
+// ── a failed directory fsync undoes the publish ──────────────────────────────
+
+namespace {
+
+// Runs `op` with the `nth` fsync failing once (EIO); returns the error text.
+std::string with_failing_fsync(unsigned long nth, const std::function<void()>& op) {
+    plan p;
+    p.fail_at = nth;
+    p.error = EIO;
+    p.mask = bit(call::fsync);
+    std::string what;
+    {
+        armed guard(p);
+        try {
+            op();
+        } catch (const procreg::error& e) {
+            what = e.what();
+        }
+    }
+    BOOST_TEST(p.injected == 1u);
+    return what;
+}
+
+}  // namespace
+
+// An acquire fsyncs the new claim, then the directory. When the second
+// fails, acquire throws — and must not leave its claim behind: INSOMNIA
+// refuses its own live pid, so a claim left there would lock this process
+// out until it exits. A stale claim that was judged is put back byte for byte.
+BOOST_AUTO_TEST_CASE(insomnia_failed_directory_fsync_leaves_the_lock_as_before) {
+    procreg_test::temp_dir dir;
+    insomnia_setup_entries(dir.path());
+    const fs::path lock = insomnia::lock_file_path(staging_of(dir.path()));
+    std::string what = with_failing_fsync(2, [&] { insomnia_acquire(dir.path()); });
+    BOOST_TEST(what.find("fsync of the directory failed; the change was undone") != std::string::npos, what);
+    BOOST_TEST(!staging_guard().has_value());
+    BOOST_TEST(!fs::exists(fs::symlink_status(lock)));
+    BOOST_TEST(procreg_test::faults::temp_files_in(dir.path()).empty());
+    BOOST_CHECK_NO_THROW(insomnia_acquire(dir.path()));  // not refused by a claim of its own
+    staging_guard().reset();
+
+    procreg_test::temp_dir stale;
+    insomnia_setup_entries(stale.path());
+    write_stale_consolidation(stale.path());
+    const fs::path stale_lock = insomnia::lock_file_path(staging_of(stale.path()));
+    const std::string before = procreg_test::read_text(stale_lock);
+    what = with_failing_fsync(2, [&] { insomnia_acquire(stale.path()); });
+    BOOST_TEST(what.find("the change was undone") != std::string::npos, what);
+    BOOST_TEST(procreg_test::read_text(stale_lock) == before);
+    BOOST_TEST(procreg_test::faults::temp_files_in(stale.path()).empty());
+    BOOST_CHECK_NO_THROW(insomnia_acquire(stale.path()));
+    staging_guard().reset();
+}
+
+// A release fsyncs only the directory. When that fails, release throws, the
+// claim is back and the guard still holds it, so the release can be retried.
+BOOST_AUTO_TEST_CASE(trusty_failed_directory_fsync_keeps_the_guards_claim) {
+    procreg_test::temp_dir dir;
+    fs::create_directories(dir / "data");
+    trusty_acquire<locks::flock>(dir.path());
+    const std::string before = procreg_test::read_text(daemon_lock(dir.path()));
+    const std::string what = with_failing_fsync(1, [&] { trusty_release<locks::flock>(dir.path()); });
+    BOOST_TEST(what.find("the change was undone") != std::string::npos, what);
+    BOOST_TEST(procreg_test::read_text(daemon_lock(dir.path())) == before);
+    BOOST_TEST(trusty_guard<locks::flock>()->held());
+    BOOST_TEST((trusty_guard<locks::flock>()->release() == procreg::release_status::released));
+    BOOST_TEST(!fs::exists(daemon_lock(dir.path())));
+    drop_trusty_guard<locks::flock>();
 }
 
 BOOST_AUTO_TEST_SUITE_END()

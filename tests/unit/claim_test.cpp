@@ -1,14 +1,16 @@
 // The claim mechanism itself (procreg/claim.hpp, procreg/storage/claim_file.hpp),
 // apart from the two seeds: the compare-and-swap against writers that do not
 // take the lock, the retry it triggers, the strict unparseable policy, the
-// formats' refusals, leftovers of crashed commits, and a claim kept in a slot
-// of an ordinary json_table.
+// formats' refusals, leftovers of crashed commits, a claim kept in a slot
+// of an ordinary json_table, and that an older handle's release never removes
+// a newer claim (retaken by the same pid, or on a reused inode).
 #define BOOST_TEST_MODULE claim
 #include <boost/test/unit_test.hpp>
 
 #include <procreg/claim.hpp>
 #include <procreg/liveness/callable_liveness.hpp>
 #include <procreg/liveness/kill_liveness.hpp>
+#include <procreg/liveness/pidfd_liveness.hpp>
 #include <procreg/lock/flock_lock.hpp>
 #include <procreg/registry.hpp>
 #include <procreg/storage/claim_file.hpp>
@@ -19,6 +21,7 @@
 #include "support/temp_dir.hpp"
 
 #include <boost/describe/class.hpp>
+#include <boost/json.hpp>
 
 #include <cstdint>
 #include <filesystem>
@@ -26,6 +29,7 @@
 #include <optional>
 #include <string>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace fs = std::filesystem;
@@ -83,6 +87,18 @@ procreg::storage::claim_file_options json_options(const fs::path& file) {
 
 std::string owner_json(std::uint64_t pid, const std::string& name) {
     return "{\"slot\": \"s\", \"pid\": " + std::to_string(pid) + ", \"name\": \"" + name + "\"}";
+}
+
+std::uint64_t inode_of(const fs::path& path) {
+    struct ::stat st {};
+    BOOST_TEST_REQUIRE(::stat(path.c_str(), &st) == 0);
+    return static_cast<std::uint64_t>(st.st_ino);
+}
+
+std::size_t open_descriptors() {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& entry : fs::directory_iterator("/proc/self/fd")) ++n;
+    return n;
 }
 
 }  // namespace
@@ -240,6 +256,36 @@ BOOST_AUTO_TEST_CASE(pid_text_refuses_what_it_cannot_hold) {
     BOOST_TEST(procreg_test::read_text(path) == std::to_string(self_pid()) + "\n");
 }
 
+// pidfd_liveness stamps the owner identity (procreg_start_time,
+// procreg_boot_id), which pid text has no room for: the format drops
+// procreg's own bookkeeping keys, writes "<pid>\n", and the claim is then
+// judged by its pid alone. Fields of the record itself are still refused.
+BOOST_AUTO_TEST_CASE(pid_text_drops_the_identity_a_liveness_stamps) {
+    std::string why;
+    boost::json::object stamped{{"pid", 42}, {"procreg_start_time", 123}, {"procreg_boot_id", "b"}};
+    BOOST_TEST(procreg::storage::pid_text_format::serialize(stamped, why).value() == "42\n");
+    stamped["note"] = "x";
+    BOOST_TEST(!procreg::storage::pid_text_format::serialize(stamped, why).has_value());
+    BOOST_TEST(why.find("note") != std::string::npos, why);
+
+    using pidfd_registry =
+        procreg::registry<bare_pid, procreg::lock::flock_lock, text_claim_storage, procreg::liveness::pidfd_liveness>;
+    temp_dir dir;
+    const fs::path path = dir / "pid.lock";
+    procreg::storage::claim_file_options opts;
+    opts.file = path;
+    procreg::claim<pidfd_registry> claim(std::make_shared<pidfd_registry>(text_claim_storage(opts)), "only");
+    {
+        auto handle = claim.acquire(bare_pid{self_pid(), std::nullopt});
+        BOOST_TEST(procreg_test::read_text(path) == std::to_string(self_pid()) + "\n");
+        BOOST_CHECK_THROW(claim.acquire(bare_pid{self_pid(), std::nullopt}), procreg::claim_in_use);
+    }
+    BOOST_TEST(!fs::exists(path));
+    procreg_test::write_text(path, std::to_string(procreg_test::dead_pid()) + "\n");
+    auto handle = claim.acquire(bare_pid{self_pid(), std::nullopt});  // a dead pid alone is stale
+    BOOST_TEST(procreg_test::read_text(path) == std::to_string(self_pid()) + "\n");
+}
+
 // Private files of a commit whose process died (SIGKILL between steps) are
 // removed when the claim is next opened; a live process's are left alone.
 BOOST_AUTO_TEST_CASE(leftovers_of_a_crashed_commit_are_swept) {
@@ -275,6 +321,69 @@ BOOST_AUTO_TEST_CASE(claim_in_a_json_table_slot) {
     BOOST_TEST((fresh.release() == procreg::release_status::released));
     BOOST_TEST(!claim.holder().has_value());
     BOOST_TEST(reg->find("unrelated").has_value());
+}
+
+// A second acquire by the same pid (own_pid::retake) makes the first
+// handle's ownership void, also where the proof is the record's JSON: two
+// acquisitions of an identical record differ by their procreg_claim_nonce,
+// so the older handle's release leaves the newer claim alone.
+BOOST_AUTO_TEST_CASE(older_handle_leaves_a_retaken_json_table_claim) {
+    using table_registry = procreg::registry<owner, procreg::lock::flock_lock, procreg::storage::json_table>;
+    temp_dir dir;
+    procreg::storage::json_table_options opts;
+    opts.file = dir / "table.json";
+    auto reg = std::make_shared<table_registry>(procreg::storage::json_table(opts));
+    procreg::claim<table_registry>::options settings;
+    settings.same_pid = procreg::own_pid::retake;
+    procreg::claim<table_registry> claim(reg, "leader", settings);
+
+    const owner me{"leader", self_pid(), "me"};
+    auto first = claim.acquire(me);
+    auto second = claim.acquire(me);  // the same record again
+    BOOST_TEST((first.release() == procreg::release_status::not_ours));
+    BOOST_TEST(claim.holder().has_value());
+    const auto text = procreg_test::read_text(opts.file);
+    const auto nonce_at = text.find("\"procreg_claim_nonce\": \"");
+    BOOST_TEST_REQUIRE(nonce_at != std::string::npos, text);
+    const auto nonce = text.substr(nonce_at + 24, 32);
+    BOOST_TEST(nonce.find_first_not_of("0123456789abcdef") == std::string::npos, nonce);
+    BOOST_TEST(text.at(nonce_at + 24 + 32) == '"', text);
+    BOOST_TEST((second.release() == procreg::release_status::released));
+    BOOST_TEST(!claim.holder().has_value());
+}
+
+// The file proof (device, inode, bytes) needs the inode to stay unique. A
+// handle keeps its claim file open, so after it was retaken (its file
+// unlinked), later claims with the same bytes never get its inode number —
+// on ext4 the freed inode came straight back — and the old handle's release
+// leaves the current claim. Released handles close what they kept.
+BOOST_AUTO_TEST_CASE(older_handle_leaves_a_claim_on_a_recycled_inode) {
+    temp_dir dir;
+    const fs::path path = dir / "pid.lock";
+    procreg::storage::claim_file_options opts;
+    opts.file = path;
+    procreg::claim<text_registry>::options settings;
+    settings.same_pid = procreg::own_pid::retake;
+    procreg::claim<text_registry> claim(std::make_shared<text_registry>(text_claim_storage(opts)), "only", settings);
+    const bare_pid me{self_pid(), std::nullopt};
+    const std::size_t descriptors = open_descriptors();
+    {
+        auto first = claim.acquire(me);
+        const auto first_inode = inode_of(path);
+        std::optional<procreg::claim<text_registry>::handle> latest;
+        for (int round = 0; round < 32; ++round) {
+            latest.reset();
+            auto retaken = claim.acquire(me);  // the first handle's file is unlinked
+            BOOST_TEST((retaken.release() == procreg::release_status::released));
+            latest.emplace(claim.acquire(me));
+            BOOST_TEST_REQUIRE(inode_of(path) != first_inode, "round " << round);
+        }
+        BOOST_TEST((first.release() == procreg::release_status::not_ours));
+        BOOST_TEST(procreg_test::read_text(path) == std::to_string(self_pid()) + "\n");
+        BOOST_TEST((latest->release() == procreg::release_status::released));
+    }
+    BOOST_TEST(!fs::exists(path));
+    BOOST_TEST(open_descriptors() == descriptors);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -26,6 +26,7 @@
 #include <procreg/claim.hpp>
 #include <procreg/detail/clock.hpp>
 #include <procreg/detail/file_io.hpp>
+#include <procreg/detail/json_strict_parse.hpp>
 #include <procreg/liveness/kill_liveness.hpp>
 #include <procreg/lock/flock_lock.hpp>
 #include <procreg/record_traits.hpp>
@@ -127,8 +128,9 @@ inline claim_options<lock_record> claim_settings() {
     claim_options<lock_record> settings;
     settings.same_pid = own_pid::refuse;
     settings.describe_holder = [](const lock_record& holder, const std::filesystem::path&) {
-        return "consolidation lock held by live pid " + std::to_string(holder.pid) + " (pod \"" + holder.pod_name +
-               "\")";
+        // The pod name was read from the lock file: escaped, so it cannot forge log lines.
+        return "consolidation lock held by live pid " + std::to_string(holder.pid) + " (pod " +
+               detail::quote_untrusted(holder.pod_name, 256) + ")";
     };
     return settings;
 }

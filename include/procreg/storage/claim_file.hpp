@@ -19,7 +19,13 @@
 //   name and found to be the very file (device, inode and bytes) that was
 //   read and judged: if another writer changed it meanwhile, the file is put
 //   back and the commit fails with `errc::in_use` without a pid — the caller
-//   re-reads and decides again (py-filelock's rename-and-recheck);
+//   re-reads and decides again (py-filelock's rename-and-recheck). A file's
+//   identity (`claim_file_token`) keeps the file open, so its inode number
+//   cannot be reused for a newer claim while anyone relies on it;
+// - a commit that reports failure leaves the claim as it was: if linking the
+//   new claim or the final directory fsync fails, the new claim is taken out
+//   again and the judged one put back (when the failing disk lets us; an
+//   fsync error says whether it did);
 // - a file that cannot be parsed is an error naming it (procreg's default),
 //   or, where the seed says so, a stale claim reported through `skipped()`;
 // - the directory is opened once by descriptor (0700, owner checked, no
@@ -45,6 +51,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -99,6 +106,9 @@ struct pid_text_format {
     /// Writes `<pid>\n`. Refuses (returns nothing, reason in `why`) a record
     /// with any non-null field besides a non-negative integer `pid`: the
     /// format has no room for it and dropping it silently would lose data.
+    /// Keys starting with `procreg_` are procreg's own bookkeeping (the owner
+    /// identity a liveness policy stamps) and are dropped instead: such a
+    /// claim is then judged by its pid alone, as one the seed wrote.
     static std::optional<std::string> serialize(const boost::json::object& record, std::string& why) {
         const auto found = record.find("pid");
         if (found == record.end()) {
@@ -106,10 +116,11 @@ struct pid_text_format {
             return std::nullopt;
         }
         for (const auto& item : record) {
-            if (item.key() != "pid" && !item.value().is_null()) {  // null (an empty optional) loses nothing
-                why = "the pid text format holds only a pid; the record also has \"" + std::string(item.key()) + "\"";
-                return std::nullopt;
-            }
+            if (item.key() == "pid" || item.value().is_null()) continue;  // null (an empty optional) loses nothing
+            if (item.key().substr(0, 8) == "procreg_") continue;          // bookkeeping: see above
+            why = "the pid text format holds only a pid; the record also has " +
+                  detail::quote_untrusted(item.key());
+            return std::nullopt;
         }
         const boost::json::value& pid = found->value();
         if (pid.is_uint64()) return std::to_string(pid.get_uint64()) + "\n";
@@ -174,11 +185,17 @@ struct claim_file_options {
 
 /// Identity of one claim file as read or written: a replaced or rewritten
 /// file differs in at least one of these. Used to remove a claim only while
-/// it is still the one a process wrote.
+/// it is still the one a process wrote. A token holds a read-only descriptor
+/// of its file (shared by its copies): while any copy lives, the inode stays
+/// allocated even once the file is unlinked, so no later claim can get the
+/// same device and inode (and, with the same pid, the same bytes) and pass
+/// for this one.
 struct claim_file_token {
     std::uint64_t device = 0;  ///< st_dev
     std::uint64_t inode = 0;   ///< st_ino
     std::string bytes;         ///< the whole contents
+    /// The open descriptor that keeps `inode` from being reused; not compared.
+    std::shared_ptr<const detail::unique_fd> pin;
 
     /// Same file, same contents.
     friend bool operator==(const claim_file_token& a, const claim_file_token& b) {
@@ -333,9 +350,9 @@ public:
         std::optional<skipped_file> put(stored_record<Record> entry) {
             const std::string_view key = detail::key_of(entry.value);
             if (slot_ && detail::key_of(slot_->value) != key) {
-                return skipped_file{path(), "the claim file holds the claim \"" +
-                                                std::string(detail::key_of(slot_->value)) +
-                                                "\"; a claim file holds one record"};
+                return skipped_file{path(), "the claim file holds the claim " +
+                                                detail::quote_untrusted(detail::key_of(slot_->value)) +
+                                                "; a claim file holds one record"};  // escaped: read from the file
             }
             std::string why;
             std::optional<std::string> bytes;
@@ -423,7 +440,7 @@ public:
                     if (err == ENOENT) changed("the claim file disappeared");
                     detail::throw_os_error(errc::io_failure, path(), "cannot move the old claim aside", err);
                 }
-                if (!is_loaded_file(dirfd, evicted)) {
+                if (!is_file(dirfd, evicted, *token_)) {
                     // Someone replaced it after we read it: give it back.
                     const bool restored = detail::sys::linkat(dirfd, evicted.c_str(), dirfd, name, 0) == 0;
                     discard(dirfd, evicted);
@@ -439,7 +456,11 @@ public:
                 if (detail::sys::linkat(dirfd, temp.c_str(), dirfd, name, 0) != 0) {
                     const int err = errno;
                     drop_temp();
-                    if (!evicted.empty()) discard(dirfd, evicted);
+                    if (!evicted.empty()) {
+                        // Failed: the judged claim goes back (unless the name was taken meanwhile).
+                        if (err != EEXIST) (void)detail::sys::linkat(dirfd, evicted.c_str(), dirfd, name, 0);
+                        discard(dirfd, evicted);
+                    }
                     if (err == EEXIST) changed("another writer created the claim file meanwhile");
                     detail::throw_os_error(errc::io_failure, path(),
                                            "cannot link the new claim into place (the file system must support "
@@ -448,18 +469,52 @@ public:
                 }
                 drop_temp();
             }
+
+            // 4. Make it durable. If that fails the caller is told the commit
+            // failed, so the state must be the one before it: take the new
+            // claim out again and put the judged one back (we hold the lock;
+            // without that, a process refused its own pid could not acquire
+            // again until it exits).
+            if (durable && detail::sys::fsync(dirfd) != 0) {
+                const int err = errno;
+                const bool undone = undo(dirfd, written, evicted);
+                detail::throw_os_error(errc::io_failure, path(),
+                                       undone ? "fsync of the directory failed; the change was undone"
+                                              : "fsync of the directory failed, and the change could not be undone: "
+                                                "the claim file may hold the new claim, or none",
+                                       err);
+            }
             // The judged claim is superseded; failing to remove its private
             // copy harms nothing (see `discard`).
             if (!evicted.empty()) discard(dirfd, evicted);
 
             token_ = std::move(written);
             dirty_ = false;
-            if (durable && detail::sys::fsync(dirfd) != 0) {
-                detail::throw_os_error(errc::io_failure, path(),
-                                       "claim updated, but fsync of the directory failed: the change may not "
-                                       "survive a crash",
-                                       errno);
+        }
+
+        // Reverts a publish whose directory fsync failed: moves the claim
+        // `written` (if any) aside and removes it, after checking it is that
+        // file (a writer outside the lock may have replaced it meanwhile:
+        // then it is put back and left alone), then links the judged claim
+        // `evicted` (if any) back. True when the claim name is as before.
+        bool undo(int dirfd, const std::optional<claim_file_token>& written, const std::string& evicted) {
+            const char* name = owner_->name_.c_str();
+            bool restored = true;
+            if (written) {
+                const std::string aside = detail_claim::private_name(owner_->name_);
+                if (detail::sys::renameat(dirfd, name, dirfd, aside.c_str()) != 0) {
+                    restored = errno == ENOENT;  // already gone: nothing of ours to take out
+                } else if (!is_file(dirfd, aside, *written)) {
+                    (void)detail::sys::linkat(dirfd, aside.c_str(), dirfd, name, 0);
+                    restored = false;
+                }
+                discard(dirfd, aside);
             }
+            if (restored && !evicted.empty()) {
+                restored = detail::sys::linkat(dirfd, evicted.c_str(), dirfd, name, 0) == 0;
+            }
+            if (!evicted.empty()) discard(dirfd, evicted);
+            return restored;
         }
 
         // Removes a private name (a temp file, an evicted claim). A failure
@@ -475,11 +530,13 @@ public:
 
         void load() {
             const auto& opts = owner_->options_;
+            detail::unique_fd kept;
             auto contents = detail::read_file_at(owner_->directory_.get(), path(), owner_->name_.c_str(),
-                                                 opts.max_file_bytes);
+                                                 opts.max_file_bytes, &kept);
             if (!contents) return;
             token_ = claim_file_token{static_cast<std::uint64_t>(contents->status.st_dev),
-                                      static_cast<std::uint64_t>(contents->status.st_ino), contents->bytes};
+                                      static_cast<std::uint64_t>(contents->status.st_ino), contents->bytes,
+                                      std::make_shared<const detail::unique_fd>(std::move(kept))};
             std::string why;
             slot_ = detail_claim::decode_claim<Format, Record>(contents->bytes, opts.max_depth, why);
             if (slot_) return;
@@ -518,17 +575,29 @@ public:
             struct ::stat st {};
             if (detail::sys::fstat(fd, &st) != 0) fail("cannot stat the new claim", errno);
             if (detail::sys::close(handle.release()) != 0) fail("closing the new claim failed; nothing was changed", errno);
+            // A read-only descriptor of the same inode pins it for the token
+            // (see claim_file_token): a handle's proof of ownership.
+            detail::unique_fd pin(detail::sys::openat(dirfd, temp.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+            if (!pin) fail("cannot open the new claim for reading", errno);
+            struct ::stat pinned {};
+            if (detail::sys::fstat(pin.get(), &pinned) != 0) fail("cannot stat the new claim", errno);
+            if (pinned.st_dev != st.st_dev || pinned.st_ino != st.st_ino) {
+                fail("the new claim's private file was replaced by another writer", EEXIST);
+            }
             return claim_file_token{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
-                                    bytes};
+                                    bytes, std::make_shared<const detail::unique_fd>(std::move(pin))};
         }
 
-        bool is_loaded_file(int dirfd, const std::string& evicted) const {
+        // Whether the private name `moved` is the very file `expected` (same
+        // device, inode and bytes; `expected` pins its inode, so equal
+        // numbers cannot belong to a newer file).
+        bool is_file(int dirfd, const std::string& moved, const claim_file_token& expected) const {
             try {
-                auto contents = detail::read_file_at(dirfd, path(), evicted.c_str(), owner_->options_.max_file_bytes);
+                auto contents = detail::read_file_at(dirfd, path(), moved.c_str(), owner_->options_.max_file_bytes);
                 if (!contents) return false;
                 return claim_file_token{static_cast<std::uint64_t>(contents->status.st_dev),
                                         static_cast<std::uint64_t>(contents->status.st_ino),
-                                        std::move(contents->bytes)} == *token_;
+                                        std::move(contents->bytes), nullptr} == expected;
             } catch (const error&) {
                 return false;  // a symlink, a directory, a huge file: not what we read
             }
