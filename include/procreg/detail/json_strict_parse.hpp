@@ -14,6 +14,15 @@
 // Memory is bounded by the input (names are at most the file's bytes) and
 // the levels by the parse depth limit.
 //
+// Numbers with a fraction or an exponent (and integers beyond 64 bits) are
+// read again from their text with std::from_chars, which rounds correctly:
+// Boost.JSON 1.81's own conversion (its only mode before 1.83's
+// `number_precision::precise`) can land one double off, so a number it
+// wrote (`1.2844674407370955E20`) read back as another
+// (`1.2844674407370957E20`) and an unknown field drifted at each rewrite
+// (found by fuzz/record_files_agentmux). A number beyond the double range
+// keeps Boost.JSON's infinity, which parse_json then refuses.
+//
 // Also here: `quote_untrusted`, for putting bytes read from a file into an
 // error message without letting them forge log lines.
 #pragma once
@@ -25,6 +34,7 @@
 #include <boost/json/value_stack.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -117,16 +127,27 @@ public:
         st.push_string(s);
         return true;
     }
-    bool on_number_part(boost::json::string_view, boost::json::error_code&) { return true; }
+    bool on_number_part(boost::json::string_view s, boost::json::error_code&) {
+        number_.append(s.data(), s.size());
+        return true;
+    }
     bool on_int64(std::int64_t i, boost::json::string_view, boost::json::error_code&) {
+        number_.clear();
         st.push_int64(i);
         return true;
     }
     bool on_uint64(std::uint64_t u, boost::json::string_view, boost::json::error_code&) {
+        number_.clear();
         st.push_uint64(u);
         return true;
     }
-    bool on_double(double d, boost::json::string_view, boost::json::error_code&) {
+    bool on_double(double d, boost::json::string_view s, boost::json::error_code&) {
+        number_.append(s.data(), s.size());
+        double exact = 0;
+        const char* const end = number_.data() + number_.size();
+        const auto read = std::from_chars(number_.data(), end, exact);
+        if (read.ec == std::errc() && read.ptr == end) d = exact;  // else (out of range) Boost.JSON's value
+        number_.clear();
         st.push_double(d);
         return true;
     }
@@ -145,6 +166,7 @@ private:
     std::vector<member_names> levels_;  // one per open object, reused
     std::size_t depth_ = 0;             // open objects
     std::string key_;                   // the name being read
+    std::string number_;                // the text of the number being read
 };
 
 }  // namespace json_strict
