@@ -11,10 +11,11 @@
 // A failed assertion prints what broke and aborts, which libFuzzer reports
 // as a crash and saves the input.
 //
-// The directory is made once per process with mkdtemp (0700, so
-// detail::open_directory accepts it) under $PROCREG_FUZZ_TMP, else /dev/shm
-// (tmpfs keeps the executions per second up), else $TMPDIR or /tmp, and is
-// removed at exit.
+// The directory (`procreg-fuzz-<pid>-XXXXXX`) is made once per process with
+// mkdtemp (0700, so detail::open_directory accepts it) under
+// $PROCREG_FUZZ_TMP, else /dev/shm (tmpfs keeps the executions per second
+// up), else $TMPDIR or /tmp. It is removed at a normal exit, and otherwise
+// by the next harness started there once this process is gone.
 #pragma once
 
 #include <procreg/error.hpp>
@@ -36,6 +37,7 @@
 #include <system_error>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -68,11 +70,23 @@ inline const std::filesystem::path& work_dir() {
         } else {
             base = "/tmp";
         }
-        std::string pattern = base + "/procreg-fuzz-XXXXXX";
+        // libFuzzer leaves with _Exit when its time is up, so atexit cleanup
+        // does not run: remove the directories of harnesses that are gone.
+        const std::string prefix = "procreg-fuzz-";
+        std::error_code ignored;
+        for (const auto& entry : std::filesystem::directory_iterator(base, ignored)) {
+            const std::string name = entry.path().filename().string();
+            if (name.compare(0, prefix.size(), prefix) != 0) continue;
+            const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
+            if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+                std::filesystem::remove_all(entry.path(), ignored);
+            }
+        }
+        std::string pattern = base + "/" + prefix + std::to_string(::getpid()) + "-XXXXXX";
         if (!::mkdtemp(pattern.data())) fail("mkdtemp in " + base + " failed: " + std::strerror(errno));
         std::atexit([] {
-            std::error_code ignored;
-            std::filesystem::remove_all(work_dir(), ignored);
+            std::error_code ignored_at_exit;
+            std::filesystem::remove_all(work_dir(), ignored_at_exit);
         });
         return std::filesystem::path(pattern);
     }();
