@@ -12,6 +12,7 @@
 // Each backend offers the same five operations on the same records.
 #pragma once
 
+#include <procreg/liveness/kill_liveness.hpp>
 #include <procreg/presets/algocline.hpp>
 #include <procreg/registry.hpp>
 #include <procreg/storage/json_table.hpp>
@@ -74,10 +75,8 @@ public:
     throw std::runtime_error(what + ": " + std::strerror(errno));
 }
 
-inline bool pid_alive(std::uint32_t pid) {
-    if (pid == 0) return false;
-    return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH;
-}
+// The floor and SQLite judge liveness exactly as kill_liveness does.
+using procreg::liveness::pid_alive;
 
 // ---------------------------------------------------------------------------
 // procreg

@@ -6,7 +6,8 @@
 # PARAMS_FILE (written by tests/CMakeLists.txt) sets:
 #   MODE                find_package | add_subdirectory | pkg_config | fetch_content
 #   PROCREG_SOURCE_DIR  the procreg source tree under test
-#   CONSUMER_DIR        the consumer project (CMakeLists.txt + main.cpp)
+#   CONSUMER_DIR        the consumer project (a CMakeLists.txt building
+#                       ../main.cpp); for pkg_config, the directory of main.cpp
 #   WORK_DIR            scratch directory, wiped first
 #   GENERATOR           CMake generator to use for the nested builds
 #   CXX_COMPILER        C++ compiler to use

@@ -36,14 +36,7 @@ if(NOT PARAMS_FILE OR NOT EXISTS "${PARAMS_FILE}")
 endif()
 include("${PARAMS_FILE}")
 
-# Quote any string as a CMake bracket argument.
-function(_procreg_bracket out value)
-  set(eq "=")
-  while(value MATCHES "]${eq}]" OR value MATCHES "]${eq}$")
-    string(APPEND eq "=")
-  endwhile()
-  set(${out} "[${eq}[${value}]${eq}]" PARENT_SCOPE)
-endfunction()
+include("${CMAKE_CURRENT_LIST_DIR}/ProcregHelpers.cmake")  # _procreg_bracket
 
 set(list_file "${CTEST_FILE}.list.txt")
 file(REMOVE "${list_file}")

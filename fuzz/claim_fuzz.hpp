@@ -39,11 +39,6 @@ procreg::storage::claim_peek<Record> fuzz_claim(const std::uint8_t* data, std::s
     const std::string_view input(reinterpret_cast<const char*>(data), size);
     const auto file = options.file;
     write_file(file, input);
-    const auto no_error = [](const char* step) {
-        return [step](const procreg::error& e) {
-            fail(std::string(step) + " threw for a file's contents: " + e.what());
-        };
-    };
 
     // 1. The lock-free read.
     procreg::storage::claim_peek<Record> peeked;

@@ -163,6 +163,12 @@ void guarded(const char* step, Body&& body, OnError&& on_error) {
     }
 }
 
+/// An `on_error` for `guarded` where no file contents may make `step` throw
+/// (only an I/O failure could): any procreg::error is a finding.
+inline auto no_error(const char* step) {
+    return [step](const procreg::error& e) { fail(std::string(step) + " threw for a file's contents: " + e.what()); };
+}
+
 /// Two records are the same when they encode to the same JSON.
 template <class Record>
 bool same_record(const Record& a, const Record& b) {

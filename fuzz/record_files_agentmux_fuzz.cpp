@@ -48,11 +48,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     procreg_fuzz::write_file(file, input);
 
     procreg::storage::record_files files(make_options(root));
-    const auto io_only = [](const char* step) {
-        return [step](const procreg::error& e) {
-            procreg_fuzz::fail(std::string(step) + " threw for a file's contents: " + e.what());
-        };
-    };
 
     // 1. Read: the one file by key, then the listing.
     std::optional<agent_record> found;
@@ -84,7 +79,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 PROCREG_FUZZ_CHECK(!skipped.front().reason.empty(), "a skipped file without a reason");
             }
         },
-        io_only("read"));
+        procreg_fuzz::no_error("read"));
     procreg_fuzz::check_untouched(file, input, "reading");
     if (!found) {
         // Whether the storage may overwrite it: the raw object when it
@@ -116,7 +111,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             if (refused) PROCREG_FUZZ_CHECK(outcome->path == file, "a refusal names " + outcome->path.string());
             session.commit();
         },
-        io_only("upsert"));
+        procreg_fuzz::no_error("upsert"));
     if (refused || !writable) {
         PROCREG_FUZZ_CHECK(refused && !writable, refused ? "a file the storage may overwrite was refused"
                                             : "a file the storage must not overwrite was written");
@@ -146,7 +141,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             PROCREG_FUZZ_CHECK(!session.put({stored->value, stored->json}).has_value(), "rewriting a record procreg wrote was refused");
             session.commit();
         },
-        io_only("reload"));
+        procreg_fuzz::no_error("reload"));
     PROCREG_FUZZ_CHECK(procreg_fuzz::read_file(file) == written, "writing the reloaded record changed the file (not a fixpoint)");
 
     // 4. Retire and unretire move the file and nothing else.
@@ -164,7 +159,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             PROCREG_FUZZ_CHECK(session.unretire(key).status == procreg::tombstone_status::moved, "unretire did not move");
             session.commit();
         },
-        io_only("retire"));
+        procreg_fuzz::no_error("retire"));
     procreg_fuzz::check_untouched(file, *written, "unretire");
     return 0;
 }

@@ -284,8 +284,7 @@ public:
             if (!detail::is_foreign_change(e)) throw;
             status = release_status::not_ours;  // replaced by a writer outside the lock while releasing
         }
-        held_ = false;
-        evidence_ = evidence_type{};  // unpins the file, if the evidence held it
+        forget();
         return status;
     }
 
@@ -304,10 +303,7 @@ public:
 
     /// Stops holding without touching the file: the claim stays on disk
     /// and becomes stale when this process exits.
-    void dismiss() noexcept {
-        held_ = false;
-        evidence_ = evidence_type{};
-    }
+    void dismiss() noexcept { forget(); }
 
 private:
     friend class claim<Registry, Destroy>;
@@ -327,6 +323,11 @@ private:
                 (void)release(ignored);
             }
         }
+        forget();
+    }
+
+    // Holds nothing any more; unpins the file, if the evidence held it.
+    void forget() noexcept {
         held_ = false;
         evidence_ = evidence_type{};
     }

@@ -110,23 +110,18 @@ public:
     template <class Steps>
     auto transact(Steps&& steps, std::error_code& ec) {
         using result = std::invoke_result_t<Steps&, transaction_type&>;
-        ec.clear();
         if constexpr (std::is_void_v<result>) {
-            try {
-                transact(std::forward<Steps>(steps));
-            } catch (const error& e) {
-                ec = e.code();
-            }
+            reporting(ec, [&] { transact(std::forward<Steps>(steps)); });
         } else {
-            std::optional<std::decay_t<result>> out;
-            try {
-                out.emplace(transact(std::forward<Steps>(steps)));
-            } catch (const error& e) {
-                ec = e.code();
-            }
-            return out;
+            return reporting(ec, [&] {
+                return std::optional<std::decay_t<result>>(transact(std::forward<Steps>(steps)));
+            });
         }
     }
+
+    // Each operation below is one transaction; its `std::error_code&`
+    // overload is the same operation with a procreg failure reported in `ec`
+    // (and an empty result) instead of thrown.
 
     /// Adds `record`; `errc::duplicate_key` if its key exists.
     void insert(const Record& record) {
@@ -140,7 +135,7 @@ public:
     }
     /// `insert` reporting failure in `ec`.
     void insert(const Record& record, std::error_code& ec) {
-        transact([&](transaction_type& tx) { tx.insert(record); }, ec);
+        reporting(ec, [&] { insert(record); });
     }
 
     /// Adds or replaces `record`, keeping stored fields `Record` does not know.
@@ -149,8 +144,7 @@ public:
     }
     /// `upsert` reporting failure in `ec`.
     upsert_result upsert(const Record& record, std::error_code& ec) {
-        auto out = transact([&](transaction_type& tx) { return tx.upsert(record); }, ec);
-        return out ? *out : upsert_result{};
+        return reporting(ec, [&] { return upsert(record); });
     }
 
     /// Removes the record with `key`; false when there was none.
@@ -159,7 +153,7 @@ public:
     }
     /// `erase` reporting failure in `ec`.
     bool erase(std::string_view key, std::error_code& ec) {
-        return transact([&](transaction_type& tx) { return tx.erase(key); }, ec).value_or(false);
+        return reporting(ec, [&] { return erase(key); });
     }
 
     /// A copy of the record with `key`, if any.
@@ -171,13 +165,7 @@ public:
     }
     /// `find` reporting failure in `ec`.
     std::optional<Record> find(std::string_view key, std::error_code& ec) {
-        auto out = transact(
-            [&](transaction_type& tx) -> std::optional<Record> {
-                const Record* found = tx.find(key);
-                return found ? std::optional<Record>(*found) : std::nullopt;
-            },
-            ec);
-        return out ? std::move(*out) : std::nullopt;
+        return reporting(ec, [&] { return find(key); });
     }
 
     /// Every record with whether its owner is alive.
@@ -186,8 +174,7 @@ public:
     }
     /// `list` reporting failure in `ec`.
     std::vector<listed<Record>> list(std::error_code& ec) {
-        auto out = transact([](transaction_type& tx) { return tx.list(); }, ec);
-        return out ? std::move(*out) : std::vector<listed<Record>>{};
+        return reporting(ec, [&] { return list(); });
     }
 
     /// Removes the records whose owners are dead and returns them.
@@ -201,8 +188,7 @@ public:
     }
     /// `reap` reporting failure in `ec`.
     std::vector<Record> reap(std::error_code& ec) {
-        auto out = transact([](transaction_type& tx) { return tx.reap(); }, ec);
-        return out ? std::move(*out) : std::vector<Record>{};
+        return reporting(ec, [&] { return reap(); });
     }
 
     // Tombstone operations (procreg/tombstones.hpp): each is one transaction,
@@ -212,78 +198,46 @@ public:
     /// Moves the record with `key` to the retired tree; idempotent.
     template <class S = Storage>
     tombstone_result retire(std::string_view key) {
-        if constexpr (detail::check_tombstone_storage<S>()) {
-            return transact([&](transaction_type& tx) { return tx.retire(key); });
-        } else {
-            return {};
-        }
+        return with_tombstones<S, tombstone_result>([&](auto& tx) { return tx.retire(key); });
     }
     /// `retire` reporting failure in `ec`.
     template <class S = Storage>
     tombstone_result retire(std::string_view key, std::error_code& ec) {
-        if constexpr (detail::check_tombstone_storage<S>()) {
-            return transact([&](transaction_type& tx) { return tx.retire(key); }, ec).value_or(tombstone_result{});
-        } else {
-            return {};
-        }
+        return reporting(ec, [&] { return retire<S>(key); });
     }
 
     /// Moves the retired record with `key` back to the active records; idempotent.
     template <class S = Storage>
     tombstone_result unretire(std::string_view key) {
-        if constexpr (detail::check_tombstone_storage<S>()) {
-            return transact([&](transaction_type& tx) { return tx.unretire(key); });
-        } else {
-            return {};
-        }
+        return with_tombstones<S, tombstone_result>([&](auto& tx) { return tx.unretire(key); });
     }
     /// `unretire` reporting failure in `ec`.
     template <class S = Storage>
     tombstone_result unretire(std::string_view key, std::error_code& ec) {
-        if constexpr (detail::check_tombstone_storage<S>()) {
-            return transact([&](transaction_type& tx) { return tx.unretire(key); }, ec).value_or(tombstone_result{});
-        } else {
-            return {};
-        }
+        return reporting(ec, [&] { return unretire<S>(key); });
     }
 
     /// Removes both the active and the retired copy of `key`; true when one existed. Idempotent.
     template <class S = Storage>
     bool hard_delete(std::string_view key) {
-        if constexpr (detail::check_tombstone_storage<S>()) {
-            return transact([&](transaction_type& tx) { return tx.hard_delete(key); });
-        } else {
-            return false;
-        }
+        return with_tombstones<S, bool>([&](auto& tx) { return tx.hard_delete(key); });
     }
     /// `hard_delete` reporting failure in `ec`.
     template <class S = Storage>
     bool hard_delete(std::string_view key, std::error_code& ec) {
-        if constexpr (detail::check_tombstone_storage<S>()) {
-            return transact([&](transaction_type& tx) { return tx.hard_delete(key); }, ec).value_or(false);
-        } else {
-            return false;
-        }
+        return reporting(ec, [&] { return hard_delete<S>(key); });
     }
 
     /// Whether an active file exists for `key` (valid or not).
     template <class S = Storage>
     bool exists(std::string_view key) {
-        if constexpr (detail::check_tombstone_storage<S>()) {
-            return transact([&](transaction_type& tx) { return tx.exists(key); });
-        } else {
-            return false;
-        }
+        return with_tombstones<S, bool>([&](auto& tx) { return tx.exists(key); });
     }
 
     /// Whether an active or a retired file exists for `key` (valid or not).
     template <class S = Storage>
     bool exists_anywhere(std::string_view key) {
-        if constexpr (detail::check_tombstone_storage<S>()) {
-            return transact([&](transaction_type& tx) { return tx.exists_anywhere(key); });
-        } else {
-            return false;
-        }
+        return with_tombstones<S, bool>([&](auto& tx) { return tx.exists_anywhere(key); });
     }
 
     /// Every valid active record, in storage order, and every file passed
@@ -291,11 +245,7 @@ public:
     /// name, ...) with its reason.
     template <class S = Storage>
     active_listing<Record> list_active() {
-        if constexpr (detail::check_tombstone_storage<S>()) {
-            return transact([](transaction_type& tx) { return tx.list_active(); });
-        } else {
-            return {};
-        }
+        return with_tombstones<S, active_listing<Record>>([](auto& tx) { return tx.list_active(); });
     }
 
     /// The storage policy.
@@ -306,6 +256,33 @@ public:
     const Liveness& liveness() const noexcept { return liveness_; }
 
 private:
+    // What every `std::error_code&` overload does: clears `ec`, runs the
+    // throwing `operation()`, and on a procreg failure sets `ec` and returns
+    // an empty result (`{}`). Other exceptions propagate.
+    template <class Operation>
+    static std::invoke_result_t<Operation&> reporting(std::error_code& ec, Operation&& operation) {
+        ec.clear();
+        try {
+            return operation();
+        } catch (const error& e) {
+            ec = e.code();
+        }
+        if constexpr (!std::is_void_v<std::invoke_result_t<Operation&>>) return {};
+    }
+
+    // Every tombstone operation: `steps` as one transaction when the storage
+    // keeps tombstones. On any other storage check_tombstone_storage's
+    // one-sentence static_assert is the only error: `steps` (generic, so its
+    // body is not instantiated) is never called.
+    template <class S, class Result, class Steps>
+    Result with_tombstones(Steps&& steps) {
+        if constexpr (detail::check_tombstone_storage<S>()) {
+            return transact(std::forward<Steps>(steps));
+        } else {
+            return Result{};
+        }
+    }
+
     template <class Steps>
     decltype(auto) run_locked(Steps&& steps) {
         auto session = storage_.template begin<Record>();

@@ -99,11 +99,7 @@ constexpr bool check_tombstone_storage() {
 /// session claims tombstones but lacks one of their members.
 template <class Session>
 constexpr bool check_tombstone_session() {
-    static_assert(storage_keeps_tombstones_v<Session>,
-                  "procreg: retire/unretire/hard_delete/exists/exists_anywhere/list_active need a storage "
-                  "policy that keeps tombstones (such as storage::record_files), and this registry's storage "
-                  "does not");
-    if constexpr (storage_keeps_tombstones_v<Session>) {
+    if constexpr (check_tombstone_storage<Session>()) {
         static_assert(session_offers_tombstones<Session>::value,
                       "procreg: the storage declares keeps_tombstones but its session lacks one of "
                       "retire(key), unretire(key), hard_delete(key), exists(key), exists_anywhere(key) "

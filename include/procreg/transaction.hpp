@@ -145,10 +145,7 @@ public:
         if (detail::pid_of(next.value) != detail::pid_of(existing->value)) {
             liveness_.stamp_identity(detail::pid_of(next.value), next.json);
         }
-        if (auto refused = session_.put(std::move(next))) {
-            throw error(errc::unsupported_file, refused->path, refused->reason,
-                        error::details{std::string(key), {}, 0});
-        }
+        put_or_throw(std::move(next), key);
         return true;
     }
 
@@ -234,75 +231,60 @@ public:
     /// (`unchanged` when there is no active record). A refusal says which file and why.
     template <class S = Session>
     tombstone_result retire(std::string_view key) {
-        if constexpr (detail::check_tombstone_session<S>()) {
-            S& session = session_;
-            return session.retire(key);
-        } else {
-            return {};
-        }
+        return with_tombstones<S, tombstone_result>([&](auto& session) { return session.retire(key); });
     }
 
     /// Moves the retired record with `key` back to the active records;
     /// idempotent (`unchanged` when there is no retired record).
     template <class S = Session>
     tombstone_result unretire(std::string_view key) {
-        if constexpr (detail::check_tombstone_session<S>()) {
-            S& session = session_;
-            return session.unretire(key);
-        } else {
-            return {};
-        }
+        return with_tombstones<S, tombstone_result>([&](auto& session) { return session.unretire(key); });
     }
 
     /// Removes the active and the retired copy of `key`, whatever they
     /// contain; true when at least one existed. Idempotent.
     template <class S = Session>
     bool hard_delete(std::string_view key) {
-        if constexpr (detail::check_tombstone_session<S>()) {
-            S& session = session_;
-            return session.hard_delete(key);
-        } else {
-            return false;
-        }
+        return with_tombstones<S, bool>([&](auto& session) { return session.hard_delete(key); });
     }
 
     /// Whether an active file exists for `key` (valid or not).
     template <class S = Session>
     bool exists(std::string_view key) const {
-        if constexpr (detail::check_tombstone_session<S>()) {
-            const S& session = session_;
-            return session.exists(key);
-        } else {
-            return false;
-        }
+        return with_tombstones<S, bool>([&](const auto& session) { return session.exists(key); });
     }
 
     /// Whether an active or a retired file exists for `key` (valid or not).
     template <class S = Session>
     bool exists_anywhere(std::string_view key) const {
-        if constexpr (detail::check_tombstone_session<S>()) {
-            const S& session = session_;
-            return session.exists_anywhere(key);
-        } else {
-            return false;
-        }
+        return with_tombstones<S, bool>([&](const auto& session) { return session.exists_anywhere(key); });
     }
 
     /// Copies of every valid active record (retired ones are not listed),
     /// with every file passed over and why.
     template <class S = Session>
     active_listing<Record> list_active() const {
-        if constexpr (detail::check_tombstone_session<S>()) {
-            active_listing<Record> out;
-            out.records = records();
-            out.skipped = session_.skipped();
-            return out;
-        } else {
-            return {};
-        }
+        return with_tombstones<S, active_listing<Record>>([&](const auto& session) {
+            return active_listing<Record>{records(), session.skipped()};
+        });
     }
 
 private:
+    // Every tombstone step: `step(session)` when the storage keeps
+    // tombstones. On any other storage check_tombstone_session's one-sentence
+    // static_assert is the only error: `step` (generic, so its body is not
+    // instantiated) is never called. Const so that the const steps can use
+    // it; a mutating step is itself a non-const member.
+    template <class S, class Result, class Step>
+    Result with_tombstones(Step&& step) const {
+        if constexpr (detail::check_tombstone_session<S>()) {
+            S& session = session_;
+            return step(session);
+        } else {
+            return Result{};
+        }
+    }
+
     void check_not_duplicate(const Record& record) const {
         const std::string_view key = detail::key_of(record);
         if (session_.find(key)) {
@@ -314,9 +296,16 @@ private:
     void put_new(const Record& record) {
         stored_record<Record> fresh{record, {}};
         liveness_.stamp_identity(detail::pid_of(record), fresh.json);
-        if (auto refused = session_.put(std::move(fresh))) {
+        put_or_throw(std::move(fresh), detail::key_of(record));
+    }
+
+    // Stores `next` where a refusal is an error (insert, modify): the
+    // storage's reason, as `errc::unsupported_file` naming `key`. (`upsert`
+    // reports a refusal in its result instead.)
+    void put_or_throw(stored_record<Record>&& next, std::string_view key) {
+        if (auto refused = session_.put(std::move(next))) {
             throw error(errc::unsupported_file, refused->path, refused->reason,
-                        error::details{std::string(detail::key_of(record)), {}, 0});
+                        error::details{std::string(key), {}, 0});
         }
     }
 

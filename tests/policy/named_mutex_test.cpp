@@ -12,10 +12,11 @@
 #include <procreg/registry.hpp>
 #include <procreg/storage/json_table.hpp>
 
+#include "support/counter_record.hpp"
+#include "support/lock_probe.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
-#include <boost/describe/class.hpp>
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
 
@@ -36,31 +37,14 @@ using procreg::lock::named_mutex_lock;
 using procreg_test::temp_dir;
 using namespace std::chrono_literals;
 
-namespace nm_test {
-
-/// A record whose `count` the concurrency test increments.
-struct counter_record {
-    std::string name;
-    std::uint32_t pid = 0;
-    std::uint64_t count = 0;
-};
-BOOST_DESCRIBE_STRUCT(counter_record, (), (name, pid, count))
-
-}  // namespace nm_test
-
-template <>
-struct procreg::record_traits<nm_test::counter_record> {
-    static std::string_view key(const nm_test::counter_record& r) noexcept { return r.name; }
-    static std::uint32_t pid(const nm_test::counter_record& r) noexcept { return r.pid; }
-};
-
 namespace {
 
 namespace bip = boost::interprocess;
 using procreg::algocline::pool_session;
 using session_registry =
     procreg::registry<pool_session, named_mutex_lock, procreg::storage::json_table, procreg::liveness::kill_liveness>;
-using counter_registry = procreg::registry<nm_test::counter_record, named_mutex_lock, procreg::storage::json_table,
+using procreg_test::counter_record;  // the concurrency tests increment its `count`
+using counter_registry = procreg::registry<counter_record, named_mutex_lock, procreg::storage::json_table,
                                            procreg::liveness::kill_liveness>;
 
 // A private directory and the segment of its registry, removed afterwards
@@ -83,13 +67,7 @@ struct fixture {
 
 // 0 when a fresh lock object in another process found the lock free, 1 when held.
 int probe_from_child(const std::filesystem::path& lock_path) {
-    const pid_t child = procreg_test::spawn([&] {
-        named_mutex_lock other(lock_path);
-        if (!other.try_lock()) return 1;
-        other.unlock();
-        return 0;
-    });
-    return procreg_test::wait_exit(child);
+    return procreg_test::probe_lock_in_child<named_mutex_lock>(lock_path);
 }
 
 // A child that takes the lock, says so, and releases it when told (or is killed).
@@ -321,14 +299,14 @@ BOOST_AUTO_TEST_CASE(a_raw_holder_killed_is_recovered_by_a_waiting_process) {
 BOOST_AUTO_TEST_CASE(killing_a_busy_writer_at_any_moment_never_leaves_the_registry_stuck) {
     fixture f;
     auto reg = f.counters();
-    reg.insert(nm_test::counter_record{"c", static_cast<std::uint32_t>(::getpid()), 0});
+    reg.insert(counter_record{"c", static_cast<std::uint32_t>(::getpid()), 0});
     for (int round = 0; round < 8; ++round) {
         procreg_test::signal_pipe started;
         const pid_t child = procreg_test::spawn([&] {
             auto mine = f.counters();
             for (int i = 0;; ++i) {
                 mine.transact([](counter_registry::transaction_type& tx) {
-                    tx.modify("c", [](nm_test::counter_record& r) { ++r.count; });
+                    tx.modify("c", [](counter_record& r) { ++r.count; });
                 });
                 if (i == 3) started.notify();
             }
@@ -351,7 +329,7 @@ BOOST_AUTO_TEST_CASE(killing_a_busy_writer_at_any_moment_never_leaves_the_regist
 BOOST_AUTO_TEST_CASE(concurrent_increments_by_several_processes_are_exact) {
     fixture f;
     auto reg = f.counters();
-    reg.insert(nm_test::counter_record{"c", static_cast<std::uint32_t>(::getpid()), 0});
+    reg.insert(counter_record{"c", static_cast<std::uint32_t>(::getpid()), 0});
     constexpr int processes = 4;
     constexpr int iterations = 60;
     std::vector<pid_t> children;
@@ -360,7 +338,7 @@ BOOST_AUTO_TEST_CASE(concurrent_increments_by_several_processes_are_exact) {
             auto mine = f.counters();
             for (int i = 0; i < iterations; ++i) {
                 mine.transact([](counter_registry::transaction_type& tx) {
-                    tx.modify("c", [](nm_test::counter_record& r) { ++r.count; });
+                    tx.modify("c", [](counter_record& r) { ++r.count; });
                 });
             }
             return 0;

@@ -32,6 +32,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -298,6 +299,47 @@ BOOST_AUTO_TEST_CASE(stamp_identity_replaces_the_identity_keys) {
             BOOST_TEST(!stamped.contains(pidfd_liveness::start_time_key));
             BOOST_TEST(!stamped.contains(pidfd_liveness::boot_id_key));
             BOOST_TEST(stamped.size() == 1u);
+        }
+    }
+}
+
+// Field 2 of /proc/<pid>/stat is the command name in parentheses, and the
+// process chooses it: it may contain spaces and ')'. Fields are counted after
+// the *last* ')', so a name posing as state 'Z' and a start time fools nobody.
+BOOST_AUTO_TEST_CASE(stat_is_parsed_after_the_last_parenthesis) {
+    namespace pd = procreg::liveness::pidfd_detail;
+    std::string tail = " S";
+    for (int field = 4; field <= 21; ++field) tail += " " + std::to_string(field);
+    tail += " 4242 23 24\n";
+    const auto parsed = pd::parse_stat("77 (a) Z 1 (b)" + tail);
+    BOOST_TEST_REQUIRE(parsed.has_value());
+    BOOST_TEST(parsed->state == 'S');
+    BOOST_TEST(parsed->start_time == 4242u);
+    BOOST_TEST(!pd::parse_stat("77 no parenthesis S 1").has_value());
+    BOOST_TEST(!pd::parse_stat("77 (short) S 1 2 3").has_value());  // ends before field 22
+    BOOST_TEST(!pd::parse_stat("77 (x) SS 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 9").has_value());
+
+    // A live process whose command name is such a trap.
+    for (const auto m : methods) {
+        BOOST_TEST_CONTEXT(method_name(m)) {
+            const pidfd_liveness live(m);
+            procreg_test::signal_pipe named;
+            procreg_test::signal_pipe go;
+            const pid_t child = procreg_test::spawn([&] {
+                if (::prctl(PR_SET_NAME, "a) Z 1 (b", 0, 0, 0) != 0) return 1;
+                named.notify();
+                return go.wait(60s) ? 0 : 2;
+            });
+            BOOST_TEST_REQUIRE(named.wait(20s));
+            BOOST_TEST(slurp("/proc/" + std::to_string(child) + "/stat").find("(a) Z 1 (b)") != std::string::npos);
+            BOOST_TEST(live.is_alive(static_cast<std::uint64_t>(child), {}));
+            boost::json::object stamped;
+            live.stamp_identity(static_cast<std::uint64_t>(child), stamped);
+            BOOST_TEST_REQUIRE(stamped.contains(pidfd_liveness::start_time_key));
+            BOOST_TEST(stamped.at(pidfd_liveness::start_time_key).to_number<std::uint64_t>() == start_time_of(child));
+            BOOST_TEST(live.is_alive(static_cast<std::uint64_t>(child), stamped));
+            go.notify();
+            BOOST_TEST(procreg_test::wait_exit(child) == 0);
         }
     }
 }

@@ -50,20 +50,23 @@ const std::uint32_t gone_pid = static_cast<std::uint32_t>(procreg_test::dead_pid
 // ── trusty (pid text) ────────────────────────────────────────────────────────
 
 template <class Kind>
-using trusty_registry = procreg::registry<trusty::daemon_lock_record, typename Kind::type, trusty::lock_file_storage,
-                                          procreg::liveness::kill_liveness>;
+using trusty_registry = procreg::with_lock_t<trusty::daemon_registry, typename Kind::type>;
 template <class Kind>
-using trusty_claim = procreg::claim<trusty_registry<Kind>, procreg::on_destroy::release>;
+using trusty_claim = trusty::basic_daemon_claim<trusty_registry<Kind>>;
 
 fs::path daemon_lock(const fs::path& dir) { return dir / "data" / trusty::lock_filename; }
 fs::path daemon_flock(const fs::path& dir) { return dir / "data" / ".daemon.lock.flock"; }
 
-// With flock this is exactly trusty::open(path).
 template <class Kind>
 trusty_claim<Kind> open_trusty(const fs::path& dir) {
-    return trusty_claim<Kind>(
-        std::make_shared<trusty_registry<Kind>>(trusty::lock_file_storage(trusty::options(daemon_lock(dir)))),
-        trusty::claim_key, trusty::claim_settings());
+    return trusty::open<trusty_registry<Kind>>(daemon_lock(dir));
+}
+
+// Throws unless a release removed the claim.
+void require_released(procreg::release_status status, const std::string& what) {
+    if (status != procreg::release_status::released) {
+        throw procreg::error(procreg::errc::io_failure, {}, what + ": " + procreg::to_string(status));
+    }
 }
 
 // The guard a scenario holds between its setup and its operation.
@@ -97,7 +100,7 @@ void trusty_next_operation(const fs::path& dir) {
     auto claim = open_trusty<Kind>(dir);
     claim.registry().erase(trusty::claim_key);  // whatever the fault left, a clean slate
     auto guard = claim.acquire(trusty::daemon_lock_record{live_pid});
-    if (guard.release() != procreg::release_status::released) throw std::runtime_error("release after a fault");
+    require_released(guard.release(), "release after a fault");
 }
 
 template <class Kind>
@@ -126,10 +129,7 @@ void trusty_acquire(const fs::path& dir) {
 
 template <class Kind>
 void trusty_release(const fs::path&) {
-    const auto status = trusty_guard<Kind>()->release();
-    if (status != procreg::release_status::released) {
-        throw procreg::error(procreg::errc::io_failure, {}, std::string("release: ") + procreg::to_string(status));
-    }
+    require_released(trusty_guard<Kind>()->release(), "release");
 }
 
 void write_stale_pid(const fs::path& dir) { procreg_test::write_text(daemon_lock(dir), std::to_string(gone_pid) + "\n"); }
@@ -198,7 +198,7 @@ void insomnia_next_operation(const fs::path& dir) {
     auto claim = insomnia::open(staging_of(dir));
     claim.registry().erase(insomnia::claim_key);
     auto lock = insomnia::staging_lock::acquire(staging_of(dir), live_pid, "pod-next", {});
-    if (lock.release_only() != procreg::release_status::released) throw std::runtime_error("release after a fault");
+    require_released(lock.release_only(), "release after a fault");
 }
 
 scenario insomnia_scenario(std::function<void(const fs::path&)> setup, std::function<void(const fs::path&)> op) {
@@ -219,9 +219,7 @@ void throw_if_failed(const insomnia::cleanup_report& report) {
     if (!report.failures.empty()) {
         throw procreg::error(procreg::errc::io_failure, report.failures.front().path, report.failures.front().reason);
     }
-    if (report.lock != procreg::release_status::released) {
-        throw procreg::error(procreg::errc::io_failure, {}, std::string("lock: ") + procreg::to_string(report.lock));
-    }
+    require_released(report.lock, "lock");
 }
 
 }  // namespace
@@ -267,13 +265,7 @@ BOOST_AUTO_TEST_CASE(insomnia_release_with_cleanup) {
 
 BOOST_AUTO_TEST_CASE(insomnia_release_only) {
     run_fault_matrix(insomnia_scenario(insomnia_acquire,
-                                       [](const fs::path&) {
-                                           const auto status = staging_guard()->release_only();
-                                           if (status != procreg::release_status::released) {
-                                               throw procreg::error(procreg::errc::io_failure, {},
-                                                                    procreg::to_string(status));
-                                           }
-                                       }),
+                                       [](const fs::path&) { require_released(staging_guard()->release_only(), "release_only"); }),
                      "claim_file JSON (insomnia) release_only");
 }
 

@@ -112,6 +112,9 @@ private:
     int fd_;
 };
 
+// Worker w's own log (intent and done lines).
+fs::path log_of(const fs::path& dir, int w) { return dir / ("w" + std::to_string(w) + ".log"); }
+
 std::vector<std::string> read_lines(const fs::path& path) {
     std::vector<std::string> out;
     if (!fs::exists(path)) return out;
@@ -234,7 +237,7 @@ int run_worker(const fs::path& dir, int w, int ops, assignment job) {
     auto reg = std::make_shared<registry_t>(Storage::make(dir));
     procreg::claim<registry_t, procreg::on_destroy::keep> claim(reg, "claim");
     std::optional<typename decltype(claim)::handle> held;
-    const append_log mine(dir / ("w" + std::to_string(w) + ".log"));
+    const append_log mine(log_of(dir, w));
     const append_log claims(dir / "claim.log");
     const item claim_record{"claim", static_cast<std::uint32_t>(::getpid()), 0, "w" + std::to_string(w)};
     std::mt19937 rng(static_cast<unsigned>(w * 7919 + 17));
@@ -306,7 +309,7 @@ int run_claim_worker(const fs::path& dir, int w, int ops, assignment job) {
         procreg::trusty::lock_file_storage(procreg::trusty::options(claim_file_of(dir))));
     procreg::claim<claim_registry<Kind>, procreg::on_destroy::keep> claim(reg, procreg::trusty::claim_key);
     std::optional<typename decltype(claim)::handle> held;
-    const append_log mine(dir / ("w" + std::to_string(w) + ".log"));
+    const append_log mine(log_of(dir, w));
     const append_log claims(dir / "claim.log");
     const procreg::trusty::daemon_lock_record record{static_cast<std::uint32_t>(::getpid())};
     std::mt19937 rng(static_cast<unsigned>(w * 7919 + 17));
@@ -338,7 +341,7 @@ struct run_result {
 
 // Whether worker w's last acknowledged operation left it holding the claim.
 bool holds_claim(const fs::path& dir, int w) {
-    const auto lines = read_lines(dir / ("w" + std::to_string(w) + ".log"));
+    const auto lines = read_lines(log_of(dir, w));
     for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
         if ((*it)[0] != 'D') continue;
         return it->find(" acquired") != std::string::npos || it->find(" holding") != std::string::npos;
@@ -397,7 +400,7 @@ run_result run_workers(const fs::path& dir, Body body) {
             const auto target = targets.find(w);
             if (target != targets.end()) {
                 long acked = 0;
-                for (const auto& line : read_lines(dir / ("w" + std::to_string(w) + ".log"))) acked += line[0] == 'D';
+                for (const auto& line : read_lines(log_of(dir, w))) acked += line[0] == 'D';
                 if (acked >= target->second && (jobs[w].part != role::killed_holding || holds_claim(dir, w))) {
                     std::this_thread::sleep_for(std::chrono::microseconds(rng() % 500));
                     claims.line("K " + std::to_string(w));
@@ -416,7 +419,7 @@ run_result run_workers(const fs::path& dir, Body body) {
     }
     out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     for (int w = 0; w < workers; ++w) {
-        for (const auto& line : read_lines(dir / ("w" + std::to_string(w) + ".log"))) out.acknowledged += line[0] == 'D';
+        for (const auto& line : read_lines(log_of(dir, w))) out.acknowledged += line[0] == 'D';
     }
     BOOST_TEST(static_cast<int>(out.killed.size()) == victims, "not every victim was killed");
     return out;
@@ -461,7 +464,7 @@ struct worker_log {
 worker_log replay(const fs::path& dir, int w) {
     worker_log out;
     std::vector<std::string> intent;
-    for (const auto& line : read_lines(dir / ("w" + std::to_string(w) + ".log"))) {
+    for (const auto& line : read_lines(log_of(dir, w))) {
         const auto v = words(line);
         if (v.empty()) continue;
         if (v[0] == "B") {
@@ -499,11 +502,13 @@ void check_records(const fs::path& dir, const run_result& run) {
     BOOST_TEST(skipped == 0u, "files that do not parse");
     BOOST_TEST(temp_files_in(dir / "reg").empty(), "temp files survive a reopen");
 
+    std::vector<worker_log> logs;
+    for (int w = 0; w < workers; ++w) logs.push_back(replay(dir, w));
     std::set<std::string> known = {"claim"};
     std::map<std::string, int> reap_count;
     bool reap_in_flight = false;
     for (int w = 0; w < workers; ++w) {
-        const worker_log log = replay(dir, w);
+        const worker_log& log = logs[static_cast<std::size_t>(w)];
         BOOST_TEST((log.in_flight.empty() || run.killed.count(w) == 1), "worker " << w << " left an operation open");
         const std::string flying_op = log.in_flight.size() >= 3 ? log.in_flight[2] : "";
         const std::string flying_key = log.in_flight.size() >= 4 ? log.in_flight[3] : "";
@@ -533,19 +538,21 @@ void check_records(const fs::path& dir, const run_result& run) {
         }
         for (const auto& key : log.garbage) known.insert(key);
         if (flying_op == "garbage") known.insert(flying_key);
-        for (const auto& key : log.garbage) {
-            const bool present = on_disk.count(key) == 1;
-            if (reap_count.count(key) == 1) BOOST_TEST(!present, key << " was reaped but is back");
-        }
     }
     for (const auto& [key, count] : reap_count) {
         if (key == "claim") continue;  // each killed holder's claim is a new record, reaped at most once each
         BOOST_TEST(count == 1, key << " reaped " << count << " times");
         BOOST_TEST(key.find("-d") != std::string::npos, "a live record was reaped: " << key);
     }
-    for (int w = 0; w < workers; ++w) {
-        for (const auto& key : replay(dir, w).garbage) {
-            if (reap_count.count(key) == 0 && !reap_in_flight) BOOST_TEST(on_disk.count(key) == 1u, "lost garbage " << key);
+    // Garbage keys, once every worker's reaps are counted (any worker may
+    // reap any key): reaped ones stay gone, the others are all still there.
+    for (const auto& log : logs) {
+        for (const auto& key : log.garbage) {
+            if (reap_count.count(key) == 1) {
+                BOOST_TEST(on_disk.count(key) == 0u, key << " was reaped but is back");
+            } else if (!reap_in_flight) {
+                BOOST_TEST(on_disk.count(key) == 1u, "lost garbage " << key);
+            }
         }
     }
     for (const auto& [key, r] : on_disk) {

@@ -20,10 +20,10 @@
 #include <procreg/registry.hpp>
 #include <procreg/storage/record_files.hpp>
 
+#include "../support/counter_record.hpp"
 #include "../support/fault_driver.hpp"
 #include "../support/lock_kinds.hpp"
 
-#include <boost/describe/class.hpp>
 #include <boost/json.hpp>
 
 #include <cstdint>
@@ -33,27 +33,13 @@
 namespace fs = std::filesystem;
 using namespace procreg_test::faults;
 
-namespace rf_test {
-/// A record with an owner process, so reap has something to decide.
-struct worker {
-    std::string name;
-    std::uint32_t pid = 0;
-    std::uint32_t version = 0;
-};
-BOOST_DESCRIBE_STRUCT(worker, (), (name, pid, version))
-}  // namespace rf_test
-
-template <>
-struct procreg::record_traits<rf_test::worker> {
-    static std::string_view key(const rf_test::worker& w) noexcept { return w.name; }
-    static std::uint32_t pid(const rf_test::worker& w) noexcept { return w.pid; }
-};
-
 BOOST_TEST_GLOBAL_FIXTURE(fast_tmpdir);
 
 namespace {
 
-using rf_test::worker;
+// A record with an owner process, so reap has something to decide; `count`
+// is its version.
+using worker = procreg_test::counter_record;
 using procreg::storage::erase_action;
 using procreg::storage::record_files;
 

@@ -15,7 +15,9 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -93,13 +95,22 @@ void next_operation(const fs::path& dir) {
 }
 
 template <class Kind>
-scenario make_scenario(std::function<void(typename pod_registry<Kind>::transaction_type&)> op) {
-    scenario s;
-    s.setup = setup<Kind>;
-    s.operation = [op](const fs::path& dir) {
+using pod_step = std::function<void(typename pod_registry<Kind>::transaction_type&)>;
+
+// `op` as one transaction on the registry in `dir`.
+template <class Kind>
+std::function<void(const fs::path&)> in_transaction(pod_step<Kind> op) {
+    return [op](const fs::path& dir) {
         auto reg = open<Kind>(dir);
         reg.transact([&](auto& tx) { op(tx); });
     };
+}
+
+template <class Kind>
+scenario make_scenario(pod_step<Kind> op) {
+    scenario s;
+    s.setup = setup<Kind>;
+    s.operation = in_transaction<Kind>(std::move(op));
     s.state = state;
     s.lock_is_free = [](const fs::path& dir) { return Kind::is_free(lock_of(dir)); };
     s.next_operation = next_operation<Kind>;
@@ -151,12 +162,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(crash_at_every_system_call_keeps_acknowledged_oper
     crash_scenario s;
     s.setup = setup<Kind>;
     s.state = state;
-    const auto with_tx = [](std::function<void(typename pod_registry<Kind>::transaction_type&)> op) {
-        return [op](const fs::path& dir) {
-            auto reg = open<Kind>(dir);
-            reg.transact([&](auto& tx) { op(tx); });
-        };
-    };
+    const auto with_tx = [](pod_step<Kind> op) { return in_transaction<Kind>(std::move(op)); };
     s.steps = {
         with_tx([](auto& tx) { yoi::reclaim_stale(tx); }),
         with_tx([](auto& tx) { register_fresh(tx); }),

@@ -97,14 +97,6 @@ struct planter {
     }
 };
 
-class planting {
-public:
-    explicit planting(planter& p) { sys::installed_fault_hook() = {&planter::before, &p}; }
-    ~planting() { sys::installed_fault_hook() = {}; }
-    planting(const planting&) = delete;
-    planting& operator=(const planting&) = delete;
-};
-
 // Runs `write` twice: with a symlink planted at its first temp name (it
 // must pick another name and succeed), and at every temp name it tries (it
 // must fail, having created nothing). The victim is never written, and
@@ -120,7 +112,7 @@ void temp_name_symlinks_are_never_followed(const fs::path& dir, const std::funct
             std::optional<procreg::errc> failed;
             std::string what;
             {
-                planting on(p);
+                procreg_test::faults::hook_guard planting(&planter::before, &p);
                 failed = code_of(write, &what);
             }
             BOOST_TEST(!p.planted.empty(), "no temp file was created");
@@ -517,6 +509,24 @@ struct hostile {
 
 std::string deep(int levels) { return std::string(static_cast<std::size_t>(levels), '[') + std::string(static_cast<std::size_t>(levels), ']'); }
 
+// Puts each of `files` in the claim file's place and requires `acquire` to
+// fail with corrupted_file, its message naming the cause and the file and
+// carrying no raw newline from it, and the file to be left untouched.
+void hostile_claims_are_clear_errors(const fs::path& file, const std::vector<hostile>& files,
+                                     const std::function<void()>& acquire) {
+    for (const auto& f : files) {
+        BOOST_TEST_CONTEXT(f.what) {
+            write_text(file, f.bytes);
+            std::string what;
+            BOOST_TEST((code_of(acquire, &what) == procreg::errc::corrupted_file));
+            BOOST_TEST(contains(what, f.reason), what);
+            BOOST_TEST(contains(what, file.string()), what);
+            BOOST_TEST(what.find('\n') == std::string::npos, "file bytes reach the message raw: " << what);
+            BOOST_TEST(read_text(file) == f.bytes);
+        }
+    }
+}
+
 BOOST_AUTO_TEST_CASE(json_table_duplicate_member_names_are_corruption) {
     // Boost.JSON alone would keep the last "pid" silently; serde (the seed)
     // refuses the file. procreg refuses it, naming the member.
@@ -604,19 +614,11 @@ BOOST_AUTO_TEST_CASE(claim_file_json_hostile_contents_are_clear_errors) {
                     R"(, "pod_name": "p", "started_at": "x", "consumed_ids": []})",
          "duplicate member \"pid\""},
     };
-    for (const auto& f : files) {
-        BOOST_TEST_CONTEXT(f.what) {
-            write_text(file, f.bytes);
-            auto claim = procreg::claim<registry, procreg::on_destroy::keep>(std::make_shared<registry>(storage(opts)),
-                                                                             procreg::insomnia::claim_key);
-            std::string what;
-            BOOST_TEST((code_of([&] { (void)claim.acquire(procreg::insomnia::lock_record{live_pid, "me", "now", {}}); },
-                                &what) == procreg::errc::corrupted_file));
-            BOOST_TEST(contains(what, f.reason), what);
-            BOOST_TEST(contains(what, file.string()), what);
-            BOOST_TEST(read_text(file) == f.bytes);
-        }
-    }
+    hostile_claims_are_clear_errors(file, files, [&] {
+        auto claim = procreg::claim<registry, procreg::on_destroy::keep>(std::make_shared<registry>(storage(opts)),
+                                                                         procreg::insomnia::claim_key);
+        (void)claim.acquire(procreg::insomnia::lock_record{live_pid, "me", "now", {}});
+    });
 }
 
 BOOST_AUTO_TEST_CASE(claim_file_pid_text_hostile_contents_are_clear_errors) {
@@ -636,19 +638,11 @@ BOOST_AUTO_TEST_CASE(claim_file_pid_text_hostile_contents_are_clear_errors) {
         {"empty", "", "empty"},
         {"forged log line", "1\n2026-01-01 INFO daemon started as root\n", "not a pid: \"1\\x0a2026"},
     };
-    for (const auto& f : files) {
-        BOOST_TEST_CONTEXT(f.what) {
-            write_text(file, f.bytes);
-            auto claim = procreg::trusty::daemon_claim(std::make_shared<registry>(procreg::trusty::lock_file_storage(opts)),
-                                                       procreg::trusty::claim_key);
-            std::string what;
-            BOOST_TEST((code_of([&] { (void)claim.acquire(procreg::trusty::daemon_lock_record{live_pid}); }, &what) ==
-                        procreg::errc::corrupted_file));
-            BOOST_TEST(contains(what, f.reason), what);
-            BOOST_TEST(what.find('\n') == std::string::npos, "file bytes reach the message raw: " << what);
-            BOOST_TEST(read_text(file) == f.bytes);
-        }
-    }
+    hostile_claims_are_clear_errors(file, files, [&] {
+        auto claim = procreg::trusty::daemon_claim(std::make_shared<registry>(procreg::trusty::lock_file_storage(opts)),
+                                                   procreg::trusty::claim_key);
+        (void)claim.acquire(procreg::trusty::daemon_lock_record{live_pid});
+    });
 }
 
 BOOST_AUTO_TEST_CASE(the_seeds_unparseable_claims_are_stale_but_oversized_ones_are_refused) {

@@ -190,7 +190,8 @@ BOOST_AUTO_TEST_CASE(on_disk_format_is_serdes) {
                                  "\",\n  \"consumed_ids\": [\n    \"" + id_a + "\"\n  ]\n}";
     BOOST_TEST(text == expected);
     BOOST_TEST(procreg_test::mode_of(ws.staging / ".consolidation.lock") == 0600u);
-    BOOST_CHECK_THROW(staging_lock::acquire(ws.staging, 1, "x", {"../../etc/passwd"}), procreg::error);
+    BOOST_CHECK_EXCEPTION(staging_lock::acquire(ws.staging, 1, "x", {"../../etc/passwd"}), procreg::error,
+                          [](const procreg::error& e) { return e.code() == procreg::errc::invalid_key; });
 }
 
 // A lock the Rust program wrote (another field order, compact, an unknown
@@ -218,30 +219,17 @@ BOOST_AUTO_TEST_CASE(reads_a_lock_written_by_the_rust_program) {
 // lock is stale and the next run takes it over.
 BOOST_AUTO_TEST_CASE(lock_of_a_killed_pod_is_taken_over) {
     layout ws;
-    procreg_test::claim_pipe ready;
-    procreg_test::claim_pipe hold;
-    const pid_t pod = procreg_test::spawn([&] {
-        ready.close_read();
-        hold.close_write();
-        auto lock = staging_lock::acquire(ws.staging, static_cast<std::uint32_t>(::getpid()), "doomed", {id_a});
-        const char byte = 1;
-        if (::write(ready.write_end(), &byte, 1) != 1) return 2;
-        hold.wait_for_close();
-        return 0;
-    });
-    ready.close_write();
-    hold.close_read();
-    char byte = 0;
-    BOOST_TEST_REQUIRE(::read(ready.read_end(), &byte, 1) == 1);
+    procreg_test::live_child pod(
+        [&] { return staging_lock::acquire(ws.staging, static_cast<std::uint32_t>(::getpid()), "doomed", {id_a}); });
+    BOOST_TEST_REQUIRE(pod.ready());
     try {
         (void)staging_lock::acquire(ws.staging, self_pid(), "next", {});
         BOOST_FAIL("the running pod must be refused");
     } catch (const procreg::claim_in_use& e) {
-        BOOST_TEST(e.pid().value() == static_cast<std::uint64_t>(pod));
+        BOOST_TEST(e.pid().value() == static_cast<std::uint64_t>(pod.pid()));
         BOOST_TEST(e.owner_name().value() == "doomed");
     }
-    ::kill(pod, SIGKILL);
-    BOOST_TEST(procreg_test::wait_exit(pod) == 128 + SIGKILL);
+    BOOST_TEST(pod.stop() == 128 + SIGKILL);
     auto lock = staging_lock::acquire(ws.staging, self_pid(), "next", {});
     BOOST_TEST(insomnia::open<test_registry>(ws.staging).holder()->pod_name == "next");
 }

@@ -274,28 +274,15 @@ BOOST_AUTO_TEST_CASE(guard_tolerates_a_lock_removed_by_hand) {
 BOOST_AUTO_TEST_CASE(lock_of_a_killed_daemon_is_reclaimed) {
     temp_dir dir;
     const fs::path path = dir / "daemon.lock";
-    procreg_test::claim_pipe ready;
-    procreg_test::claim_pipe hold;
-    const pid_t daemon = procreg_test::spawn([&] {
-        ready.close_read();
-        hold.close_write();
-        auto guard = trusty::acquire_lock<test_registry>(path);
-        const char byte = 1;
-        if (::write(ready.write_end(), &byte, 1) != 1) return 2;
-        hold.wait_for_close();
-        return 0;
-    });
-    ready.close_write();
-    hold.close_read();
-    char byte = 0;
-    BOOST_TEST_REQUIRE(::read(ready.read_end(), &byte, 1) == 1);
+    procreg_test::live_child daemon([&] { return trusty::acquire_lock<test_registry>(path); });
+    BOOST_TEST_REQUIRE(daemon.ready());
+    const auto daemon_pid = static_cast<std::uint32_t>(daemon.pid());
 
-    BOOST_TEST(trusty::read_lock_pid(path).value() == static_cast<std::uint32_t>(daemon));
+    BOOST_TEST(trusty::read_lock_pid(path).value() == daemon_pid);
     BOOST_CHECK_THROW(trusty::acquire_lock<test_registry>(path), procreg::claim_in_use);
 
-    ::kill(daemon, SIGKILL);
-    BOOST_TEST(procreg_test::wait_exit(daemon) == 128 + SIGKILL);
-    BOOST_TEST(trusty::read_lock_pid(path).value() == static_cast<std::uint32_t>(daemon));  // left behind
+    BOOST_TEST(daemon.stop() == 128 + SIGKILL);
+    BOOST_TEST(trusty::read_lock_pid(path).value() == daemon_pid);  // left behind
     auto guard = trusty::acquire_lock<test_registry>(path);
     BOOST_TEST(trusty::read_lock_pid(path).value() == self_pid());
 }

@@ -1,9 +1,11 @@
 // tests/support/claim_helpers.hpp — processes and files for the claim tests.
 //
 // `live_child` is a real process that stays alive (blocked on a pipe) until
-// the test ends; it is the honest way to have "a live pid that is not me".
-// `gate` releases many forked children at once: each blocks reading a pipe
-// whose write end only the parent keeps, and closing it wakes them together.
+// the test stops it or ends; it is the honest way to have "a live pid that
+// is not me", and, given what to hold, a holder in another process (a
+// daemon, a pod) that the test can SIGKILL. A `claim_pipe` is also a start
+// gate for many forked children at once: each blocks reading it while only
+// the parent keeps the write end, and closing that wakes them together.
 #pragma once
 
 #include "process.hpp"
@@ -58,33 +60,56 @@ private:
     int fds_[2] = {-1, -1};
 };
 
-/// A child process that stays alive until destroyed (then SIGKILLed and reaped).
+/// A child process that stays alive until stopped or destroyed (then
+/// SIGKILLed and reaped). With `hold`, the child first runs `hold()` and
+/// keeps what it returns (e.g. a claim handle) for the rest of its life.
+/// The constructor returns once the child is ready (`ready()`), or has died
+/// trying (`!ready()`).
 class live_child {
 public:
-    live_child() {
-        pid_ = spawn([this] {
+    live_child() : live_child([] { return 0; }) {}
+    template <class Hold>
+    explicit live_child(Hold&& hold) {
+        pid_ = spawn([&] {
             gate_.close_write();
+            ready_.close_read();
+            [[maybe_unused]] auto held = hold();
+            const char byte = 1;
+            if (::write(ready_.write_end(), &byte, 1) != 1) return 2;
             gate_.wait_for_close();
             return 0;
         });
         gate_.close_read();
+        ready_.close_write();
+        char byte = 0;
+        ssize_t got = 0;
+        while ((got = ::read(ready_.read_end(), &byte, 1)) < 0 && errno == EINTR) {
+        }
+        ready_ok_ = got == 1;
     }
     ~live_child() { stop(); }
     live_child(const live_child&) = delete;
     live_child& operator=(const live_child&) = delete;
 
+    /// The child's pid (also after `stop`).
     pid_t pid() const noexcept { return pid_; }
-    /// Kills and reaps the child; its pid is dead afterwards.
-    void stop() {
-        if (pid_ <= 0) return;
+    /// Whether the child got through `hold()` and is holding.
+    bool ready() const noexcept { return ready_ok_; }
+    /// Kills and reaps the child; its pid is dead afterwards. Returns its
+    /// exit code as `wait_exit` does (128 + SIGKILL), or -1 if already stopped.
+    int stop() {
+        if (stopped_) return -1;
+        stopped_ = true;
         ::kill(pid_, SIGKILL);
-        (void)wait_exit(pid_);
-        pid_ = -1;
+        return wait_exit(pid_);
     }
 
 private:
     claim_pipe gate_;
+    claim_pipe ready_;
     pid_t pid_ = -1;
+    bool ready_ok_ = false;
+    bool stopped_ = false;
 };
 
 /// Replaces `path` by a new file (new inode) holding `text`, as a writer that

@@ -131,9 +131,24 @@ struct scenario {
     bool reports_errors = true;
 };
 
-/// The whole state of `s` as one text.
-inline std::string state_of(const scenario& s, const std::filesystem::path& dir) {
-    return s.units ? join_units(s.units(dir)) : s.state(dir);
+/// A registry's state, read once: as one text (for whole-state comparisons)
+/// and, when the scenario describes units, as those units.
+struct observed {
+    std::string text;
+    unit_states units;
+};
+
+/// Reads the state of `s` (a `scenario` or a `crash_scenario`) in `dir`.
+template <class Scenario>
+observed observe(const Scenario& s, const std::filesystem::path& dir) {
+    observed out;
+    if (s.units) {
+        out.units = s.units(dir);
+        out.text = join_units(out.units);
+    } else {
+        out.text = s.state(dir);
+    }
+    return out;
 }
 
 /// What a run of the fault matrix did, for the reliability report.
@@ -157,21 +172,17 @@ inline std::vector<std::string> temp_files_in(const std::filesystem::path& dir) 
 /// k = 1, 2, ... until the operation completes without meeting the fault.
 inline fault_stats run_fault_matrix(const scenario& s, const std::string& label) {
     fault_stats stats;
-    std::string before;
-    std::string after;
-    unit_states before_units;
-    unit_states after_units;
+    observed before;
+    observed after;
     {
         temp_dir dir;
         s.setup(dir.path());
-        before = state_of(s, dir.path());
-        if (s.units) before_units = s.units(dir.path());
+        before = observe(s, dir.path());
         s.operation(dir.path());
-        after = state_of(s, dir.path());
-        if (s.units) after_units = s.units(dir.path());
+        after = observe(s, dir.path());
         if (s.teardown) s.teardown(dir.path());
     }
-    BOOST_TEST_REQUIRE(before != after, label << ": the operation must change the state");
+    BOOST_TEST_REQUIRE(before.text != after.text, label << ": the operation must change the state");
     for (const mode& m : standard_modes()) {
         for (unsigned long k = 1;; ++k) {
             BOOST_TEST_REQUIRE(k < 1000u, label << " / " << m.name << ": operation never completes");
@@ -198,20 +209,19 @@ inline fault_stats run_fault_matrix(const scenario& s, const std::string& label)
             if (reported_error) ++stats.failed_operations;
             const std::string context = label + " / " + m.name + " / k=" + std::to_string(k);
 
-            std::string now;
-            BOOST_CHECK_NO_THROW(now = state_of(s, dir.path()));
+            observed now;
+            BOOST_CHECK_NO_THROW(now = observe(s, dir.path()));
             if (s.units) {
-                unit_states now_units;
-                BOOST_CHECK_NO_THROW(now_units = s.units(dir.path()));
-                const auto bad = units_outside(now_units, before_units, after_units);
+                const auto bad = units_outside(now.units, before.units, after.units);
                 BOOST_TEST(bad.empty(), context << ": unit neither before nor after: " << (bad.empty() ? "" : bad[0]));
             } else {
-                BOOST_TEST((now == before || now == after), context << ": state is neither before nor after");
+                BOOST_TEST((now.text == before.text || now.text == after.text),
+                           context << ": state is neither before nor after");
             }
             if (!reported_error && s.reports_errors) {
-                BOOST_TEST(now == after, context << ": reported success but did not happen");
+                BOOST_TEST(now.text == after.text, context << ": reported success but did not happen");
             }
-            if (now != after && s.reports_errors) {
+            if (now.text != after.text && s.reports_errors) {
                 BOOST_TEST(reported_error, context << ": did not (fully) happen but reported no error");
             }
             if (p.injected == 0) BOOST_TEST(!reported_error, context << ": failed with no fault: " << error_text);
@@ -260,20 +270,14 @@ struct crash_stats {
 /// SIGKILLs a child running `s.steps` at its k-th system call, for every k.
 inline crash_stats run_crash_points(const crash_scenario& s, const std::string& label) {
     crash_stats stats;
-    const auto whole = [&](const std::filesystem::path& dir) {
-        return s.units ? join_units(s.units(dir)) : s.state(dir);
-    };
-    std::vector<std::string> expected;
-    std::vector<unit_states> expected_units;
+    std::vector<observed> expected;  // the state before step 0, after step 0, ...
     {
         temp_dir dir;
         s.setup(dir.path());
-        expected.push_back(whole(dir.path()));
-        if (s.units) expected_units.push_back(s.units(dir.path()));
+        expected.push_back(observe(s, dir.path()));
         for (const auto& step : s.steps) {
             step(dir.path());
-            expected.push_back(whole(dir.path()));
-            if (s.units) expected_units.push_back(s.units(dir.path()));
+            expected.push_back(observe(s, dir.path()));
         }
         if (s.teardown) s.teardown(dir.path());
     }
@@ -303,15 +307,13 @@ inline crash_stats run_crash_points(const crash_scenario& s, const std::string& 
         const int status = wait_exit(child);
         const std::string context = label + " / crash at call " + std::to_string(k);
         BOOST_TEST((status == 0 || status == 128 + SIGKILL), context << ": child exit " << status);
-        std::string now;
-        BOOST_CHECK_NO_THROW(now = whole(dir.path()));
+        observed now;
+        BOOST_CHECK_NO_THROW(now = observe(s, dir.path()));
         BOOST_TEST_REQUIRE(acknowledged < expected.size());
-        const bool at_ack = now == expected[acknowledged];
-        const bool one_more = acknowledged + 1 < expected.size() && now == expected[acknowledged + 1];
+        const bool at_ack = now.text == expected[acknowledged].text;
+        const bool one_more = acknowledged + 1 < expected.size() && now.text == expected[acknowledged + 1].text;
         if (s.units && !at_ack && !one_more && acknowledged + 1 < expected.size()) {
-            unit_states now_units;
-            BOOST_CHECK_NO_THROW(now_units = s.units(dir.path()));
-            const auto bad = units_outside(now_units, expected_units[acknowledged], expected_units[acknowledged + 1]);
+            const auto bad = units_outside(now.units, expected[acknowledged].units, expected[acknowledged + 1].units);
             BOOST_TEST(bad.empty(), context << ": " << acknowledged << " steps acknowledged but unit "
                                             << (bad.empty() ? "" : bad[0]) << " matches neither");
         } else {

@@ -55,21 +55,22 @@ inline int hook(call c, void* context) {
     return 0;
 }
 
-/// Installs `p` for its lifetime.
-class armed {
+/// Installs any hook `before(call, context)` for its lifetime (a counter, a
+/// symlink planter, ...); `armed` below installs a `plan`.
+class hook_guard {
 public:
-    explicit armed(plan& p) {
-        auto& installed = procreg::detail::sys::installed_fault_hook();
-        installed.before = &hook;
-        installed.context = &p;
+    hook_guard(procreg::detail::sys::fault_hook_fn before, void* context) {
+        procreg::detail::sys::installed_fault_hook() = {before, context};
     }
-    ~armed() {
-        auto& installed = procreg::detail::sys::installed_fault_hook();
-        installed.before = nullptr;
-        installed.context = nullptr;
-    }
-    armed(const armed&) = delete;
-    armed& operator=(const armed&) = delete;
+    ~hook_guard() { procreg::detail::sys::installed_fault_hook() = {}; }
+    hook_guard(const hook_guard&) = delete;
+    hook_guard& operator=(const hook_guard&) = delete;
+};
+
+/// Installs `p` for its lifetime.
+class armed : public hook_guard {
+public:
+    explicit armed(plan& p) : hook_guard(&hook, &p) {}
 };
 
 /// One injection mode: an errno, the calls it fits, once or persistent.

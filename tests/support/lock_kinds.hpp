@@ -7,7 +7,7 @@
 // BOOST_AUTO_TEST_CASE_TEMPLATE, so case names read "insert<locks__flock>".
 #pragma once
 
-#include "process.hpp"
+#include "lock_probe.hpp"
 
 #include <procreg/lock/flock_lock.hpp>
 #include <procreg/lock/named_mutex_lock.hpp>
@@ -24,13 +24,7 @@ struct flock {
     static constexpr const char* name = "flock";
     /// Whether another process can take the lock now.
     static bool is_free(const std::filesystem::path& lock_path) {
-        const pid_t child = procreg_test::spawn([&] {
-            procreg::lock::flock_lock lock(lock_path);
-            if (!lock.try_lock()) return 1;
-            lock.unlock();
-            return 0;
-        });
-        return procreg_test::wait_exit(child) == 0;
+        return procreg_test::probe_lock_in_child<type>(lock_path) == 0;
     }
     /// Nothing outside the directory.
     static void cleanup(const std::filesystem::path&) {}
@@ -42,13 +36,7 @@ struct named_mutex {
     static constexpr const char* name = "named_mutex";
     /// Whether another process can take the lock now.
     static bool is_free(const std::filesystem::path& lock_path) {
-        const pid_t child = procreg_test::spawn([&] {
-            procreg::lock::named_mutex_lock lock(lock_path);
-            if (!lock.try_lock()) return 1;
-            lock.unlock();
-            return 0;
-        });
-        return procreg_test::wait_exit(child) == 0;
+        return procreg_test::probe_lock_in_child<type>(lock_path) == 0;
     }
     /// Removes the segment (tests make one per temporary directory).
     static void cleanup(const std::filesystem::path& lock_path) { procreg::lock::named_mutex_lock::remove(lock_path); }

@@ -8,6 +8,7 @@
 #include <procreg/lock/flock_lock.hpp>
 #include <procreg/presets/algocline.hpp>
 
+#include "../support/lock_probe.hpp"
 #include "../support/process.hpp"
 #include "../support/temp_dir.hpp"
 
@@ -27,13 +28,7 @@ namespace {
 
 // 0 when the lock was free for another process, 1 when it was held.
 int probe_from_child(const std::filesystem::path& lock_path) {
-    const pid_t child = procreg_test::spawn([&] {
-        flock_lock other(lock_path);
-        if (!other.try_lock()) return 1;
-        other.unlock();
-        return 0;
-    });
-    return procreg_test::wait_exit(child);
+    return procreg_test::probe_lock_in_child<flock_lock>(lock_path);
 }
 
 }  // namespace
@@ -90,7 +85,6 @@ BOOST_AUTO_TEST_CASE(renaming_the_data_file_while_locked_keeps_others_out) {
     temp_dir dir;
     auto reg = procreg::algocline::open(dir / "registry.json");
     reg.insert(procreg::algocline::pool_session::make("a", static_cast<std::uint32_t>(::getpid()), "/s", "1"));
-    procreg_test::signal_pipe renamed;
     reg.transact([&](auto&) {
         std::filesystem::rename(dir / "registry.json", dir / "moved.json");
         BOOST_TEST(probe_from_child(dir / "registry.lock") == 1);

@@ -4,7 +4,6 @@
 // k-th system call, per-record atomicity without the registry-wide lock,
 // and 10,000 records.
 #define BOOST_TEST_MODULE record_files
-#define PROCREG_FAULT_INJECTION 1  // this whole program: sys.hpp's hook is compiled in
 #include <boost/test/unit_test.hpp>
 
 #include <procreg/detail/record_key.hpp>
@@ -15,6 +14,7 @@
 #include <procreg/storage/record_files.hpp>
 
 #include "support/process.hpp"
+#include "support/syscall_counter.hpp"
 #include "support/temp_dir.hpp"
 
 #include <boost/describe/class.hpp>
@@ -24,7 +24,6 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <mutex>
 #include <optional>
 #include <ostream>
@@ -34,7 +33,9 @@
 
 namespace fs = std::filesystem;
 namespace sys = procreg::detail::sys;
+using procreg_test::counting;
 using procreg_test::read_text;
+using procreg_test::syscall_counter;
 using procreg_test::temp_dir;
 using procreg_test::write_text;
 
@@ -65,32 +66,6 @@ using app::worker;
 using procreg::storage::record_files;
 using procreg::storage::record_files_options;
 
-// Counts (and optionally fails) the system calls procreg makes.
-struct syscall_counter {
-    std::map<sys::call, int> counts;
-    int total = 0;
-    int fail_at = 0;  // 1-based index of the call to fail; 0 = none
-    int fail_errno = EIO;
-
-    static int before(sys::call c, void* self) {
-        auto& me = *static_cast<syscall_counter*>(self);
-        ++me.counts[c];
-        ++me.total;
-        return me.total == me.fail_at ? me.fail_errno : 0;
-    }
-    int operator[](sys::call c) const {
-        const auto it = counts.find(c);
-        return it == counts.end() ? 0 : it->second;
-    }
-};
-
-struct counting {
-    explicit counting(syscall_counter& counter) { sys::installed_fault_hook() = {&syscall_counter::before, &counter}; }
-    ~counting() { sys::installed_fault_hook() = {}; }
-    counting(const counting&) = delete;
-    counting& operator=(const counting&) = delete;
-};
-
 worker make(const std::string& name, std::int64_t pid = 1, std::optional<std::string> note = std::nullopt) {
     return worker{name, pid, std::move(note)};
 }
@@ -110,10 +85,13 @@ struct fixture {
     fs::path active(const std::string& key) const { return root / (key + ".json"); }
     fs::path retired(const std::string& key) const { return root / "retired" / (key + ".json"); }
 
-    void seed_records(record_files& files, int count) {
+    // The storage at `root`, holding records w0 ... w<count - 1>.
+    record_files seeded(int count) const {
+        record_files files(options());
         auto session = files.begin<worker>();
         for (int i = 0; i < count; ++i) session.put(fresh(make("w" + std::to_string(i), 1)));
         session.commit();
+        return files;
     }
 };
 
@@ -161,8 +139,7 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_FIXTURE_TEST_SUITE(record_files_storage, fixture)
 
 BOOST_AUTO_TEST_CASE(find_reads_only_that_file) {
-    record_files files(options());
-    seed_records(files, 300);
+    record_files files = seeded(300);
     syscall_counter counter;
     {
         counting on(counter);
@@ -183,10 +160,7 @@ BOOST_AUTO_TEST_CASE(find_reads_only_that_file) {
 }
 
 BOOST_AUTO_TEST_CASE(upsert_reads_and_writes_only_its_own_file) {
-    record_files files(options());
-    seed_records(files, 300);
-    procreg::registry<worker, thread_only_lock, record_files, procreg::liveness::always_alive> reg{
-        record_files(options())};
+    procreg::registry<worker, thread_only_lock, record_files, procreg::liveness::always_alive> reg{seeded(300)};
     syscall_counter counter;
     {
         counting on(counter);
@@ -200,8 +174,7 @@ BOOST_AUTO_TEST_CASE(upsert_reads_and_writes_only_its_own_file) {
 }
 
 BOOST_AUTO_TEST_CASE(listing_reads_the_directory_once_and_each_file_once) {
-    record_files files(options());
-    seed_records(files, 300);
+    record_files files = seeded(300);
     syscall_counter counter;
     counting on(counter);
     auto session = files.begin<worker>();
@@ -220,8 +193,7 @@ BOOST_AUTO_TEST_CASE(listing_reads_the_directory_once_and_each_file_once) {
 }
 
 BOOST_AUTO_TEST_CASE(an_invalid_key_makes_no_system_call_at_all) {
-    record_files files(options());
-    seed_records(files, 3);
+    record_files files = seeded(3);
     syscall_counter counter;
     counting on(counter);
     auto session = files.begin<worker>();
@@ -240,8 +212,7 @@ BOOST_AUTO_TEST_CASE(an_invalid_key_makes_no_system_call_at_all) {
 }
 
 BOOST_AUTO_TEST_CASE(a_session_sees_its_own_buffered_changes) {
-    record_files files(options());
-    seed_records(files, 3);
+    record_files files = seeded(3);
     auto session = files.begin<worker>();
     session.put(fresh(make("new", 1, "n")));
     session.erase("w0");
@@ -390,6 +361,29 @@ BOOST_AUTO_TEST_CASE(temp_files_of_dead_writers_are_swept_at_open) {
     BOOST_TEST(session.skipped().empty());  // temp files are not records and not "skipped"
 }
 
+BOOST_AUTO_TEST_CASE(own_temp_files_go_at_the_next_commit_and_other_live_writers_keep_theirs) {
+    // Temp files this process left (a save whose cleanup failed) are garbage
+    // once it holds the lock; a live process's may be a save in progress by
+    // a writer that takes no lock (the Rust seed), so they stay.
+    { record_files files(options()); }
+    const fs::path own = root / (".w1.json.tmp-" + std::to_string(::getpid()) + "-0-1");
+    const fs::path own_retired = root / "retired" / (".w2.json.tmp-" + std::to_string(::getpid()) + "-5-6");
+    const fs::path other = root / (".w1.json.tmp-" + std::to_string(::getppid()) + "-0-1");
+    for (const fs::path& file : {own, own_retired, other}) write_text(file, "{");
+    record_files files(options());
+    BOOST_TEST(fs::exists(own));
+    BOOST_TEST(fs::exists(own_retired));
+    {
+        auto session = files.begin<worker>();
+        session.put(fresh(make("w3")));
+        session.commit();
+    }
+    BOOST_TEST(!fs::exists(own));
+    BOOST_TEST(!fs::exists(own_retired));
+    BOOST_TEST(fs::exists(other));
+    BOOST_TEST(fs::exists(active("w3")));
+}
+
 BOOST_AUTO_TEST_CASE(a_failed_system_call_leaves_every_file_old_or_new) {
     // Fail the k-th system call of a transaction that rewrites one record,
     // creates one, retires one and removes one, for every k; afterwards each
@@ -409,6 +403,7 @@ BOOST_AUTO_TEST_CASE(a_failed_system_call_leaves_every_file_old_or_new) {
         }
         const auto old_a = read_text(opts.root / "a.json");
         const auto old_b = read_text(opts.root / "b.json");
+        const auto old_c = read_text(opts.root / "c.json");
         record_files files(opts);
         syscall_counter counter;
         counter.fail_at = k;
@@ -433,6 +428,8 @@ BOOST_AUTO_TEST_CASE(a_failed_system_call_leaves_every_file_old_or_new) {
             const bool b_retired = fs::exists(opts.root / "retired" / "b.json");
             BOOST_TEST(b_active != b_retired);
             BOOST_TEST(read_text(b_active ? opts.root / "b.json" : opts.root / "retired" / "b.json") == old_b);
+            if (fs::exists(opts.root / "c.json")) BOOST_TEST(read_text(opts.root / "c.json") == old_c);
+            BOOST_TEST(!fs::exists(opts.root / "retired" / "c.json"));  // erase removes, never retires here
             if (fs::exists(opts.root / "d.json")) {
                 BOOST_TEST(boost::json::parse(read_text(opts.root / "d.json")).at("note").as_string() == "new");
             }
@@ -492,8 +489,7 @@ BOOST_AUTO_TEST_CASE(atomic_rename_alone_keeps_records_whole_across_processes) {
 }
 
 BOOST_AUTO_TEST_CASE(ten_thousand_records_list_in_one_pass_and_upsert_touches_one_file) {
-    record_files files(options());
-    seed_records(files, 10000);
+    record_files files = seeded(10000);
     syscall_counter counter;
     counting on(counter);
     {
@@ -511,7 +507,9 @@ BOOST_AUTO_TEST_CASE(ten_thousand_records_list_in_one_pass_and_upsert_touches_on
         BOOST_TEST(!session.put({make("w4242", 2), existing->json}));
         session.commit();
     }
-    BOOST_TEST(counter[sys::call::open] == 2);
+    BOOST_TEST(counter[sys::call::open] == 2);  // read w4242.json, create its temp file
+    BOOST_TEST(counter[sys::call::rename] == 1);
+    BOOST_TEST(counter[sys::call::unlink] == 0);
     BOOST_TEST(counter[sys::call::readdir] == 0);
 }
 

@@ -16,13 +16,16 @@
 #include <procreg/error.hpp>
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
+#include <climits>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 
 namespace procreg::detail {
@@ -267,6 +270,22 @@ inline bool remove_file_at(int dirfd, const std::filesystem::path& path, const c
     throw_os_error(errc::io_failure, path, "cannot remove", errno);
 }
 
+/// The pid of the writer that made a temp file, from the part of its name
+/// after `temp_prefix(...)`: "<pid>-<counter>-<noise>" as `atomic_replace_at`
+/// names it. Nothing when `rest` is not of that form or names no valid pid
+/// (0, or above INT_MAX): such a file is not one of ours.
+inline std::optional<pid_t> temp_writer_pid(std::string_view rest) noexcept {
+    const auto dash = rest.find('-');
+    if (dash == std::string_view::npos) return std::nullopt;
+    std::uint32_t pid = 0;
+    const char* const end = rest.data() + dash;
+    const auto parsed = std::from_chars(rest.data(), end, pid);  // digits only: no sign, no space
+    if (parsed.ec != std::errc() || parsed.ptr != end || pid == 0 || pid > static_cast<std::uint32_t>(INT_MAX)) {
+        return std::nullopt;
+    }
+    return static_cast<pid_t>(pid);
+}
+
 /// Removes temp files `.<target>.tmp-<pid>-...` that no save is using.
 ///
 /// Without the registry lock (`holding_lock == false`) only temp files of
@@ -288,19 +307,9 @@ inline bool sweep_stale_temps(int dirfd, std::string_view target, bool holding_l
         const std::string_view entry_name(entry->d_name);
         if (entry_name.substr(0, prefix.size()) != prefix) continue;
         if (!holding_lock) {
-            const std::string_view rest = entry_name.substr(prefix.size());
-            const auto dash = rest.find('-');
-            std::uint64_t pid = 0;
-            bool digits = dash != std::string_view::npos && dash != 0;
-            for (const char c : rest.substr(0, digits ? dash : 0)) {
-                if (c < '0' || c > '9' || pid > 0x7fffffffULL) {
-                    digits = false;
-                    break;
-                }
-                pid = pid * 10 + static_cast<std::uint64_t>(c - '0');
-            }
-            if (!digits || pid == 0 || pid > 0x7fffffffULL) continue;  // not one of ours
-            if (sys::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) {
+            const auto writer = temp_writer_pid(entry_name.substr(prefix.size()));
+            if (!writer) continue;  // not one of ours
+            if (sys::process_exists(static_cast<std::uint64_t>(*writer))) {
                 left_some = true;
                 continue;
             }

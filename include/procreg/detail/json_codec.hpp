@@ -222,19 +222,11 @@ void merge_under(boost::json::object& fresh, const boost::json::object& base) {
     }
 }
 
-/// Encodes `record` and keeps what `base` (the object last read from disk,
-/// plus identity fields) has that the record type does not know.
-///
-/// The result is proven to read back before anything is written: it is
-/// serialized, parsed with `limits` and decoded as `Record`, exactly as the
-/// next load will. A record that would not (a string that is not UTF-8, a
-/// value the type's own decoder refuses, a number JSON cannot hold) is a
-/// `decode_error` here, instead of a saved file that every process then
-/// fails to read. With `read_back`, the decoded value is handed out, so a
-/// cache holds exactly what the file holds.
+/// `record` as a JSON object merged over `base` (the object last read from
+/// disk, plus identity fields), so what `base` has that the record type does
+/// not know is kept. Not yet proven to read back: see `read_back`.
 template <class Record>
-boost::json::object encode_over(const boost::json::object& base, const Record& record,
-                                const json_limits& limits = {}, Record* read_back = nullptr) {
+boost::json::object merge_over(const boost::json::object& base, const Record& record) {
     boost::json::value fresh = boost::json::value_from(record);
     if (!fresh.is_object()) throw decode_error("a record must convert to a JSON object");
     if (auto where = non_finite_number(fresh)) {
@@ -242,16 +234,41 @@ boost::json::object encode_over(const boost::json::object& base, const Record& r
     }
     boost::json::object& object = fresh.as_object();
     if (!base.empty()) merge_under<Record>(object, base);
+    return std::move(object);
+}
+
+/// Proves that `text`, a record's JSON as it is about to be written, reads
+/// back: parses it with `limits` and decodes it as `Record`, exactly as the
+/// next load will. A record that would not (a string that is not UTF-8, a
+/// value the type's own decoder refuses, a number JSON cannot hold) is a
+/// `decode_error` here, instead of a saved file that every process then
+/// fails to read. With `value` / `json`, what the next load will see is
+/// handed out (only on success), so a cache holds exactly what the file holds.
+template <class Record>
+void read_back(std::string_view text, const json_limits& limits, Record* value = nullptr,
+               boost::json::object* json = nullptr) {
     std::string why;
-    const auto parsed = parse_json(boost::json::serialize(object), limits, why);
+    auto parsed = parse_json(text, limits, why);
     if (!parsed) throw decode_error("the record would not read back: " + why);
+    if (!parsed->is_object()) throw decode_error("the record would not read back: not a JSON object");
     try {
         Record decoded = decode_value<Record>(*parsed, "");
-        if (read_back) *read_back = std::move(decoded);
+        if (value) *value = std::move(decoded);
     } catch (const decode_error& e) {
         throw decode_error(std::string("the record would not read back: ") + e.what());
     }
-    return std::move(object);
+    if (json) *json = std::move(parsed->as_object());
+}
+
+/// Encodes `record` over `base` (`merge_over`) and proves the result reads
+/// back (`read_back` of its compact serialization) before anything is
+/// written. With `read_back_value`, the decoded value is handed out.
+template <class Record>
+boost::json::object encode_over(const boost::json::object& base, const Record& record,
+                                const json_limits& limits = {}, Record* read_back_value = nullptr) {
+    boost::json::object object = merge_over(base, record);
+    read_back<Record>(boost::json::serialize(object), limits, read_back_value);
+    return object;
 }
 
 inline void pretty_print_into(std::string& out, const boost::json::value& value, int indent) {

@@ -15,10 +15,10 @@
 // UUIDs, slugs and dotted names ("agent-1", "a.b_c") all fit.
 #pragma once
 
+#include <procreg/detail/json_strict_parse.hpp>
 #include <procreg/error.hpp>
 
 #include <cstddef>
-#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -45,28 +45,10 @@ inline constexpr bool is_valid_record_key(std::string_view key) noexcept {
     return true;
 }
 
-/// `key` quoted for an error message, with control and non-ASCII bytes
-/// escaped (\xNN) and long keys shortened, so a hostile key cannot forge log lines.
-inline std::string quote_record_key(std::string_view key) {
-    std::string out = "\"";
-    std::size_t shown = 0;
-    for (const char c : key) {
-        if (++shown > 80) {
-            out += "...";
-            break;
-        }
-        const auto byte = static_cast<unsigned char>(c);
-        if (byte < 0x20 || byte >= 0x7f || c == '"' || c == '\\') {
-            char escaped[8];
-            std::snprintf(escaped, sizeof escaped, "\\x%02x", static_cast<unsigned>(byte));
-            out += escaped;
-        } else {
-            out += c;
-        }
-    }
-    out += '"';
-    return out;
-}
+/// `key` quoted for an error message, as `quote_untrusted` quotes file bytes
+/// (control and non-ASCII bytes escaped as \xNN, at most 80 characters
+/// shown), so a hostile key cannot forge log lines.
+inline std::string quote_record_key(std::string_view key) { return quote_untrusted(key, 80); }
 
 /// Throws `errc::invalid_key` naming `key` unless it matches the pattern.
 /// `where` is the directory the key would have been used in (for the message).

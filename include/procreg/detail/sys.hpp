@@ -12,7 +12,9 @@
 #pragma once
 
 #include <cerrno>
+#include <climits>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 
 #include <dirent.h>
@@ -203,5 +205,16 @@ inline int dup_cloexec(int fd) noexcept {
 }
 /// kill(2) is not intercepted: liveness probes are not I/O on the registry.
 inline int kill(pid_t pid, int signal) noexcept { return ::kill(pid, signal); }
+
+/// Whether process `pid` exists, by kill(pid, 0): EPERM (it exists, but is
+/// not ours) counts as existing, only ESRCH does not. Pid 0 and pids above
+/// INT_MAX exist for no one, answered without a system call (kill would
+/// address a process group, or every process). `liveness::pid_alive`, and
+/// the sweeps of temp files left by dead writers, ask this.
+inline bool process_exists(std::uint64_t pid) noexcept {
+    if (pid == 0 || pid > static_cast<std::uint64_t>(INT_MAX)) return false;
+    if (kill(static_cast<pid_t>(pid), 0) == 0) return true;
+    return errno != ESRCH;
+}
 
 }  // namespace procreg::detail::sys

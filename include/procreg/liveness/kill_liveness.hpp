@@ -13,18 +13,12 @@
 
 #include <boost/json/object.hpp>
 
-#include <cerrno>
-#include <climits>
 #include <cstdint>
 
 namespace procreg::liveness {
 
-/// Probes a pid with kill(pid, 0).
-inline bool pid_alive(std::uint64_t pid) noexcept {
-    if (pid == 0 || pid > static_cast<std::uint64_t>(INT_MAX)) return false;
-    if (detail::sys::kill(static_cast<pid_t>(pid), 0) == 0) return true;
-    return errno != ESRCH;  // EPERM: exists, not ours — alive
-}
+/// Probes a pid with kill(pid, 0), with the guards above (detail::sys::process_exists).
+inline bool pid_alive(std::uint64_t pid) noexcept { return detail::sys::process_exists(pid); }
 
 /// Liveness by kill(pid, 0). Stores no identity in records.
 struct kill_liveness {

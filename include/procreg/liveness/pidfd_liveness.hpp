@@ -34,6 +34,7 @@
 
 #include <procreg/detail/file_io.hpp>
 #include <procreg/detail/sys.hpp>
+#include <procreg/liveness/kill_liveness.hpp>
 
 #include <boost/json/object.hpp>
 
@@ -207,19 +208,17 @@ struct observation {
 /// States of a process that has exited: zombie, or dead being reaped.
 inline bool dead_state(char state) noexcept { return state == 'Z' || state == 'X' || state == 'x'; }
 
-/// kill(pid, 0) says no process has the pid.
-inline bool no_such_process(pid_t pid) noexcept {
-    return detail::sys::kill(pid, 0) != 0 && errno == ESRCH;
-}
-
-/// Probes `pid` with `method`; never calls a process dead that it cannot show is dead.
-inline observation observe(pid_t pid, pidfd_probe method) {
+/// Probes `pid` with `method`; never calls a process dead that it cannot show
+/// is dead. pid 0 and pids above INT_MAX are dead without a system call.
+inline observation observe(std::uint64_t pid, pidfd_probe method) {
     observation out;
+    if (pid == 0 || pid > static_cast<std::uint64_t>(INT_MAX)) return out;
+    const auto id = static_cast<pid_t>(pid);
     if (method == pidfd_probe::pidfd_then_proc) {
-        const int fd = pidfd_open(pid);
+        const int fd = pidfd_open(id);
         if (fd >= 0) {
             const pidfd pinned(fd);
-            const stat_read stat = read_stat(pid);
+            const stat_read stat = read_stat(id);
             // Asked *after* the read: if the pinned process still runs now,
             // it ran during the read, so the pid was not reused in between.
             if (pinned.exited()) return out;
@@ -232,8 +231,8 @@ inline observation observe(pid_t pid, pidfd_probe method) {
         if (errno == ESRCH) return out;
         // ENOSYS (kernel < 5.3), EINVAL (e.g. a thread id), EMFILE...: /proc alone.
     }
-    if (no_such_process(pid)) return out;
-    const stat_read stat = read_stat(pid);
+    if (!pid_alive(pid)) return out;  // kill(pid, 0): ESRCH
+    const stat_read stat = read_stat(id);
     if (stat.fields) {
         if (dead_state(stat.fields->state)) return out;
         out.alive = true;
@@ -242,7 +241,7 @@ inline observation observe(pid_t pid, pidfd_probe method) {
     }
     // No stat: the process exited just now, or /proc is hidden or absent.
     // kill decides; EPERM (exists, not ours) is alive.
-    out.alive = !(stat.gone && no_such_process(pid));
+    out.alive = !stat.gone || pid_alive(pid);
     return out;
 }
 
@@ -286,11 +285,11 @@ public:
     /// True when the record's owner is alive: a non-zombie process has the
     /// pid and, where the record carries them, the same start time and boot id.
     bool is_alive(std::uint64_t pid, const boost::json::object& stored) const {
-        if (pid == 0 || pid > static_cast<std::uint64_t>(INT_MAX)) return false;
-        const auto boot = pidfd_detail::stored_boot_id(stored, boot_id_key);
-        const std::string& current_boot = pidfd_detail::boot_id();
-        if (boot && !current_boot.empty() && *boot != current_boot) return false;  // another boot
-        const auto seen = pidfd_detail::observe(static_cast<pid_t>(pid), method_);
+        if (const auto boot = pidfd_detail::stored_boot_id(stored, boot_id_key)) {
+            const std::string& current_boot = pidfd_detail::boot_id();
+            if (!current_boot.empty() && *boot != current_boot) return false;  // another boot
+        }
+        const auto seen = pidfd_detail::observe(pid, method_);
         if (!seen.alive) return false;
         const auto start = pidfd_detail::stored_start_time(stored, start_time_key);
         if (start && seen.start_time && *start != *seen.start_time) return false;  // pid reused
@@ -304,8 +303,7 @@ public:
     void stamp_identity(std::uint64_t pid, boost::json::object& stored) const {
         stored.erase(start_time_key);
         stored.erase(boot_id_key);
-        if (pid == 0 || pid > static_cast<std::uint64_t>(INT_MAX)) return;
-        const auto seen = pidfd_detail::observe(static_cast<pid_t>(pid), method_);
+        const auto seen = pidfd_detail::observe(pid, method_);
         if (!seen.alive) return;
         if (seen.start_time) stored[start_time_key] = *seen.start_time;
         const std::string& boot = pidfd_detail::boot_id();

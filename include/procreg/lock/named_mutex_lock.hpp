@@ -37,6 +37,7 @@
 #include <procreg/detail/file_io.hpp>
 #include <procreg/detail/sys.hpp>
 #include <procreg/error.hpp>
+#include <procreg/liveness/kill_liveness.hpp>
 
 #include <boost/interprocess/exceptions.hpp>
 #include <boost/interprocess/mapped_region.hpp>
@@ -99,13 +100,6 @@ inline std::uint64_t fnv1a64(const std::string& text) noexcept {
         hash *= 0x100000001b3ull;
     }
     return hash;
-}
-
-/// Whether the process that claimed a segment's init word may still be running.
-inline bool claimant_may_live(std::uint32_t pid) noexcept {
-    if (pid == 0 || pid > static_cast<std::uint32_t>(INT_MAX)) return false;
-    if (detail::sys::kill(static_cast<pid_t>(pid), 0) == 0) return true;
-    return errno != ESRCH;
 }
 
 }  // namespace named_mutex_detail
@@ -365,8 +359,9 @@ private:
             std::uint32_t seen = __atomic_load_n(&b->init_state, __ATOMIC_ACQUIRE);
             if (seen == state_ready) return;
             // Claim a fresh word, or take over from a claimant that died
-            // mid-initialisation (nobody uses the mutex before `ready`).
-            if (seen == state_fresh || !claimant_may_live(seen)) {
+            // mid-initialisation (nobody uses the mutex before `ready`);
+            // kill(pid, 0) decides, EPERM counting as alive.
+            if (seen == state_fresh || !liveness::pid_alive(seen)) {
                 if (__atomic_compare_exchange_n(&b->init_state, &seen, me, false, __ATOMIC_ACQ_REL,
                                                 __ATOMIC_ACQUIRE)) {
                     initialise(b, me);

@@ -42,6 +42,8 @@ namespace procreg::trusty {
 
 /// File name of the daemon PID lock under the data directory (the seed's `LOCK_FILENAME`).
 inline constexpr const char* lock_filename = "daemon.lock";
+/// The claim key every `daemon_lock_record` has.
+inline constexpr const char* claim_key = "daemon";
 
 /// What `daemon.lock` holds: the daemon's pid.
 struct daemon_lock_record {
@@ -57,7 +59,7 @@ namespace procreg {
 template <>
 struct record_traits<trusty::daemon_lock_record> {
     /// The constant claim key "daemon".
-    static std::string_view key(const trusty::daemon_lock_record&) noexcept { return "daemon"; }
+    static std::string_view key(const trusty::daemon_lock_record&) noexcept { return trusty::claim_key; }
     /// The daemon's pid.
     static std::uint32_t pid(const trusty::daemon_lock_record& r) noexcept { return r.pid; }
 };
@@ -81,9 +83,6 @@ template <class Registry = daemon_registry>
 using basic_daemon_lock = typename basic_daemon_claim<Registry>::handle;
 /// The RAII guard (the seed's `DaemonLock`): removes `daemon.lock` when destroyed, if still ours.
 using daemon_lock = basic_daemon_lock<>;
-
-/// The claim key every `daemon_lock_record` has.
-inline constexpr const char* claim_key = "daemon";
 
 /// `dir/daemon.lock` (the seed's `lock_file_path_for_dir`).
 inline std::filesystem::path lock_file_path_for_dir(const std::filesystem::path& dir) { return dir / lock_filename; }

@@ -256,39 +256,38 @@ std::vector<scope_rule> normalize_rules(const Tx& tx, const std::vector<scope_ru
 
 /// A read-only view of the table for scope questions: for each pod, its
 /// write allow regions and what is subtracted from them (its write deny
-/// rules and its children's write allow rules). Regions point into the
-/// view's own copy of the records, so the view is neither copied nor moved.
+/// rules and its children's write allow rules). The view borrows the
+/// transaction's records (regions point into them), so it must not outlive
+/// the next change to the transaction, and is neither copied nor moved.
 class scope_table {
 public:
     template <class Tx>
-    explicit scope_table(const Tx& tx) : pods_(tx.records()) {
-        std::unordered_map<std::string_view, std::size_t> index;
-        for (std::size_t i = 0; i < pods_.size(); ++i) index.emplace(pods_[i].pod_name, i);
+    explicit scope_table(const Tx& tx) {
+        pods_.reserve(tx.size());
+        tx.for_each([&](const allocation& a) { pods_.push_back(&a); });
+        for (std::size_t i = 0; i < pods_.size(); ++i) index_.emplace(pods_[i]->pod_name, i);
         allow_w_.resize(pods_.size());
         subtracted_.resize(pods_.size());
         depth_.assign(pods_.size(), 0);
         for (std::size_t i = 0; i < pods_.size(); ++i) {
-            allow_w_[i] = regions_of(pods_[i].scope_allow, permission::write);
-            subtracted_[i] = regions_of(pods_[i].scope_deny, permission::write);
+            allow_w_[i] = regions_of(pods_[i]->scope_allow, permission::write);
+            subtracted_[i] = regions_of(pods_[i]->scope_deny, permission::write);
         }
         for (std::size_t j = 0; j < pods_.size(); ++j) {
-            const auto& parent = pods_[j].delegated_from;
-            if (!parent) continue;
-            const auto found = index.find(*parent);
-            if (found == index.end() || found->second == j) continue;
-            auto child_rules = regions_of(pods_[j].scope_allow, permission::write);
-            auto& into = subtracted_[found->second];
-            into.insert(into.end(), child_rules.begin(), child_rules.end());
+            const auto parent = parent_of(j);
+            if (!parent || *parent == j) continue;
+            auto& into = subtracted_[*parent];
+            into.insert(into.end(), allow_w_[j].begin(), allow_w_[j].end());
         }
         // Depth in the delegation tree, for naming the most specific owner
         // first. A cycle (only possible in a hand-edited file) stops the walk.
         for (std::size_t i = 0; i < pods_.size(); ++i) {
             std::size_t at = i;
             std::size_t steps = 0;
-            while (steps < pods_.size() && pods_[at].delegated_from) {
-                const auto found = index.find(*pods_[at].delegated_from);
-                if (found == index.end()) break;
-                at = found->second;
+            while (steps < pods_.size()) {
+                const auto parent = parent_of(at);
+                if (!parent) break;
+                at = *parent;
                 ++steps;
             }
             depth_[i] = steps;
@@ -311,14 +310,14 @@ public:
         if (request.perm != permission::write) return {};
         const region wanted = region_of(request);
         for (std::size_t i = 0; i < pods_.size(); ++i) {
-            if (exempt && pods_[i].pod_name == *exempt) continue;
+            if (exempt && pods_[i]->pod_name == *exempt) continue;
             if (const scope_rule* rule = claim(i, wanted, extra)) hits.push_back(hit{i, rule});
         }
         std::stable_sort(hits.begin(), hits.end(),
                          [&](const hit& a, const hit& b) { return depth_[a.pod] > depth_[b.pod]; });
         std::vector<conflict_owner> out;
         out.reserve(hits.size());
-        for (const auto& h : hits) out.push_back(conflict_owner{pods_[h.pod].pod_name, *h.rule});
+        for (const auto& h : hits) out.push_back(conflict_owner{pods_[h.pod]->pod_name, *h.rule});
         return out;
     }
 
@@ -326,44 +325,53 @@ public:
     /// inside its write allow rules and clear of its deny rules and of its
     /// children's write rules; for a read rule, inside its allow rules.
     bool within_effective(std::string_view pod, const scope_rule& rule) const {
-        const auto i = index_of(pod);
-        if (!i) return false;
+        const auto found = index_.find(pod);
+        if (found == index_.end()) return false;
+        const std::size_t i = found->second;
         const region wanted = region_of(rule);
         if (rule.perm == permission::read) {
-            return covered_by(wanted, regions_of(pods_[*i].scope_allow, std::nullopt));
+            return covered_by(wanted, regions_of(pods_[i]->scope_allow, std::nullopt));
         }
-        if (!covered_by(wanted, allow_w_[*i])) return false;
-        for (const auto& taken : subtracted_[*i]) {
+        if (!covered_by(wanted, allow_w_[i])) return false;
+        for (const auto& taken : subtracted_[i]) {
             if (intersect(wanted, taken)) return false;
         }
         return true;
     }
 
 private:
-    std::optional<std::size_t> index_of(std::string_view pod) const {
-        for (std::size_t i = 0; i < pods_.size(); ++i) {
-            if (pods_[i].pod_name == pod) return i;
-        }
-        return std::nullopt;
+    /// The index of pod `i`'s parent, when it names a pod in the table.
+    std::optional<std::size_t> parent_of(std::size_t i) const {
+        const auto& parent = pods_[i]->delegated_from;
+        if (!parent) return std::nullopt;
+        const auto found = index_.find(*parent);
+        if (found == index_.end()) return std::nullopt;
+        return found->second;
     }
 
     /// The first write allow rule of pod `i` through which its effective
     /// write scope meets `wanted` outside `extra`, or null.
     const scope_rule* claim(std::size_t i, const region& wanted, const std::vector<region>& extra) const {
-        std::vector<region> cover = subtracted_[i];
-        cover.insert(cover.end(), extra.begin(), extra.end());
-        for (const auto& rule : pods_[i].scope_allow) {
+        std::optional<std::vector<region>> cover;  // built only once a rule meets `wanted`
+        std::size_t k = 0;                         // allow_w_[i][k] is the region of the k-th write rule
+        for (const auto& rule : pods_[i]->scope_allow) {
             if (rule.perm != permission::write) continue;
-            const auto shared = intersect(region_of(rule), wanted);
-            if (shared && !covered_by(*shared, cover)) return &rule;
+            const auto shared = intersect(allow_w_[i][k++], wanted);
+            if (!shared) continue;
+            if (!cover) {
+                cover = subtracted_[i];
+                cover->insert(cover->end(), extra.begin(), extra.end());
+            }
+            if (!covered_by(*shared, *cover)) return &rule;
         }
         return nullptr;
     }
 
-    std::vector<allocation> pods_;
-    std::vector<std::vector<region>> allow_w_;
-    std::vector<std::vector<region>> subtracted_;
-    std::vector<std::size_t> depth_;
+    std::vector<const allocation*> pods_;  ///< the transaction's records, in storage order
+    std::unordered_map<std::string_view, std::size_t> index_;  ///< pod name -> index in pods_
+    std::vector<std::vector<region>> allow_w_;     ///< each pod's write allow regions, in rule order
+    std::vector<std::vector<region>> subtracted_;  ///< each pod's write deny regions and its children's write allow regions
+    std::vector<std::size_t> depth_;               ///< each pod's depth in the delegation tree
 };
 
 /// Points the children of `removed` at `removed`'s own parent, so the
@@ -381,6 +389,18 @@ void reparent_children(Tx& tx, const allocation& removed) {
     for (const auto& child : children) {
         tx.modify(child, [&](allocation& a) { a.delegated_from = new_parent; });
     }
+}
+
+/// Removes `pod`'s allocation, if there is one, reparents its children and
+/// returns it.
+template <class Tx>
+std::optional<allocation> remove_pod(Tx& tx, std::string_view pod) {
+    const allocation* found = tx.find(pod);
+    if (!found) return std::nullopt;
+    allocation removed = *found;
+    tx.erase(pod);
+    reparent_children(tx, removed);
+    return removed;
 }
 
 template <class Tx>
@@ -448,15 +468,22 @@ std::vector<allocation> reclaim_stale_with(Tx& tx, Probe&& is_alive) {
     std::vector<allocation> removed;
     removed.reserve(dead.size());
     for (const auto& name : dead) {
-        const allocation* found = tx.find(name);
-        if (!found) continue;
-        allocation gone = *found;
-        tx.erase(name);
-        detail::reparent_children(tx, gone);
-        removed.push_back(std::move(gone));
+        if (auto gone = detail::remove_pod(tx, name)) removed.push_back(std::move(*gone));
     }
     return removed;
 }
+
+namespace detail {
+
+/// The prologue of every registration, in the seed's order: reclaim stale
+/// allocations, then refuse a taken name (`duplicate_pod_name`).
+template <class Tx>
+void reclaim_and_check_new(Tx& tx, const std::string& pod) {
+    reclaim_stale(tx);
+    if (tx.contains(pod)) throw_duplicate(tx, pod);
+}
+
+}  // namespace detail
 
 /// Every pod, other than `exempt`, whose effective write scope meets the
 /// write rule `rule`, the deepest in the delegation tree first. A read
@@ -503,8 +530,7 @@ void register_pod_with_deny(Tx& tx, std::string pod_name, std::uint32_t pid, std
     static_assert(detail::check_transaction<Tx>());
     scope_allow = detail::normalize_rules(tx, scope_allow, pod_name);
     scope_deny = detail::normalize_rules(tx, scope_deny, pod_name);
-    reclaim_stale(tx);
-    if (tx.contains(pod_name)) detail::throw_duplicate(tx, pod_name);
+    detail::reclaim_and_check_new(tx, pod_name);
     if (const allocation* holder = find_by_segment(tx, segment_id)) {
         scope_error_details details;
         details.pod = pod_name;
@@ -551,8 +577,7 @@ void delegate_scope(Tx& tx, std::string_view spawner, std::string spawned, std::
     static_assert(detail::check_transaction<Tx>());
     scope_allow = detail::normalize_rules(tx, scope_allow, spawned);
     const delegation_scope authority{detail::normalize_rules(tx, scope.rules, std::string(spawner))};
-    reclaim_stale(tx);
-    if (tx.contains(spawned)) detail::throw_duplicate(tx, spawned);
+    detail::reclaim_and_check_new(tx, spawned);
     if (!tx.contains(spawner)) detail::throw_unknown(tx, spawner);
     {
         const detail::scope_table view(tx);
@@ -580,11 +605,7 @@ void delegate_scope(Tx& tx, std::string_view spawner, std::string spawned, std::
 template <class Tx>
 void release_pod(Tx& tx, std::string_view pod_name) {
     static_assert(detail::check_transaction<Tx>());
-    const allocation* found = tx.find(pod_name);
-    if (!found) detail::throw_unknown(tx, pod_name);
-    const allocation removed = *found;
-    tx.erase(pod_name);
-    detail::reparent_children(tx, removed);
+    if (!detail::remove_pod(tx, pod_name)) detail::throw_unknown(tx, pod_name);
 }
 
 /// Takes a delegation back into its parent (the seed's
@@ -612,11 +633,7 @@ void reclaim_delegated_scope(Tx& tx, std::string_view parent, std::string_view c
         }
         if (changed) tx.modify(parent, [&](allocation& a) { a.scope_deny = std::move(deny); });
     }
-    if (const allocation* found = tx.find(child)) {
-        const allocation removed = *found;
-        tx.erase(child);
-        detail::reparent_children(tx, removed);
-    }
+    detail::remove_pod(tx, child);
 }
 
 }  // namespace procreg::yoi

@@ -185,7 +185,7 @@ struct claim_file_options {
 
 /// Identity of one claim file as read or written: a replaced or rewritten
 /// file differs in at least one of these. Used to remove a claim only while
-/// it is still the one a process wrote. A token holds a read-only descriptor
+/// it is still the one a process wrote. A token holds an open descriptor
 /// of its file (shared by its copies): while any copy lives, the inode stays
 /// allocated even once the file is unlinked, so no later claim can get the
 /// same device and inode (and, with the same pid, the same bytes) and pass
@@ -203,6 +203,13 @@ struct claim_file_token {
     }
     /// Not the same file or not the same contents.
     friend bool operator!=(const claim_file_token& a, const claim_file_token& b) { return !(a == b); }
+
+    /// The token of the file `status` describes, holding `bytes` (and `pin`, if any).
+    static claim_file_token of(const struct ::stat& status, std::string bytes,
+                               std::shared_ptr<const detail::unique_fd> pin = nullptr) {
+        return claim_file_token{static_cast<std::uint64_t>(status.st_dev), static_cast<std::uint64_t>(status.st_ino),
+                                std::move(bytes), std::move(pin)};
+    }
 };
 
 /// What a claim file holds, read without taking the lock.
@@ -280,10 +287,7 @@ public:
     /// private files left by processes that died mid-commit (those of live
     /// processes go at the next commit, under the lock). Reads nothing.
     explicit claim_file(options opts) : options_(std::move(opts)) {
-        if (options_.file.filename().empty()) {
-            throw error(errc::invalid_key, options_.file, "a claim_file needs a file path, not a directory");
-        }
-        name_ = options_.file.filename().string();
+        name_ = file_name(options_.file);
         if (options_.lock_file.empty()) options_.lock_file = default_lock_file(options_.file);
         directory_ = detail::open_directory(directory_path(options_.file), options_.directory);
         sweep_pending_ = detail::sweep_stale_temps(directory_.get(), name_);
@@ -304,9 +308,7 @@ public:
     /// oversized file) throws.
     template <class Record>
     static claim_peek<Record> peek(const options& opts) {
-        if (opts.file.filename().empty()) {
-            throw error(errc::invalid_key, opts.file, "a claim_file needs a file path, not a directory");
-        }
+        (void)file_name(opts.file);  // refuses a directory path
         detail::directory_policy policy = opts.directory;
         policy.create = false;
         detail::unique_fd dir;
@@ -534,9 +536,8 @@ public:
             auto contents = detail::read_file_at(owner_->directory_.get(), path(), owner_->name_.c_str(),
                                                  opts.max_file_bytes, &kept);
             if (!contents) return;
-            token_ = claim_file_token{static_cast<std::uint64_t>(contents->status.st_dev),
-                                      static_cast<std::uint64_t>(contents->status.st_ino), contents->bytes,
-                                      std::make_shared<const detail::unique_fd>(std::move(kept))};
+            token_ = claim_file_token::of(contents->status, contents->bytes,
+                                          std::make_shared<const detail::unique_fd>(std::move(kept)));
             std::string why;
             slot_ = detail_claim::decode_claim<Format, Record>(contents->bytes, opts.max_depth, why);
             if (slot_) return;
@@ -574,18 +575,14 @@ public:
             if (durable && detail::sys::fsync(fd) != 0) fail("fsync of the new claim failed; nothing was changed", errno);
             struct ::stat st {};
             if (detail::sys::fstat(fd, &st) != 0) fail("cannot stat the new claim", errno);
+            // A duplicate of the descriptor pins the inode for the token (see
+            // claim_file_token): a handle's proof of ownership. Taken before
+            // the close, as atomic_replace_at's keep_open, so it is this file
+            // by construction (a reopen by name could meet a substitute).
+            detail::unique_fd pin(detail::sys::dup_cloexec(fd));
+            if (!pin) fail("cannot keep the new claim open", errno);
             if (detail::sys::close(handle.release()) != 0) fail("closing the new claim failed; nothing was changed", errno);
-            // A read-only descriptor of the same inode pins it for the token
-            // (see claim_file_token): a handle's proof of ownership.
-            detail::unique_fd pin(detail::sys::openat(dirfd, temp.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-            if (!pin) fail("cannot open the new claim for reading", errno);
-            struct ::stat pinned {};
-            if (detail::sys::fstat(pin.get(), &pinned) != 0) fail("cannot stat the new claim", errno);
-            if (pinned.st_dev != st.st_dev || pinned.st_ino != st.st_ino) {
-                fail("the new claim's private file was replaced by another writer", EEXIST);
-            }
-            return claim_file_token{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
-                                    bytes, std::make_shared<const detail::unique_fd>(std::move(pin))};
+            return claim_file_token::of(st, bytes, std::make_shared<const detail::unique_fd>(std::move(pin)));
         }
 
         // Whether the private name `moved` is the very file `expected` (same
@@ -595,9 +592,7 @@ public:
             try {
                 auto contents = detail::read_file_at(dirfd, path(), moved.c_str(), owner_->options_.max_file_bytes);
                 if (!contents) return false;
-                return claim_file_token{static_cast<std::uint64_t>(contents->status.st_dev),
-                                        static_cast<std::uint64_t>(contents->status.st_ino),
-                                        std::move(contents->bytes), nullptr} == expected;
+                return claim_file_token::of(contents->status, std::move(contents->bytes)) == expected;
             } catch (const error&) {
                 return false;  // a symlink, a directory, a huge file: not what we read
             }
@@ -624,6 +619,13 @@ public:
     }
 
 private:
+    static std::string file_name(const std::filesystem::path& file) {
+        if (file.filename().empty()) {
+            throw error(errc::invalid_key, file, "a claim_file needs a file path, not a directory");
+        }
+        return file.filename().string();
+    }
+
     static std::filesystem::path directory_path(const std::filesystem::path& file) {
         auto parent = file.parent_path();
         return parent.empty() ? std::filesystem::path(".") : parent;
@@ -637,7 +639,7 @@ private:
 
     template <class Record>
     static claim_peek<Record> peek_at(int dirfd, const std::filesystem::path& file, const options& opts) {
-        const std::string name = file.filename().string();
+        const std::string name = file_name(file);
         auto contents = detail::read_file_at(dirfd, file, name.c_str(), opts.max_file_bytes);
         claim_peek<Record> out;
         if (!contents) return out;

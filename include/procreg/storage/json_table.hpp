@@ -125,41 +125,54 @@ class json_table {
         }
     };
 
-    // One session's records. Erased records leave holes (so positions in
-    // `index` stay valid) until the next save compacts them.
+    // One version of the table file: its identity, and the descriptor
+    // (always open) that pins its inode. Taken only with `reuse_unchanged`.
+    struct pinned_file {
+        file_identity identity;
+        detail::unique_fd pin;
+    };
+
+    // One session's records, in file order.
     template <class Record>
     struct table_state {
-        boost::json::object top;                                   // the file's top level, records array emptied
-        std::vector<std::optional<stored_record<Record>>> entries;  // file order; nullopt = erased
-        std::vector<std::string> texts;                            // encoded entries; empty = to encode
-        std::unordered_map<std::string, std::size_t> index;        // key -> position in entries
-        std::size_t live = 0;                                      // entries that are not holes
+        // A record with its text as last written (empty: to be encoded at
+        // the next save). An erased record leaves a hole (no record), so
+        // positions in `index` stay valid until the next save compacts them.
+        struct slot {
+            std::optional<stored_record<Record>> record;
+            std::string text;
+        };
+        boost::json::object top;                             // the file's top level, records array emptied
+        std::vector<slot> slots;                             // file order, with holes
+        std::unordered_map<std::string, std::size_t> index;  // key -> position in slots, one per record
 
         void compact() {
-            if (live == entries.size()) return;
+            if (index.size() == slots.size()) return;  // no holes
             std::size_t to = 0;
-            for (std::size_t from = 0; from < entries.size(); ++from) {
-                if (!entries[from]) continue;
+            for (std::size_t from = 0; from < slots.size(); ++from) {
+                if (!slots[from].record) continue;
                 if (to != from) {
-                    entries[to] = std::move(entries[from]);
-                    texts[to] = std::move(texts[from]);
-                    index[std::string(detail::key_of(entries[to]->value))] = to;
+                    slots[to] = std::move(slots[from]);
+                    index[std::string(detail::key_of(slots[to].record->value))] = to;
                 }
                 ++to;
             }
-            entries.resize(to);
-            texts.resize(to);
+            slots.resize(to);
         }
     };
 
-    // The state a clean session handed back, with the identity of the file
-    // it is exactly the contents of and the descriptor pinning that file.
+    // The state a clean session handed back, with the file it is exactly
+    // the contents of and the record type it was made for.
     struct kept_base {
+        kept_base(const void* type_tag, pinned_file&& f) : type(type_tag), file(std::move(f)) {}
         virtual ~kept_base() = default;
+        const void* type;  // type_tag<Record>() of the derived kept<Record>
+        pinned_file file;
     };
     template <class Record>
     struct kept final : kept_base {
-        explicit kept(table_state<Record>&& s) : state(std::move(s)) {}
+        kept(table_state<Record>&& s, pinned_file&& f)
+            : kept_base(type_tag<Record>(), std::move(f)), state(std::move(s)) {}
         table_state<Record> state;
     };
 
@@ -203,24 +216,24 @@ public:
     /// written back (only if changed) by `commit`.
     template <class Record>
     class session {
+        using slot = typename table_state<Record>::slot;
+
     public:
         /// Reads the table from disk (a missing file is an empty table), or
         /// takes over the state the previous session left when the file is
         /// the one it describes; called by `json_table::begin` under the
         /// registry's lock.
         explicit session(json_table& table) : table_(&table) {
-            if (!table.template adopt<Record>(state_, identity_, pin_)) load();
+            if (!table.template adopt<Record>(state_, file_)) load();
         }
 
         /// Moves the session (and its claim to hand its state back).
         session(session&& other) noexcept
             : table_(other.table_),
               state_(std::move(other.state_)),
-              identity_(other.identity_),
-              pin_(std::move(other.pin_)),
-              skipped_(std::move(other.skipped_)),
+              file_(std::move(other.file_)),
               dirty_(other.dirty_) {
-            other.identity_.reset();
+            other.file_.reset();
         }
         session(const session&) = delete;
         session& operator=(const session&) = delete;
@@ -230,20 +243,20 @@ public:
         /// exactly the file on disk (nothing changed, or all committed);
         /// otherwise drops it.
         ~session() {
-            if (!dirty_ && identity_ && table_) table_->keep(std::move(state_), *identity_, std::move(pin_));
+            if (!dirty_ && file_ && table_) table_->keep(std::move(state_), std::move(*file_));
         }
 
         /// The record with `key`, or null.
         const stored_record<Record>* find(std::string_view key) const {
             const auto it = state_.index.find(std::string(key));
-            return it == state_.index.end() ? nullptr : &*state_.entries[it->second];
+            return it == state_.index.end() ? nullptr : &*state_.slots[it->second].record;
         }
 
         /// Calls `visit(const stored_record<Record>&)` for each record, in file order.
         template <class Visit>
         void for_each(Visit&& visit) const {
-            for (const auto& entry : state_.entries) {
-                if (entry) visit(*entry);
+            for (const auto& s : state_.slots) {
+                if (s.record) visit(*s.record);
             }
         }
 
@@ -254,13 +267,12 @@ public:
             std::string key(detail::key_of(entry.value));
             const auto it = state_.index.find(key);
             if (it == state_.index.end()) {
-                state_.index.emplace(std::move(key), state_.entries.size());
-                state_.entries.emplace_back(std::move(entry));
-                state_.texts.emplace_back();
-                ++state_.live;
+                state_.index.emplace(std::move(key), state_.slots.size());
+                state_.slots.emplace_back().record.emplace(std::move(entry));
             } else {
-                state_.entries[it->second] = std::move(entry);
-                state_.texts[it->second].clear();  // to be encoded again
+                slot& s = state_.slots[it->second];
+                s.record = std::move(entry);
+                s.text.clear();  // to be encoded again
             }
             return std::nullopt;
         }
@@ -272,18 +284,21 @@ public:
             dirty_ = true;
             // A hole keeps the other records' positions (and so the index)
             // valid; holes are compacted away before a save.
-            state_.entries[it->second].reset();
-            state_.texts[it->second] = std::string();
+            slot& s = state_.slots[it->second];
+            s.record.reset();
+            s.text = std::string();
             state_.index.erase(it);
-            --state_.live;
             return true;
         }
 
         /// Number of records.
-        std::size_t size() const noexcept { return state_.live; }
+        std::size_t size() const noexcept { return state_.index.size(); }
 
         /// Files passed over while reading: a one-file table never skips, it fails.
-        const std::vector<skipped_file>& skipped() const noexcept { return skipped_; }
+        const std::vector<skipped_file>& skipped() const noexcept {
+            static const std::vector<skipped_file> none;
+            return none;
+        }
 
         /// The table file, for error messages.
         const std::filesystem::path& path() const noexcept { return table_->path(); }
@@ -296,20 +311,8 @@ public:
             if (!dirty_) return;
             state_.compact();
             const auto& opts = table_->options_;
-            for (std::size_t i = 0; i < state_.entries.size(); ++i) {
-                if (!state_.texts[i].empty()) continue;
-                auto& entry = *state_.entries[i];
-                try {
-                    // The value kept is the one the written text decodes to,
-                    // so the unchanged-file shortcut serves what the file says.
-                    const boost::json::value encoded(detail::encode_over(
-                        entry.json, entry.value, detail::json_limits{opts.max_depth}, &entry.value));
-                    // Indent level 2: inside the top-level object's array.
-                    detail::pretty_print_into(state_.texts[i], encoded, 2);
-                } catch (const detail::decode_error& e) {
-                    throw error(errc::invalid_record, path(), std::string("cannot store a record: ") + e.what(),
-                                error::details{std::string(detail::key_of(entry.value)), {}, 0});
-                }
+            for (slot& s : state_.slots) {
+                if (s.text.empty()) encode(s, detail::json_limits{opts.max_depth});
             }
             const std::string text = render(opts.array_key);
             const auto now = std::chrono::steady_clock::now();
@@ -325,7 +328,7 @@ public:
             }
             // From here until success the state on disk is unknown to the
             // session: if anything throws, the destructor drops the state.
-            identity_.reset();
+            file_.reset();
             detail::unique_fd written;
             try {
                 detail::atomic_replace_at(table_->directory_.get(), path(), table_->name_.c_str(), text,
@@ -339,14 +342,29 @@ public:
             // after the rename (rename updates the inode's ctime).
             struct ::stat st {};
             if (written && detail::sys::fstat(written.get(), &st) == 0) {
-                identity_ = file_identity::of(st);
-                pin_ = std::move(written);  // releases the replaced file's pin
-            } else {
-                pin_.reset();
+                file_ = pinned_file{file_identity::of(st), std::move(written)};
             }
         }
 
     private:
+        // Gives a changed record the text it will have in the file, once
+        // that very text is proven to read back. The record then holds what
+        // reading it back gives (value and object), as a fresh load of the
+        // file would: the unchanged-file shortcut serves what the file says.
+        void encode(slot& s, const detail::json_limits& limits) {
+            stored_record<Record>& entry = *s.record;
+            try {
+                const boost::json::value merged(detail::merge_over(entry.json, entry.value));
+                std::string text;
+                detail::pretty_print_into(text, merged, 2);  // indent level 2: inside the top-level object's array
+                detail::read_back<Record>(text, limits, &entry.value, &entry.json);
+                s.text = std::move(text);
+            } catch (const detail::decode_error& e) {
+                throw error(errc::invalid_record, path(), std::string("cannot store a record: ") + e.what(),
+                            error::details{std::string(detail::key_of(entry.value)), {}, 0});
+            }
+        }
+
         void load() {
             const auto& opts = table_->options_;
             detail::unique_fd opened;
@@ -364,8 +382,7 @@ public:
                     throw error(errc::corrupted_file, path(), "\"" + opts.array_key + "\" is not an array");
                 }
                 boost::json::array& array = found->value().as_array();
-                state_.entries.reserve(array.size());
-                state_.texts.reserve(array.size());
+                state_.slots.reserve(array.size());
                 state_.index.reserve(array.size());
                 for (std::size_t i = 0; i < array.size(); ++i) {
                     // The field path for error messages is built only when
@@ -385,21 +402,17 @@ public:
                         }
                     }();
                     std::string key(detail::key_of(value));
-                    if (!state_.index.emplace(key, state_.entries.size()).second) {
+                    if (!state_.index.emplace(key, state_.slots.size()).second) {
                         throw error(errc::corrupted_file, path(), where() + ": duplicate key " + detail::quote_untrusted(key),
                                     error::details{key, {}, 0});
                     }
-                    state_.entries.emplace_back(
+                    // The text stays empty: encoded at the first save.
+                    state_.slots.emplace_back().record.emplace(
                         stored_record<Record>{std::move(value), std::move(array[i].as_object())});
-                    state_.texts.emplace_back();  // encoded at the first save
                 }
                 array.clear();
             }
-            state_.live = state_.entries.size();
-            if (opened) {
-                identity_ = file_identity::of(contents->status);
-                pin_ = std::move(opened);
-            }
+            if (opened) file_ = pinned_file{file_identity::of(contents->status), std::move(opened)};
         }
 
         // The file as detail::pretty_print writes the top-level object with
@@ -408,7 +421,7 @@ public:
         std::string render(const std::string& array_key) {
             if (state_.top.find(array_key) == state_.top.end()) state_.top[array_key] = boost::json::array();
             std::size_t total = 64;
-            for (const auto& t : state_.texts) total += t.size() + 6;
+            for (const auto& s : state_.slots) total += s.text.size() + 6;
             std::string out;
             out.reserve(total);
             out += '{';
@@ -421,17 +434,16 @@ public:
                 out += ": ";
                 if (item.key() != array_key) {
                     detail::pretty_print_into(out, item.value(), 1);
-                } else if (state_.live == 0) {
+                } else if (state_.slots.empty()) {
                     out += "[]";
                 } else {
                     out += '[';
                     bool first = true;
-                    for (std::size_t i = 0; i < state_.entries.size(); ++i) {
-                        if (!state_.entries[i]) continue;
+                    for (const auto& s : state_.slots) {  // compacted: no holes
                         if (!first) out += ',';
                         first = false;
                         out += "\n    ";
-                        out += state_.texts[i];
+                        out += s.text;
                     }
                     out += "\n  ]";
                 }
@@ -442,9 +454,7 @@ public:
 
         json_table* table_;
         table_state<Record> state_;
-        std::optional<file_identity> identity_;  // set while state_ is exactly the file pinned by pin_
-        detail::unique_fd pin_;
-        std::vector<skipped_file> skipped_;
+        std::optional<pinned_file> file_;  // set while state_ is exactly this file
         bool dirty_ = false;
     };
 
@@ -467,31 +477,26 @@ private:
     // when the file at the name is the kept one. Whatever happens, the
     // storage keeps nothing afterwards, so a session that fails drops it.
     template <class Record>
-    bool adopt(table_state<Record>& state, std::optional<file_identity>& identity, detail::unique_fd& pin) {
-        std::unique_ptr<kept_base> cached = std::move(kept_);
-        detail::unique_fd cached_pin = std::move(kept_pin_);
-        if (!cached || !options_.reuse_unchanged || kept_type_ != type_tag<Record>()) return false;
+    bool adopt(table_state<Record>& state, std::optional<pinned_file>& file) {
+        const std::unique_ptr<kept_base> cached = std::move(kept_);
+        if (!cached || cached->type != type_tag<Record>()) return false;
         struct ::stat st {};
         if (detail::sys::fstatat(directory_.get(), name_.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return false;
-        if (!kept_identity_.matches(st)) return false;
+        if (!cached->file.identity.matches(st)) return false;
         state = std::move(static_cast<kept<Record>&>(*cached).state);
-        identity = kept_identity_;
-        pin = std::move(cached_pin);
+        file = std::move(cached->file);
         return true;
     }
 
     // Called by a clean session's destructor.
     template <class Record>
-    void keep(table_state<Record>&& state, const file_identity& identity, detail::unique_fd&& pin) noexcept {
-        if (!options_.reuse_unchanged || !pin) return;
+    void keep(table_state<Record>&& state, pinned_file&& file) noexcept {
+        if (!options_.reuse_unchanged || !file.pin) return;
         try {
-            kept_ = std::make_unique<kept<Record>>(std::move(state));
+            kept_ = std::make_unique<kept<Record>>(std::move(state), std::move(file));
         } catch (...) {
-            return;  // out of memory: the next session reads the file
+            // out of memory: the next session reads the file
         }
-        kept_type_ = type_tag<Record>();
-        kept_identity_ = identity;
-        kept_pin_ = std::move(pin);
     }
 
     std::filesystem::path directory_path() const {
@@ -504,10 +509,7 @@ private:
     detail::unique_fd directory_;
     bool sweep_pending_ = false;  // a failed save may have left its temp file
     std::chrono::steady_clock::time_point last_sweep_{};  // last sweep of leftover temp files
-    std::unique_ptr<kept_base> kept_;  // the unchanged-file shortcut's state, or null
-    const void* kept_type_ = nullptr;
-    file_identity kept_identity_;
-    detail::unique_fd kept_pin_;
+    std::unique_ptr<kept_base> kept_;  // the unchanged-file shortcut's state and file, or null
 };
 
 }  // namespace procreg::storage

@@ -173,21 +173,16 @@ public:
             const std::string key(detail::key_of(entry.value));
             slot& s = slot_of(key);
             file_state& active = load_active(s, key);
-            if (!active.writable) return skipped_file{active_file(key), "not overwritten: " + active.reason};
+            if (!active.writable()) return skipped_file{active_file(key), "not overwritten: " + active.reason};
             // entry.json is the file as this session read it (or empty for a
             // new record), minus what stamp_identity removed on purpose: it
             // must not be merged with the file again. A file that parsed but
             // did not decode still gives its unknown keys.
             boost::json::object base = std::move(entry.json);
-            if (active.kind == file_kind::invalid) detail::merge_under<Record>(base, active.raw);
-            boost::json::object encoded = encode(base, entry.value, key);
-            std::string text = detail::pretty_print(encoded);
-            text += '\n';
-            active.kind = file_kind::valid;
-            active.writable = true;
-            active.raw = {};
-            active.reason.clear();
-            active.record.emplace(stored_record<Record>{std::move(entry.value), std::move(encoded)});
+            if (active.kind == file_kind::not_a_record) detail::merge_under<Record>(base, active.raw);
+            boost::json::object encoded;
+            std::string text = encode(base, entry.value, key, encoded);
+            active = file_state::holding(stored_record<Record>{std::move(entry.value), std::move(encoded)});
             if (!s.pending.empty() && s.pending.back().kind == op_kind::write_active) {
                 s.pending.back().bytes = std::move(text);  // a later write of the same file supersedes
             } else {
@@ -211,7 +206,7 @@ public:
                 }
                 return true;
             }
-            active = file_state{file_kind::absent, true, std::nullopt, {}, {}};
+            active = file_state::absent();
             add_op(s, key, op{op_kind::remove_active, {}});
             return true;
         }
@@ -247,12 +242,12 @@ public:
                 return {tombstone_status::skipped, skipped_file{active_file(key), "not retired: " + active.reason}};
             }
             file_state& retired = load_retired(s, key);
-            if (!retired.writable) {
+            if (!retired.writable()) {
                 return {tombstone_status::skipped,
                         skipped_file{retired_file(key), "not overwritten by retire: " + retired.reason}};
             }
             retired = std::move(active);
-            active = file_state{file_kind::absent, true, std::nullopt, {}, {}};
+            active = file_state::absent();
             add_op(s, key, op{op_kind::retire, {}});
             return {tombstone_status::moved, std::nullopt};
         }
@@ -270,12 +265,12 @@ public:
                         skipped_file{retired_file(key), "not unretired: " + retired.reason}};
             }
             file_state& active = load_active(s, key);
-            if (!active.writable) {
+            if (!active.writable()) {
                 return {tombstone_status::skipped,
                         skipped_file{active_file(key), "not overwritten by unretire: " + active.reason}};
             }
             active = std::move(retired);
-            retired = file_state{file_kind::absent, true, std::nullopt, {}, {}};
+            retired = file_state::absent();
             add_op(s, key, op{op_kind::unretire, {}});
             return {tombstone_status::moved, std::nullopt};
         }
@@ -288,12 +283,12 @@ public:
             file_state& retired = load_retired(s, key);
             bool removed = false;
             if (active.kind != file_kind::absent) {
-                active = file_state{file_kind::absent, true, std::nullopt, {}, {}};
+                active = file_state::absent();
                 add_op(s, key, op{op_kind::remove_active, {}});
                 removed = true;
             }
             if (retired.kind != file_kind::absent) {
-                retired = file_state{file_kind::absent, true, std::nullopt, {}, {}};
+                retired = file_state::absent();
                 add_op(s, key, op{op_kind::remove_retired, {}});
                 removed = true;
             }
@@ -305,9 +300,8 @@ public:
 
         /// Whether `<key>.json` or `retired/<key>.json` exists, valid or not.
         bool exists_anywhere(std::string_view key) const {
-            if (exists(key)) return true;
             slot& s = slot_of(key);
-            return load_retired(s, std::string(key)).kind != file_kind::absent;
+            return load_active(s, key).kind != file_kind::absent || load_retired(s, key).kind != file_kind::absent;
         }
 
         /// Applies the buffered changes: each written file by the atomic
@@ -341,16 +335,28 @@ public:
         }
 
     private:
-        enum class file_kind : unsigned char { unknown, absent, valid, invalid };
+        enum class file_kind : unsigned char {
+            unknown,             // not read yet
+            absent,              // no file
+            valid,               // a record
+            not_a_record,        // parsed, of a supported schema, but does not decode or has another key:
+                                 // skipped, yet may be overwritten (its unknown keys kept) or removed
+            must_not_overwrite,  // unsafe, unparseable or of an unsupported schema: skipped, never replaced or moved
+        };
 
         // One side (active or retired) of one key, as read in this session
         // and changed by its steps.
         struct file_state {
             file_kind kind = file_kind::unknown;
-            bool writable = false;                        // absent, valid, or readable and of a supported schema
             std::optional<stored_record<Record>> record;  // when valid
-            boost::json::object raw;                      // when invalid but writable: kept under a rewrite
-            std::string reason;                           // when invalid
+            boost::json::object raw;                      // when not_a_record: kept under a rewrite
+            std::string reason;                           // when skipped (not_a_record, must_not_overwrite)
+
+            static file_state absent() { return file_state{file_kind::absent, std::nullopt, {}, {}}; }
+            static file_state holding(stored_record<Record> record) {
+                return file_state{file_kind::valid, std::move(record), {}, {}};
+            }
+            bool writable() const noexcept { return kind != file_kind::must_not_overwrite; }
         };
 
         enum class op_kind : unsigned char { write_active, remove_active, remove_retired, retire, unretire };
@@ -402,52 +408,41 @@ public:
         file_state read_state(int dirfd, const std::filesystem::path& file, std::string_view key) const {
             const auto& opts = files_->options_;
             const std::string name = std::string(key) + ".json";
-            file_state out;
-            const auto refuse = [&](std::string reason, bool writable, boost::json::object raw = {}) {
-                out.kind = file_kind::invalid;
-                out.writable = writable;
-                out.raw = std::move(raw);
-                out.reason = std::move(reason);
-                skipped_.push_back(skipped_file{file, out.reason});
-                return std::move(out);
+            const auto refuse = [&](std::string reason, file_kind kind, boost::json::object raw = {}) {
+                skipped_.push_back(skipped_file{file, reason});
+                return file_state{kind, std::nullopt, std::move(raw), std::move(reason)};
             };
             std::optional<detail::file_contents> contents;
             try {
                 contents = detail::read_file_at(dirfd, file, name.c_str(), opts.max_file_bytes);
             } catch (const error& e) {
                 if (e.code() != errc::unsafe_path && e.code() != errc::corrupted_file) throw;
-                return refuse(without_path(e, file), false);
+                return refuse(without_path(e, file), file_kind::must_not_overwrite);
             }
-            if (!contents) {
-                out.kind = file_kind::absent;
-                out.writable = true;
-                return out;
-            }
+            if (!contents) return file_state::absent();
             std::string parse_error;
             auto parsed = detail::parse_json(contents->bytes, detail::json_limits{opts.max_depth}, parse_error);
-            if (!parsed) return refuse("cannot parse JSON: " + parse_error, false);
-            if (!parsed->is_object()) return refuse("top level is not a JSON object", false);
+            if (!parsed) return refuse("cannot parse JSON: " + parse_error, file_kind::must_not_overwrite);
+            if (!parsed->is_object()) return refuse("top level is not a JSON object", file_kind::must_not_overwrite);
             boost::json::object& object = parsed->as_object();
             if (opts.schema_field) {
                 std::string why = schema_problem(object);
-                if (!why.empty()) return refuse(std::move(why), false);
+                if (!why.empty()) return refuse(std::move(why), file_kind::must_not_overwrite);
             }
             std::optional<Record> value;
             try {
                 value.emplace(detail::decode_value<Record>(*parsed, ""));
             } catch (const detail::decode_error& e) {
-                return refuse(std::string("cannot decode the record: ") + e.what(), true, std::move(object));
+                return refuse(std::string("cannot decode the record: ") + e.what(), file_kind::not_a_record,
+                              std::move(object));
             }
             const std::string_view inner_key = detail::key_of(*value);
             if (inner_key != key) {
                 return refuse("the record's key " + detail::quote_record_key(inner_key) +
                                   " differs from the file name's " + detail::quote_record_key(key),
-                              true, std::move(object));
+                              file_kind::not_a_record, std::move(object));
             }
-            out.kind = file_kind::valid;
-            out.writable = true;
-            out.record.emplace(stored_record<Record>{std::move(*value), std::move(object)});
-            return out;
+            return file_state::holding(stored_record<Record>{std::move(*value), std::move(object)});
         }
 
         // Empty when the schema field is acceptable, else why not.
@@ -472,19 +467,25 @@ public:
             return {};
         }
 
-        boost::json::object encode(const boost::json::object& base, const Record& value, const std::string& key) const {
+        // The text of `<key>.json` for `value` merged over `base` (with the
+        // schema field when the record lacks it; that object in `encoded`),
+        // proven to read back before anything is written.
+        std::string encode(const boost::json::object& base, const Record& value, const std::string& key,
+                           boost::json::object& encoded) const {
             const auto& opts = files_->options_;
-            boost::json::object encoded;
             try {
-                encoded = detail::encode_over(base, value, detail::json_limits{opts.max_depth});
+                encoded = detail::merge_over(base, value);
+                if (opts.schema_field && !encoded.contains(*opts.schema_field)) {
+                    encoded[*opts.schema_field] = opts.max_schema_version;
+                }
+                std::string text = detail::pretty_print(encoded);
+                text += '\n';
+                detail::read_back<Record>(text, detail::json_limits{opts.max_depth});
+                return text;
             } catch (const detail::decode_error& e) {
                 throw error(errc::invalid_record, active_file(key), std::string("cannot store the record: ") + e.what(),
                             error::details{key, {}, 0});
             }
-            if (opts.schema_field && !encoded.contains(*opts.schema_field)) {
-                encoded[*opts.schema_field] = opts.max_schema_version;
-            }
-            return encoded;
         }
 
         static std::string without_path(const error& e, const std::filesystem::path& file) {
@@ -527,10 +528,7 @@ public:
             const int err = errno;
             ::closedir(stream);
             if (err != 0) detail::throw_os_error(errc::io_failure, root, "cannot list directory", err);
-            for (const std::string& key : keys) {
-                slot& s = slots_[key];
-                if (s.active.kind == file_kind::unknown) s.active = read_state(files_->root_.get(), active_file(key), key);
-            }
+            for (const std::string& key : keys) load_active(slots_[key], key);
             scanned_ = true;
         }
 
@@ -543,13 +541,15 @@ public:
             }
         }
 
-        void move_file(int from_dir, const std::filesystem::path& from_path, int to_dir,
-                       const std::filesystem::path& to_path, const std::string& name) const {
+        // Moves `name` from the directory `from` (descriptor `from_dir`) to `to`.
+        void move_file(int from_dir, const std::filesystem::path& from, int to_dir, const std::filesystem::path& to,
+                       const std::string& name) const {
             if (detail::sys::renameat(from_dir, name.c_str(), to_dir, name.c_str()) != 0) {
-                detail::throw_os_error(errc::io_failure, from_path, "cannot move to " + to_path.string(), errno);
+                const int err = errno;
+                detail::throw_os_error(errc::io_failure, from / name, "cannot move to " + (to / name).string(), err);
             }
-            sync_directory(to_dir, to_path.parent_path());
-            sync_directory(from_dir, from_path.parent_path());
+            sync_directory(to_dir, to);
+            sync_directory(from_dir, from);
         }
 
         void apply(const std::string& key, const op& step) const {
@@ -571,10 +571,10 @@ public:
                 }
                 return;
             case op_kind::retire:
-                move_file(root, active_file(key), retired, retired_file(key), name);
+                move_file(root, files_->options_.root, retired, files_->retired_path_, name);
                 return;
             case op_kind::unretire:
-                move_file(retired, retired_file(key), root, active_file(key), name);
+                move_file(retired, files_->retired_path_, root, files_->options_.root, name);
                 return;
             }
         }
@@ -595,11 +595,13 @@ public:
     }
 
 private:
-    // Removes ".<key>.json.tmp-<pid>-…" files whose writer is dead
-    // (detail::atomic_replace_at's temp names; see detail::sweep_stale_temps,
-    // which does the same for one known target name) and, with `own` (only
-    // under the registry lock), those of this process. Returns whether temp
-    // files of this process were left in place.
+    // Removes ".<key>.json.tmp-<pid>-…" files (detail::atomic_replace_at's
+    // temp names, for any key) whose writer is dead and, with `own` (only
+    // under the registry lock), those of this process; never those of another
+    // live process, which may be a writer without the lock (the Rust seed)
+    // saving right now. Returns whether temp files of this process were left.
+    // Not detail::sweep_stale_temps: that one matches one known target name,
+    // and under the lock removes every writer's temp files.
     static bool sweep_stale_temps(int dirfd, bool own) {
         DIR* stream = detail::sys::fdopendir_dup(dirfd);
         if (!stream) return false;  // best effort: a leftover temp file harms nothing
@@ -610,25 +612,14 @@ private:
             if (name.size() < 2 || name.front() != '.') continue;
             const auto at = name.rfind(marker);
             if (at == std::string_view::npos) continue;
-            const std::string_view rest = name.substr(at + marker.size());
-            const auto dash = rest.find('-');
-            if (dash == std::string_view::npos || dash == 0) continue;
-            std::uint64_t pid = 0;
-            bool digits = true;
-            for (const char c : rest.substr(0, dash)) {
-                if (c < '0' || c > '9' || pid > 0x7fffffffULL) {
-                    digits = false;
-                    break;
-                }
-                pid = pid * 10 + static_cast<std::uint64_t>(c - '0');
-            }
-            if (!digits || pid == 0 || pid > 0x7fffffffULL) continue;
-            if (pid == static_cast<std::uint64_t>(::getpid())) {
+            const auto writer = detail::temp_writer_pid(name.substr(at + marker.size()));
+            if (!writer) continue;  // not one of ours
+            if (*writer == ::getpid()) {
                 if (!own) {
                     own_left = true;
                     continue;
                 }
-            } else if (detail::sys::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) {
+            } else if (detail::sys::process_exists(static_cast<std::uint64_t>(*writer))) {
                 continue;
             }
             (void)detail::sys::unlinkat(dirfd, entry->d_name, 0);

@@ -1,4 +1,6 @@
 // Consumer smoke test: open a registry, insert a session, find it again.
+// Shared by every consumer project beside this file (each builds ../main.cpp)
+// and compiled directly for consumer.pkg_config.
 #include <procreg/presets/algocline.hpp>
 
 #include <cstdint>
