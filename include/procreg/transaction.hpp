@@ -24,6 +24,9 @@
 
 namespace procreg {
 
+template <class Record, class Lock, class Storage, class Liveness>
+class registry;
+
 /// The steps available inside `registry::transact`. Obtained only from a
 /// registry; valid only during the callable it was passed to.
 template <class Record, class Session, class Liveness>
@@ -283,6 +286,19 @@ private:
         } else {
             return Result{};
         }
+    }
+
+    template <class, class, class, class>
+    friend class registry;
+
+    // registry::insert's first attempt where the session can stage a file
+    // without looking it up (see record_files::session::create_unread):
+    // the create at commit is the duplicate check. Falls back to `insert`
+    // when the session declines.
+    void insert_unread(const Record& record) {
+        stored_record<Record> fresh{record, {}};
+        liveness_.stamp_identity(detail::pid_of(record), fresh.json);
+        if (!session_.create_unread(std::move(fresh))) insert(record);
     }
 
     void check_not_duplicate(const Record& record) const {

@@ -372,6 +372,7 @@ BOOST_AUTO_TEST_CASE(older_handle_leaves_a_claim_on_a_recycled_inode) {
     settings.same_pid = procreg::own_pid::retake;
     procreg::claim<text_registry> claim(std::make_shared<text_registry>(text_claim_storage(opts)), "only", settings);
     const bare_pid me{self_pid(), std::nullopt};
+    BOOST_TEST(!claim.holder().has_value());  // the lock keeps its descriptor open from the first transaction on
     const std::size_t descriptors = open_descriptors();
     {
         auto first = claim.acquire(me);

@@ -13,6 +13,7 @@
 #include <boost/json.hpp>
 
 #include <climits>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -502,6 +503,58 @@ BOOST_AUTO_TEST_CASE(eperm_means_alive) {
         return procreg::liveness::pid_alive(1) ? 0 : 5;
     });
     BOOST_TEST(procreg_test::wait_exit(child) == 0);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// The pretty-printer writes strings and integers itself (no temporary
+// string per key and value); its text must stay byte for byte what
+// boost::json::serialize writes, which the seeds' files and serde_json agree with.
+BOOST_AUTO_TEST_SUITE(json_text)
+
+BOOST_AUTO_TEST_CASE(scalars_are_written_as_boost_json_serializes_them) {
+    std::vector<boost::json::value> values;
+    for (int byte = 0; byte < 256; ++byte) {
+        values.emplace_back(boost::json::string(1, static_cast<char>(byte)));
+        values.emplace_back(boost::json::string(std::string("a") + static_cast<char>(byte) + "z"));
+    }
+    std::uint64_t state = 0x9e3779b97f4a7c15ULL;  // xorshift: a fixed, reproducible mix of bytes
+    for (int i = 0; i < 2000; ++i) {
+        boost::json::string text;
+        const int length = static_cast<int>(state % 40);
+        for (int j = 0; j < length; ++j) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            text.push_back(static_cast<char>(state & 0xff));
+        }
+        values.emplace_back(std::move(text));
+    }
+    for (const std::int64_t n : {std::int64_t{0}, std::int64_t{-1}, std::int64_t{42}, std::int64_t{INT64_MIN},
+                                 std::int64_t{INT64_MAX}}) {
+        values.emplace_back(n);
+    }
+    values.emplace_back(std::uint64_t{UINT64_MAX});
+    values.emplace_back(true);
+    values.emplace_back(false);
+    values.emplace_back(nullptr);
+    values.emplace_back(0.1);
+    values.emplace_back(-2.5e300);
+    values.emplace_back(boost::json::string(""));
+    for (const auto& value : values) {
+        std::string written;
+        procreg::detail::append_json_scalar(written, value);
+        BOOST_TEST(written == boost::json::serialize(value));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(keys_that_need_escaping_are_escaped_in_pretty_output) {
+    boost::json::object object;
+    object["plain"] = "x";
+    object[std::string("quote\"back\\slash\ttab\x01" "ctl\x7f" "del\xc3\xa9")] = "v\n";
+    const std::string text = procreg::detail::pretty_print(object);
+    BOOST_TEST(text == "{\n  \"plain\": \"x\",\n  \"quote\\\"back\\\\slash\\ttab\\u0001ctl\x7f" "del\xc3\xa9\": \"v\\n\"\n}");
+    BOOST_TEST(boost::json::parse(text) == boost::json::value(object));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -201,6 +201,70 @@ BOOST_AUTO_TEST_CASE(a_child_forked_while_locked_does_not_keep_the_lock) {
     procreg_test::wait_exit(child);
 }
 
+// The descriptor is kept open between acquisitions; a forked child must not
+// lock the description it inherited (it would "hold" the lock together with
+// its parent) but open its own.
+BOOST_AUTO_TEST_CASE(a_forked_child_locks_its_own_description_not_the_inherited_one) {
+    temp_dir dir;
+    flock_lock lock(dir / "r.lock");
+    lock.lock();  // opens the descriptor the child will inherit
+    lock.unlock();
+    procreg_test::signal_pipe parent_holds;
+    const pid_t child = procreg_test::spawn([&] {
+        if (!parent_holds.wait()) return 2;
+        if (!lock.try_lock()) return 1;  // held by the parent: right
+        lock.unlock();
+        return 0;
+    });
+    lock.lock();
+    parent_holds.notify();
+    BOOST_TEST(procreg_test::wait_exit(child) == 1);
+    lock.unlock();
+}
+
+// Kept open is not stale: when the lock file is removed (a tmp cleaner, an
+// operator) or replaced between transactions, the next acquisition locks the
+// file the path names now, so it excludes a process that opened that file.
+BOOST_AUTO_TEST_CASE(a_removed_or_replaced_lock_file_is_locked_anew) {
+    for (const bool replace : {false, true}) {
+        BOOST_TEST_CONTEXT((replace ? "replaced" : "removed")) {
+            temp_dir dir;
+            const auto path = dir / "r.lock";
+            flock_lock lock(path);
+            lock.lock();
+            lock.unlock();
+            struct ::stat before {};
+            BOOST_TEST_REQUIRE(::stat(path.c_str(), &before) == 0);
+            if (replace) {
+                procreg_test::write_text(dir / "other", "");
+                BOOST_TEST_REQUIRE(::rename((dir / "other").c_str(), path.c_str()) == 0);
+            } else {
+                BOOST_TEST_REQUIRE(::unlink(path.c_str()) == 0);
+            }
+            procreg_test::signal_pipe holding;
+            procreg_test::signal_pipe release;
+            const pid_t child = procreg_test::spawn([&] {
+                flock_lock other(path);
+                other.lock();
+                holding.notify();
+                if (!release.wait()) return 2;
+                other.unlock();
+                return 0;
+            });
+            BOOST_TEST_REQUIRE(holding.wait());
+            BOOST_TEST(!lock.try_lock());  // the new file is held
+            release.notify();
+            BOOST_TEST(procreg_test::wait_exit(child) == 0);
+            BOOST_TEST_REQUIRE(lock.try_lock_for(5s));
+            BOOST_TEST(probe_from_child(path) == 1);
+            lock.unlock();
+            struct ::stat after {};
+            BOOST_TEST_REQUIRE(::stat(path.c_str(), &after) == 0);
+            BOOST_TEST(after.st_ino != before.st_ino);
+        }
+    }
+}
+
 // Re-entering from the holding thread is an error, not a hang.
 BOOST_AUTO_TEST_CASE(a_nested_transaction_fails_instead_of_hanging) {
     temp_dir dir;

@@ -211,6 +211,100 @@ BOOST_AUTO_TEST_CASE(an_invalid_key_makes_no_system_call_at_all) {
     BOOST_TEST(counter.total == 0);
 }
 
+// registry::insert of a new key does not look the key up: the create
+// (a rename that never replaces) is the duplicate check. One open (the temp
+// file), one rename, nothing read.
+BOOST_AUTO_TEST_CASE(insert_of_a_new_key_makes_the_create_its_only_lookup) {
+    procreg::registry<worker, thread_only_lock, record_files, procreg::liveness::always_alive> reg{seeded(3)};
+    syscall_counter counter;
+    {
+        counting on(counter);
+        reg.insert(make("fresh", 1, "n"));
+    }
+    BOOST_TEST(counter[sys::call::open] == 1);
+    BOOST_TEST(counter[sys::call::read] == 0);
+    BOOST_TEST(counter[sys::call::rename] == 1);
+    BOOST_TEST(counter[sys::call::unlink] == 0);
+    BOOST_TEST(reg.find("fresh")->note.value() == "n");
+    for (const auto& entry : fs::directory_iterator(root)) {
+        BOOST_TEST(entry.path().filename().string().find(".tmp-") == std::string::npos, entry.path());
+    }
+}
+
+// When the key holds a file after all, the unread create writes nothing and
+// the insert is exactly the ordinary one: a valid record is a duplicate, a
+// file that must not be overwritten is refused and left byte for byte, and a
+// file that parses but is not a record is merged over (its keys kept).
+BOOST_AUTO_TEST_CASE(insert_over_an_existing_file_ends_as_the_ordinary_insert) {
+    procreg::registry<worker, thread_only_lock, record_files, procreg::liveness::always_alive> reg{seeded(1)};
+    const std::string before = read_text(active("w0"));
+    try {
+        reg.insert(make("w0", 2, "dup"));
+        BOOST_FAIL("expected duplicate_key");
+    } catch (const procreg::error& e) {
+        BOOST_TEST((e.code() == procreg::errc::duplicate_key));
+        BOOST_TEST(e.key() == "w0");
+    }
+    BOOST_TEST(read_text(active("w0")) == before);
+
+    write_text(active("junk"), "{not json");
+    try {
+        reg.insert(make("junk", 2));
+        BOOST_FAIL("expected unsupported_file");
+    } catch (const procreg::error& e) {
+        BOOST_TEST((e.code() == procreg::errc::unsupported_file));
+        BOOST_TEST(e.path() == active("junk"));
+    }
+    BOOST_TEST(read_text(active("junk")) == "{not json");
+
+    write_text(active("other"), R"({"name": 7, "extra": "kept"})");  // parses, does not decode
+    reg.insert(make("other", 3, "mine"));
+    const auto written = boost::json::parse(read_text(active("other"))).as_object();
+    BOOST_TEST(written.at("name").as_string() == "other");
+    BOOST_TEST(written.at("extra").as_string() == "kept");
+    for (const auto& entry : fs::directory_iterator(root)) {
+        BOOST_TEST(entry.path().filename().string().find(".tmp-") == std::string::npos, entry.path());
+    }
+}
+
+// Where the filesystem has no RENAME_NOREPLACE (EINVAL), link(2) creates the
+// name without replacing; where it has no hard links either, a lookup and a
+// rename under the lock. Each way creates a new key once and never replaces
+// an existing file.
+BOOST_AUTO_TEST_CASE(insert_without_rename_noreplace_falls_back_and_still_never_replaces) {
+    for (const bool links_work : {true, false}) {
+        BOOST_TEST_CONTEXT((links_work ? "via link(2)" : "via lookup and rename")) {
+            fixture here;
+            procreg::registry<worker, thread_only_lock, record_files, procreg::liveness::always_alive> reg{
+                here.seeded(1)};
+            const std::string before = read_text(here.active("w0"));
+            for (const std::string key : {"new", "w0"}) {
+                syscall_counter counter;
+                counter.fail_errno = EINVAL;
+                counter.fail_nth[sys::call::rename] = 1;  // renameat2(RENAME_NOREPLACE)
+                if (!links_work) counter.fail_nth[sys::call::link] = 1;
+                bool duplicate = false;
+                {
+                    counting on(counter);
+                    try {
+                        reg.insert(make(key, 4, "via fallback"));
+                    } catch (const procreg::error& e) {
+                        BOOST_TEST((e.code() == procreg::errc::duplicate_key));
+                        duplicate = true;
+                    }
+                }
+                BOOST_TEST(counter[sys::call::link] == 1);
+                BOOST_TEST(duplicate == (key == "w0"));
+            }
+            BOOST_TEST(reg.find("new")->note.value() == "via fallback");
+            BOOST_TEST(read_text(here.active("w0")) == before);
+            for (const auto& entry : fs::directory_iterator(here.root)) {
+                BOOST_TEST(entry.path().filename().string().find(".tmp-") == std::string::npos, entry.path());
+            }
+        }
+    }
+}
+
 BOOST_AUTO_TEST_CASE(a_session_sees_its_own_buffered_changes) {
     record_files files = seeded(3);
     auto session = files.begin<worker>();

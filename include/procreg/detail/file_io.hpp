@@ -64,6 +64,30 @@ private:
     throw error(code, path, what + ": " + std::strerror(err), error::details{{}, {}, err});
 }
 
+/// The path of a file, for error messages only, built when one is thrown:
+/// a whole path, or a directory and a name in it. The *_at primitives take
+/// one so that a storage reaching its files by directory descriptor and
+/// name does not build a `std::filesystem::path` per operation just in
+/// case it fails. A parameter type: it refers to its arguments, which must
+/// outlive the call.
+class path_ref {
+public:
+    path_ref(const std::filesystem::path& whole) noexcept : base_(&whole) {}  // NOLINT: implicit by design
+    path_ref(const std::filesystem::path& dir, std::string_view name) noexcept : base_(&dir), name_(name) {}
+
+    /// The path itself.
+    std::filesystem::path get() const { return name_.empty() ? *base_ : *base_ / name_; }
+
+private:
+    const std::filesystem::path* base_;
+    std::string_view name_;
+};
+
+/// As above, naming the file by a `path_ref`.
+[[noreturn]] inline void throw_os_error(errc code, const path_ref& path, const std::string& what, int err) {
+    throw_os_error(code, path.get(), what, err);
+}
+
 /// What a registry directory may be.
 struct directory_policy {
     /// Create the directory (and missing parents, each 0700) when absent.
@@ -137,7 +161,7 @@ struct file_contents {
 /// `max_bytes` (checked with fstat before reading, and again while reading).
 /// With `keep_open`, the descriptor the bytes were read from is handed over
 /// instead of closed (it pins the inode, e.g. for a cache keyed on it).
-inline std::optional<file_contents> read_file_at(int dirfd, const std::filesystem::path& path,
+inline std::optional<file_contents> read_file_at(int dirfd, const path_ref& path,
                                                  const char* name, std::size_t max_bytes,
                                                  unique_fd* keep_open = nullptr) {
     const int fd = sys::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
@@ -150,9 +174,9 @@ inline std::optional<file_contents> read_file_at(int dirfd, const std::filesyste
     unique_fd handle(fd);
     file_contents out;
     if (sys::fstat(fd, &out.status) != 0) throw_os_error(errc::io_failure, path, "cannot stat", errno);
-    if (!S_ISREG(out.status.st_mode)) throw error(errc::unsafe_path, path, "is not a regular file (refused)");
+    if (!S_ISREG(out.status.st_mode)) throw error(errc::unsafe_path, path.get(), "is not a regular file (refused)");
     if (static_cast<std::uint64_t>(out.status.st_size) > max_bytes) {
-        throw error(errc::corrupted_file, path,
+        throw error(errc::corrupted_file, path.get(),
                     "file is " + std::to_string(out.status.st_size) + " bytes, above the limit of " +
                         std::to_string(max_bytes) + " bytes");
     }
@@ -161,21 +185,27 @@ inline std::optional<file_contents> read_file_at(int dirfd, const std::filesyste
     for (;;) {
         if (used == out.bytes.size()) {
             if (used > max_bytes) {
-                throw error(errc::corrupted_file, path,
+                throw error(errc::corrupted_file, path.get(),
                             "file grew past the limit of " + std::to_string(max_bytes) + " bytes while reading");
             }
             out.bytes.resize(used * 2 + 64);
         }
-        const ssize_t got = sys::read(fd, out.bytes.data() + used, out.bytes.size() - used);
+        const std::size_t asked = out.bytes.size() - used;
+        const ssize_t got = sys::read(fd, out.bytes.data() + used, asked);
         if (got < 0) {
             if (errno == EINTR) continue;
             throw_os_error(errc::io_failure, path, "cannot read", errno);
         }
         if (got == 0) break;
         used += static_cast<std::size_t>(got);
+        // A short read that ends exactly at the size fstat reported is the
+        // end of the file: the buffer asked for one byte more. This spares
+        // the read that would return 0. (Any other short read is not taken
+        // for the end: some filesystems, FUSE with direct I/O, return less.)
+        if (static_cast<std::size_t>(got) < asked && used == static_cast<std::size_t>(out.status.st_size)) break;
     }
     if (used > max_bytes) {
-        throw error(errc::corrupted_file, path,
+        throw error(errc::corrupted_file, path.get(),
                     "file is above the limit of " + std::to_string(max_bytes) + " bytes");
     }
     out.bytes.resize(used);
@@ -208,27 +238,59 @@ inline std::string temp_prefix(std::string_view target) {
     return prefix;
 }
 
-/// Replaces `name` in `dirfd` by `data` with the atomic replace protocol.
+/// What an atomic write does when its target exists.
+enum class if_target_exists {
+    replace,  ///< the atomic replace protocol: rename over it
+    keep,     ///< create only: leave it, write nothing, report it
+};
+
+/// Renames `temp` to `name` (both in `dirfd`) unless `name` exists, as one
+/// atomic step: renameat2(RENAME_NOREPLACE), or link(2) — which never
+/// replaces either — where the filesystem lacks it. Returns 0, EEXIST (and
+/// `temp` is still there), or the errno of a failure.
+inline int rename_if_absent(int dirfd, const char* temp, const char* name) noexcept {
+    if (sys::renameat_noreplace(dirfd, temp, dirfd, name) == 0) return 0;
+    if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) return errno;
+    if (sys::linkat(dirfd, temp, dirfd, name, 0) == 0) {
+        (void)sys::unlinkat(dirfd, temp, 0);  // if this fails, a leftover temp file, swept like any other
+        return 0;
+    }
+    if (errno == EEXIST) return EEXIST;
+    // Nor hard links (FAT, some FUSE filesystems): look, then rename. Atomic
+    // only against writers that hold the registry lock, as the caller does.
+    struct ::stat st {};
+    if (sys::fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) return EEXIST;
+    if (errno != ENOENT) return errno;
+    return sys::renameat(dirfd, temp, dirfd, name) == 0 ? 0 : errno;
+}
+
+/// Writes `data` as `name` in `dirfd` with the atomic replace protocol.
 /// `durable` adds fsync of the file before the rename and of the directory
 /// after it (off only where nothing survives a reboot anyway, e.g. tmpfs).
 /// On any failure the temp file is gone and the target is untouched, except
 /// when only the final directory fsync fails: then the new contents are in
 /// place but may not survive power loss, and the error says so.
-/// With `keep_open`, a successful replace also hands over a
-/// descriptor of the new file (a duplicate of the temp file's, taken before
-/// it is closed, so no other file can be substituted by name); it stays
-/// empty if the duplicate could not be made, which is not an error.
-inline void atomic_replace_at(int dirfd, const std::filesystem::path& path, const char* name,
-                              std::string_view data, bool durable, unique_fd* keep_open = nullptr) {
+/// With `if_target_exists::keep` the last step is a rename that never
+/// replaces (renameat2 RENAME_NOREPLACE, or link(2) where the filesystem
+/// lacks it), so "is there a file?" and "create it" are one atomic step:
+/// returns false, having written nothing, when the target exists.
+/// With `keep_open`, a successful write also hands over a descriptor of the
+/// new file (a duplicate of the temp file's, taken before it is closed, so
+/// no other file can be substituted by name); it stays empty if the
+/// duplicate could not be made, which is not an error.
+inline bool atomic_write_at(int dirfd, const path_ref& path, const char* name, std::string_view data,
+                            bool durable, if_target_exists existing, unique_fd* keep_open = nullptr) {
     static std::atomic<std::uint64_t> counter{0};
+    const std::string prefix = temp_prefix(name) + std::to_string(::getpid()) + "-";
     std::string temp;
     int fd = -1;
     for (int attempt = 0; attempt < 64 && fd < 0; ++attempt) {
         const auto noise = static_cast<std::uint64_t>(
             std::chrono::steady_clock::now().time_since_epoch().count());
-        temp = temp_prefix(name) + std::to_string(::getpid()) + "-" +
-               std::to_string(counter.fetch_add(1, std::memory_order_relaxed)) + "-" +
-               std::to_string(noise % 1000000007ULL);
+        temp = prefix;
+        temp += std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
+        temp += '-';
+        temp += std::to_string(noise % 1000000007ULL);
         fd = sys::openat(dirfd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0 && errno != EEXIST) {
             throw_os_error(errc::io_failure, path, "cannot create temp file " + temp, errno);
@@ -245,26 +307,34 @@ inline void atomic_replace_at(int dirfd, const std::filesystem::path& path, cons
     if (durable && sys::fsync(fd) != 0) fail("fsync of temp file failed; nothing was changed", errno);
     unique_fd kept;
     if (keep_open) kept = unique_fd(sys::dup_cloexec(fd));  // -1 on failure: nothing kept
-    if (sys::close(handle.release()) != 0) {
-        const int err = errno;
+    if (sys::close(handle.release()) != 0) fail("closing temp file failed; nothing was changed", errno);
+    if (existing == if_target_exists::replace) {
+        if (sys::renameat(dirfd, temp.c_str(), dirfd, name) != 0) {
+            fail("cannot rename temp file over the target", errno);
+        }
+    } else if (const int err = rename_if_absent(dirfd, temp.c_str(), name)) {
         (void)sys::unlinkat(dirfd, temp.c_str(), 0);
-        throw_os_error(errc::io_failure, path, "closing temp file failed; nothing was changed", err);
-    }
-    if (sys::renameat(dirfd, temp.c_str(), dirfd, name) != 0) {
-        const int err = errno;
-        (void)sys::unlinkat(dirfd, temp.c_str(), 0);
-        throw_os_error(errc::io_failure, path, "cannot rename temp file over the target", err);
+        if (err == EEXIST) return false;
+        throw_os_error(errc::io_failure, path, "cannot rename temp file to the target", err);
     }
     if (keep_open) *keep_open = std::move(kept);
     if (durable && sys::fsync(dirfd) != 0) {
         throw_os_error(errc::io_failure, path,
-                       "replaced, but fsync of the directory failed: the change may not survive a crash",
+                       "written, but fsync of the directory failed: the change may not survive a crash",
                        errno);
     }
+    return true;
+}
+
+/// Replaces `name` in `dirfd` by `data`: `atomic_write_at` with
+/// `if_target_exists::replace`.
+inline void atomic_replace_at(int dirfd, const path_ref& path, const char* name, std::string_view data,
+                              bool durable, unique_fd* keep_open = nullptr) {
+    (void)atomic_write_at(dirfd, path, name, data, durable, if_target_exists::replace, keep_open);
 }
 
 /// Removes `name` from `dirfd`. Returns false when it was already absent.
-inline bool remove_file_at(int dirfd, const std::filesystem::path& path, const char* name) {
+inline bool remove_file_at(int dirfd, const path_ref& path, const char* name) {
     if (sys::unlinkat(dirfd, name, 0) == 0) return true;
     if (errno == ENOENT) return false;
     throw_os_error(errc::io_failure, path, "cannot remove", errno);

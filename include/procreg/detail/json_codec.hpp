@@ -28,6 +28,7 @@
 #include <boost/json.hpp>
 #include <boost/mp11/algorithm.hpp>
 
+#include <charconv>
 #include <cmath>
 #include <cstddef>
 #include <exception>
@@ -271,6 +272,63 @@ boost::json::object encode_over(const boost::json::object& base, const Record& r
     return object;
 }
 
+/// Appends `text` as a JSON string literal, escaped exactly as
+/// boost::json::serialize (and serde_json) escape it: `"` and `\\`, the
+/// control characters as \b \t \n \f \r or \u00xx (lower-case hex), every
+/// other byte as is. Runs of bytes needing no escape are appended whole, so
+/// the usual key or value costs one append, not a serializer and a string.
+inline void append_json_string(std::string& out, std::string_view text) {
+    static constexpr char hex[] = "0123456789abcdef";
+    out += '"';
+    std::size_t run = 0;  // start of the bytes not yet appended
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const auto byte = static_cast<unsigned char>(text[i]);
+        if (byte >= 0x20 && byte != '"' && byte != '\\') continue;
+        out.append(text.data() + run, i - run);
+        run = i + 1;
+        out += '\\';
+        switch (byte) {
+        case '"': out += '"'; break;
+        case '\\': out += '\\'; break;
+        case '\b': out += 'b'; break;
+        case '\t': out += 't'; break;
+        case '\n': out += 'n'; break;
+        case '\f': out += 'f'; break;
+        case '\r': out += 'r'; break;
+        default:
+            out += "u00";
+            out += hex[byte >> 4];
+            out += hex[byte & 15];
+        }
+    }
+    out.append(text.data() + run, text.size() - run);
+    out += '"';
+}
+
+/// Appends `value` as boost::json::serialize writes it. Strings, integers
+/// and literals are written here without a temporary string; doubles go to
+/// Boost.JSON's own formatter, whose shortest round-trip output the files
+/// already hold.
+inline void append_json_scalar(std::string& out, const boost::json::value& value) {
+    char digits[24];
+    switch (value.kind()) {
+    case boost::json::kind::string: append_json_string(out, value.get_string()); return;
+    case boost::json::kind::int64: {
+        const auto end = std::to_chars(digits, digits + sizeof digits, value.get_int64()).ptr;
+        out.append(digits, static_cast<std::size_t>(end - digits));
+        return;
+    }
+    case boost::json::kind::uint64: {
+        const auto end = std::to_chars(digits, digits + sizeof digits, value.get_uint64()).ptr;
+        out.append(digits, static_cast<std::size_t>(end - digits));
+        return;
+    }
+    case boost::json::kind::bool_: out += value.get_bool() ? "true" : "false"; return;
+    case boost::json::kind::null: out += "null"; return;
+    default: out += boost::json::serialize(value); return;
+    }
+}
+
 inline void pretty_print_into(std::string& out, const boost::json::value& value, int indent) {
     const auto newline = [&](int level) {
         out += '\n';
@@ -289,7 +347,7 @@ inline void pretty_print_into(std::string& out, const boost::json::value& value,
             if (!first) out += ',';
             first = false;
             newline(indent + 1);
-            out += boost::json::serialize(boost::json::string_view(item.key()));
+            append_json_string(out, item.key());
             out += ": ";
             pretty_print_into(out, item.value(), indent + 1);
         }
@@ -316,7 +374,7 @@ inline void pretty_print_into(std::string& out, const boost::json::value& value,
         return;
     }
     default:
-        out += boost::json::serialize(value);
+        append_json_scalar(out, value);
         return;
     }
 }

@@ -96,6 +96,16 @@ struct session_is_complete<
                 decltype(std::declval<const Session&>().skipped()), decltype(std::declval<const Session&>().path())>>
     : std::true_type {};
 
+/// Whether a session can stage a record's file without looking it up first
+/// (`bool create_unread(stored_record<Record>)`): an optional speed-up that
+/// `registry::insert` uses, not part of the contract.
+template <class Session, class Record, class = void>
+struct session_creates_unread : std::false_type {};
+template <class Session, class Record>
+struct session_creates_unread<
+    Session, Record, std::void_t<decltype(std::declval<Session&>().create_unread(std::declval<stored_record<Record>>()))>>
+    : std::true_type {};
+
 template <class Storage, class Record>
 constexpr bool check_storage_contract() {
     static_assert(storage_has_begin<Storage, Record>::value,

@@ -134,6 +134,19 @@ inline int renameat(int from_dir, const char* from, int to_dir, const char* to) 
     PROCREG_SYS_INTERCEPT_NAMED(call::rename, from, -1);
     return ::renameat(from_dir, from, to_dir, to);
 }
+/// renameat2(RENAME_NOREPLACE): the rename fails with EEXIST when `to`
+/// exists, atomically. EINVAL where the filesystem (or the C library) does
+/// not offer it; the caller then falls back to linkat, which never replaces either.
+inline int renameat_noreplace(int from_dir, const char* from, int to_dir, const char* to) noexcept {
+    PROCREG_SYS_INTERCEPT_NAMED(call::rename, from, -1);
+#if defined(RENAME_NOREPLACE)
+    return ::renameat2(from_dir, from, to_dir, to, RENAME_NOREPLACE);
+#else
+    (void)from_dir, (void)from, (void)to_dir, (void)to;
+    errno = EINVAL;
+    return -1;
+#endif
+}
 inline int unlinkat(int dirfd, const char* name, int flags) noexcept {
     PROCREG_SYS_INTERCEPT_NAMED(call::unlink, name, -1);
     return ::unlinkat(dirfd, name, flags);

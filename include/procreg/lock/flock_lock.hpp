@@ -7,10 +7,21 @@
 //
 // Invariants:
 // - the lock file is only ever opened, locked and closed; procreg never
-//   renames or unlinks it (a waiter on an unlinked inode would split off);
-// - it is opened O_CLOEXEC|O_NOFOLLOW, mode 0600, afresh for each
-//   acquisition, and released with LOCK_UN before the close, so neither an
-//   exec'd child nor a child forked mid-transaction keeps it held;
+//   renames or unlinks it;
+// - it is opened O_CLOEXEC|O_NOFOLLOW, mode 0600, once per process and lock
+//   object, and kept open between acquisitions (opening it is most of what
+//   an uncontended acquisition would otherwise cost). Kept open is not kept
+//   locked: every release is an explicit LOCK_UN, so neither an exec'd child
+//   (the descriptor is not inherited) nor a child forked mid-transaction
+//   (it shares the description, which LOCK_UN releases) keeps it held;
+// - a forked child never locks the description it inherited (two processes
+//   would then "hold" one flock together): the lock remembers which process
+//   opened its descriptor and a child opens its own;
+// - a lock is held on the file the path names *now*: after each flock the
+//   path is checked to still name the locked inode, and when the file was
+//   removed or replaced meanwhile (a tmp cleaner, an operator) the lock is
+//   let go and taken on the new file, so two processes never lock two
+//   different inodes under one name;
 // - an in-process mutex is taken first, so threads sharing one registry
 //   object exclude each other too (flock would let one description in twice).
 #pragma once
@@ -25,6 +36,9 @@
 #include <mutex>
 #include <thread>
 #include <utility>
+
+#include <sys/types.h>
+#include <unistd.h>
 
 // std::timed_mutex::try_lock_until on steady_clock is pthread_mutex_clocklock
 // in libstdc++, which ThreadSanitizer (GCC 12's and LLVM 14's runtimes) does
@@ -61,12 +75,14 @@ public:
         refuse_relock();
         thread_mutex_.lock();
         try {
-            detail::unique_fd fd = open_lock_file();
-            while (detail::sys::flock(fd.get(), LOCK_EX) != 0) {
-                if (errno == EINTR) continue;
-                detail::throw_os_error(errc::io_failure, path_, "flock(LOCK_EX) failed", errno);
+            for (;;) {
+                const int fd = descriptor();
+                if (detail::sys::flock(fd, LOCK_EX) != 0) {
+                    if (errno == EINTR) continue;
+                    detail::throw_os_error(errc::io_failure, path_, "flock(LOCK_EX) failed", errno);
+                }
+                if (still_names_locked_file()) break;
             }
-            fd_ = std::move(fd);
             owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
         } catch (...) {
             thread_mutex_.unlock();
@@ -90,11 +106,11 @@ public:
         refuse_relock();
         if (!lock_thread_mutex_until(deadline)) return false;
         try {
-            detail::unique_fd fd = open_lock_file();
             auto pause = std::chrono::milliseconds(1);
             for (;;) {
-                if (detail::sys::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) {
-                    fd_ = std::move(fd);
+                const int fd = descriptor();
+                if (detail::sys::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+                    if (!still_names_locked_file()) continue;
                     owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
                     return true;
                 }
@@ -114,15 +130,17 @@ public:
         return false;
     }
 
-    /// Releases the lock. LOCK_UN comes before the close because a child
-    /// forked during the transaction shares the open file description: a
-    /// close alone would leave the lock held until that child exits. (Such a
-    /// child must not use this lock object: it inherits the thread mutex
-    /// in whatever state the fork found it.)
+    /// Releases the lock; the descriptor stays open for the next acquisition.
+    /// LOCK_UN, not a close, is what releases: a child forked during the
+    /// transaction shares the open file description, and a close alone
+    /// would leave the lock held until that child exits. (Such a child must
+    /// not use this lock object while the parent holds it: it inherits the
+    /// thread mutex in whatever state the fork found it.)
     void unlock() noexcept {
         owner_.store(std::thread::id(), std::memory_order_relaxed);
-        if (fd_) (void)detail::sys::flock(fd_.get(), LOCK_UN);
-        fd_.reset();
+        // Should LOCK_UN ever fail, closing the descriptor releases the lock
+        // all the same (unless a forked child still shares it).
+        if (fd_ && detail::sys::flock(fd_.get(), LOCK_UN) != 0) fd_.reset();
         thread_mutex_.unlock();
     }
 
@@ -154,7 +172,14 @@ private:
 #endif
     }
 
-    detail::unique_fd open_lock_file() const {
+    // The descriptor to flock, opened on first use and again in a forked
+    // child (see the invariants). Called with the thread mutex held.
+    int descriptor() {
+        const pid_t self = ::getpid();
+        if (fd_ && opened_by_ == self) return fd_.get();
+        // A forked child closes its inherited copy without LOCK_UN: the
+        // description, and any lock on it, is the parent's.
+        fd_.reset();
         const int fd = detail::sys::openat(AT_FDCWD, path_.c_str(),
                                            O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
         if (fd < 0) {
@@ -166,13 +191,38 @@ private:
         struct ::stat st {};
         if (detail::sys::fstat(fd, &st) != 0) detail::throw_os_error(errc::io_failure, path_, "cannot stat lock file", errno);
         if (!S_ISREG(st.st_mode)) throw error(errc::unsafe_path, path_, "lock file is not a regular file (refused)");
-        return handle;
+        fd_ = std::move(handle);
+        opened_by_ = self;
+        device_ = st.st_dev;
+        inode_ = st.st_ino;
+        return fd_.get();
+    }
+
+    // Called right after a successful flock: whether the path still names
+    // the inode just locked. When it does not (the file was removed or
+    // replaced since it was opened), the lock is let go and the descriptor
+    // dropped, so the caller's next round opens and locks the file there now.
+    bool still_names_locked_file() {
+        struct ::stat st {};
+        int err = 0;
+        do {
+            err = detail::sys::fstatat(AT_FDCWD, path_.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno;
+        } while (err == EINTR);
+        if (err == 0 && st.st_dev == device_ && st.st_ino == inode_) return true;
+        (void)detail::sys::flock(fd_.get(), LOCK_UN);  // the close below releases it anyway
+        fd_.reset();
+        if (err != 0 && err != ENOENT) detail::throw_os_error(errc::io_failure, path_, "cannot stat lock file", err);
+        return false;
     }
 
     std::filesystem::path path_;
     std::timed_mutex thread_mutex_;
     std::atomic<std::thread::id> owner_{};  // the holding thread, for refuse_relock
-    detail::unique_fd fd_;
+    // Guarded by thread_mutex_:
+    detail::unique_fd fd_;  // the lock file, kept open between acquisitions
+    pid_t opened_by_ = 0;   // the process that opened fd_
+    dev_t device_ = 0;      // fd_'s file, to see that the path still names it
+    ino_t inode_ = 0;
 };
 
 }  // namespace procreg::lock

@@ -191,6 +191,37 @@ public:
             return std::nullopt;
         }
 
+        /// Stages a new `<key>.json` without reading it first: commit()
+        /// creates the file with a rename that never replaces
+        /// (detail::if_target_exists::keep), so "is the key free?" costs no
+        /// lookup of its own. When the file exists after all, commit()
+        /// writes nothing and throws `detail::file_exists_after_all`, and
+        /// `registry::insert`, the caller, inserts the ordinary way (reading
+        /// the file, so a duplicate, a file not to overwrite or one to merge
+        /// over is handled as always). A later step that reads the key reads
+        /// the file first, and throws the same when it exists. Returns false,
+        /// staging nothing, unless this is the session's first step (so the
+        /// create is the first change commit() makes, and a throw leaves
+        /// nothing half-written) or when the record does not encode (the
+        /// ordinary insert then reports what an insert reports).
+        bool create_unread(stored_record<Record> entry) {
+            if (!slots_.empty() || scanned_) return false;
+            const std::string key(detail::key_of(entry.value));
+            slot& s = slot_of(key);
+            boost::json::object encoded;
+            std::string text;
+            try {
+                text = encode(entry.json, entry.value, key, encoded);
+            } catch (const error& e) {
+                if (e.code() != errc::invalid_record) throw;
+                return false;
+            }
+            s.active = file_state::holding(stored_record<Record>{std::move(entry.value), std::move(encoded)});
+            s.created_unread = true;
+            add_op(s, key, op{op_kind::create_active, std::move(text)});
+            return true;
+        }
+
         /// Removes the valid active record with `key` (or retires it, when
         /// `on_erase` is `erase_action::retire`); false when there is none.
         /// A file that is not a valid record is not a record: it is left alone.
@@ -327,6 +358,8 @@ public:
                     for (const op& step : s.pending) apply(key, step);
                     s.pending.clear();
                 }
+            } catch (const detail::file_exists_after_all&) {
+                throw;  // nothing written, and the temp file is gone
             } catch (...) {
                 files_->sweep_own_ = true;  // the failed save may have left its temp file
                 throw;
@@ -359,7 +392,8 @@ public:
             bool writable() const noexcept { return kind != file_kind::must_not_overwrite; }
         };
 
-        enum class op_kind : unsigned char { write_active, remove_active, remove_retired, retire, unretire };
+        // create_active: write_active that must not replace a file (create_unread).
+        enum class op_kind : unsigned char { write_active, create_active, remove_active, remove_retired, retire, unretire };
         struct op {
             op_kind kind;
             std::string bytes;  // for write_active
@@ -369,6 +403,7 @@ public:
             file_state active;
             file_state retired;
             std::vector<op> pending;
+            bool created_unread = false;  // `active` was staged by create_unread; the file is not read yet
         };
 
         std::filesystem::path active_file(std::string_view key) const {
@@ -390,34 +425,44 @@ public:
 
         file_state& load_active(slot& s, std::string_view key) const {
             if (s.active.kind == file_kind::unknown) {
-                s.active = read_state(files_->root_.get(), active_file(key), key);
+                s.active = read_state(files_->root_.get(), files_->options_.root, key);
+            } else if (s.created_unread) {
+                // A step reads a key create_unread staged: it must see what
+                // an ordinary insert would have seen, so the file is read now.
+                if (read_state(files_->root_.get(), files_->options_.root, key).kind != file_kind::absent) {
+                    throw detail::file_exists_after_all{};
+                }
+                s.created_unread = false;
+                s.pending.front().kind = op_kind::write_active;  // known absent: an ordinary write
             }
             return s.active;
         }
 
         file_state& load_retired(slot& s, std::string_view key) const {
             if (s.retired.kind == file_kind::unknown) {
-                s.retired = read_state(files_->retired_.get(), retired_file(key), key);
+                s.retired = read_state(files_->retired_.get(), files_->retired_path_, key);
             }
             return s.retired;
         }
 
-        // Reads and classifies one file. Never throws for a file's contents
-        // or kind (those make it `invalid`, reported in skipped_); throws
-        // only when the system fails (errc::io_failure).
-        file_state read_state(int dirfd, const std::filesystem::path& file, std::string_view key) const {
+        // Reads and classifies `<dir>/<key>.json` (`dirfd` is `dir` open).
+        // Never throws for a file's contents or kind (those make it
+        // `invalid`, reported in skipped_); throws only when the system
+        // fails (errc::io_failure). The file's path is built only for a
+        // report or an error.
+        file_state read_state(int dirfd, const std::filesystem::path& dir, std::string_view key) const {
             const auto& opts = files_->options_;
             const std::string name = std::string(key) + ".json";
             const auto refuse = [&](std::string reason, file_kind kind, boost::json::object raw = {}) {
-                skipped_.push_back(skipped_file{file, reason});
+                skipped_.push_back(skipped_file{dir / name, reason});
                 return file_state{kind, std::nullopt, std::move(raw), std::move(reason)};
             };
             std::optional<detail::file_contents> contents;
             try {
-                contents = detail::read_file_at(dirfd, file, name.c_str(), opts.max_file_bytes);
+                contents = detail::read_file_at(dirfd, detail::path_ref(dir, name), name.c_str(), opts.max_file_bytes);
             } catch (const error& e) {
                 if (e.code() != errc::unsafe_path && e.code() != errc::corrupted_file) throw;
-                return refuse(without_path(e, file), file_kind::must_not_overwrite);
+                return refuse(without_path(e, dir / name), file_kind::must_not_overwrite);
             }
             if (!contents) return file_state::absent();
             std::string parse_error;
@@ -558,15 +603,23 @@ public:
             const int retired = files_->retired_.get();
             switch (step.kind) {
             case op_kind::write_active:
-                detail::atomic_replace_at(root, active_file(key), name.c_str(), step.bytes, files_->options_.durable);
+                detail::atomic_replace_at(root, detail::path_ref(files_->options_.root, name), name.c_str(), step.bytes,
+                                          files_->options_.durable);
+                return;
+            case op_kind::create_active:
+                // Only ever the first change of a commit (see create_unread).
+                if (!detail::atomic_write_at(root, detail::path_ref(files_->options_.root, name), name.c_str(),
+                                             step.bytes, files_->options_.durable, detail::if_target_exists::keep)) {
+                    throw detail::file_exists_after_all{};
+                }
                 return;
             case op_kind::remove_active:
-                if (detail::remove_file_at(root, active_file(key), name.c_str())) {
+                if (detail::remove_file_at(root, detail::path_ref(files_->options_.root, name), name.c_str())) {
                     sync_directory(root, files_->options_.root);
                 }
                 return;
             case op_kind::remove_retired:
-                if (detail::remove_file_at(retired, retired_file(key), name.c_str())) {
+                if (detail::remove_file_at(retired, detail::path_ref(files_->retired_path_, name), name.c_str())) {
                     sync_directory(retired, files_->retired_path_);
                 }
                 return;
