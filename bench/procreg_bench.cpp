@@ -54,6 +54,12 @@ namespace {
 // for it on every Linux system, and it can never be reused during the run.
 constexpr std::uint32_t dead_pid = 0x3fffffffU;
 
+// The owner of the N existing records: init, alive as long as the machine
+// (kill(1, 0) is 0 for root, EPERM — alive — for anyone else). Not the
+// bench's own pid: the record directories kept between runs (below) would
+// then hold records of a dead process, and reap would remove them all.
+constexpr std::uint32_t resident_pid = 1;
+
 const std::vector<std::string> all_ops = {"insert", "erase", "find", "list", "reap"};
 
 struct config {
@@ -106,7 +112,7 @@ double median_of(std::vector<double> v) {
 }
 
 // Runs the five operations against every contender, each holding `n`
-// records with the bench's own (live) pid. The contenders take turns in
+// live records (owned by resident_pid, init). The contenders take turns in
 // short bursts (up to 8 calls or 10 ms, after one untimed call when a call
 // is cheap, so each burst runs with its own data in the CPU caches), so a
 // disturbance lasting more than a few ms (another process's I/O, a journal
@@ -173,9 +179,16 @@ std::map<std::string, op_figures> run_ops(const std::vector<contender>& all, std
         std::map<std::string, std::vector<double>> times;
         sample(
             [&](const contender& c, bool keep) {
-                if (setup) setup(*c.b);
-                const auto t0 = clock_type::now();
-                timed(*c.b);
+                const auto t0 = [&] {
+                    try {
+                        if (setup) setup(*c.b);
+                        const auto start = clock_type::now();
+                        timed(*c.b);
+                        return start;
+                    } catch (const std::exception& e) {
+                        throw std::runtime_error(c.name + " " + op + ", N = " + std::to_string(n) + ": " + e.what());
+                    }
+                }();
                 const double t = us_since(t0);
                 if (keep) times[c.name].push_back(t);
                 return t;
@@ -235,12 +248,14 @@ std::string read_all(const fs::path& path) {
 // On a disk mounted with `discard` every unlink waits for the device (a
 // few ms here), so deleting 100,000 record files takes minutes. On the disk,
 // the record directories for N >= 10,000 are therefore kept between runs
-// (build/bench/data/kept-record_files-<N>), checked and tidied at the start
+// (build/bench/data/kept-record_files-init-<N>), checked and tidied at the start
 // of each run, instead of being created and deleted every time.
 constexpr std::uint64_t keep_records_from = 10000;
 
 fs::path kept_records_dir(const config& cfg, std::uint64_t n) {
-    return cfg.disk_parent / "data" / ("kept-record_files-" + std::to_string(n));
+    // "-init": its records belong to resident_pid (directories of earlier
+    // runs, named without it, held records of the bench's own, dead, pid).
+    return cfg.disk_parent / "data" / ("kept-record_files-init-" + std::to_string(n));
 }
 
 // Makes `dir` hold exactly the records sess-0 … sess-(n-1), reusing what a
@@ -281,7 +296,7 @@ struct n_figures {
 n_figures measure_n(const config& cfg, const medium& m, std::uint64_t n, std::uint64_t& serial) {
     n_figures out;
     const auto how = sampling_for(cfg, n);
-    const auto me = static_cast<std::uint32_t>(::getpid());
+    const auto me = resident_pid;
     const auto fresh = [&](const std::string& name) { return make_private_dir(m.dir, name); };
     std::vector<contender> all;
     std::vector<fs::path> dirs;
