@@ -135,12 +135,12 @@ class json_table {
     // One session's records, in file order.
     template <class Record>
     struct table_state {
-        // A record with its text as last written (empty: to be encoded at
-        // the next save). An erased record leaves a hole (no record), so
-        // positions in `index` stay valid until the next save compacts them.
+        /// A record with its text as last written (empty: to be encoded at
+        /// the next save). An erased record leaves a hole (no record), so
+        /// positions in `index` stay valid until the next save compacts them.
         struct slot {
-            std::optional<stored_record<Record>> record;
-            std::string text;
+            std::optional<stored_record<Record>> record;  ///< the record; empty for a hole
+            std::string text;                             ///< its text as last written, or empty
         };
         boost::json::object top;                             // the file's top level, records array emptied
         std::vector<slot> slots;                             // file order, with holes
