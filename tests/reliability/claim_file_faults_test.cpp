@@ -136,7 +136,7 @@ void write_stale_pid(const fs::path& dir) { procreg_test::write_text(daemon_lock
 
 template <class Kind>
 std::string trusty_label(const char* op) {
-    return std::string("claim_file pid text (trusty)/") + Kind::name + " " + op;
+    return matrix_label<Kind>("claim_file pid text (trusty)", op);
 }
 
 // ── INSOMNIA (JSON record) ───────────────────────────────────────────────────

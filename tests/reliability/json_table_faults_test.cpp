@@ -85,15 +85,14 @@ scenario make(std::function<void(pool_registry<Kind>&)> op) {
         op(reg);
     };
     s.state = state;
-    s.lock_is_free = [](const fs::path& dir) { return Kind::is_free(lock_in(dir)); };
     s.next_operation = next_operation<Kind>;
-    s.teardown = [](const fs::path& dir) { Kind::cleanup(lock_in(dir)); };
+    use_lock_kind<Kind>(s, lock_in);
     return s;
 }
 
 template <class Kind>
 std::string label(const char* op) {
-    return std::string("json_table/") + Kind::name + " " + op;
+    return matrix_label<Kind>("json_table", op);
 }
 
 }  // namespace

@@ -123,15 +123,14 @@ scenario make_scenario(std::function<void(registry_t<Kind>&)> op, erase_action o
         op(reg);
     };
     s.units = per_file ? by_file : by_key;
-    s.lock_is_free = [](const fs::path& dir) { return Kind::is_free(lock_of(dir)); };
     s.next_operation = next_operation<Kind>;
-    s.teardown = [](const fs::path& dir) { Kind::cleanup(lock_of(dir)); };
+    use_lock_kind<Kind>(s, lock_of);
     return s;
 }
 
 template <class Kind>
 std::string label(const char* op) {
-    return std::string("record_files/") + Kind::name + " " + op;
+    return matrix_label<Kind>("record_files", op);
 }
 
 }  // namespace

@@ -112,15 +112,14 @@ scenario make_scenario(pod_step<Kind> op) {
     s.setup = setup<Kind>;
     s.operation = in_transaction<Kind>(std::move(op));
     s.state = state;
-    s.lock_is_free = [](const fs::path& dir) { return Kind::is_free(lock_of(dir)); };
     s.next_operation = next_operation<Kind>;
-    s.teardown = [](const fs::path& dir) { Kind::cleanup(lock_of(dir)); };
+    use_lock_kind<Kind>(s, lock_of);
     return s;
 }
 
 template <class Kind>
 std::string label(const char* op) {
-    return std::string("yoi/") + Kind::name + " " + op;
+    return matrix_label<Kind>("yoi", op);
 }
 
 template <class Tx>

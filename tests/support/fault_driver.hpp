@@ -131,6 +131,21 @@ struct scenario {
     bool reports_errors = true;
 };
 
+/// Fills in `s.lock_is_free` and `s.teardown` for a lock kind of
+/// lock_kinds.hpp (`Kind::is_free(path)`, `Kind::cleanup(path)`) whose lock,
+/// for a registry in `dir`, is at `lock_path(dir)`.
+template <class Kind>
+void use_lock_kind(scenario& s, std::filesystem::path (*lock_path)(const std::filesystem::path& dir)) {
+    s.lock_is_free = [lock_path](const std::filesystem::path& dir) { return Kind::is_free(lock_path(dir)); };
+    s.teardown = [lock_path](const std::filesystem::path& dir) { Kind::cleanup(lock_path(dir)); };
+}
+
+/// A fault matrix's label: "<what>/<lock kind> <op>".
+template <class Kind>
+std::string matrix_label(const std::string& what, const char* op) {
+    return what + "/" + Kind::name + " " + op;
+}
+
 /// A registry's state, read once: as one text (for whole-state comparisons)
 /// and, when the scenario describes units, as those units.
 struct observed {

@@ -104,7 +104,17 @@ BOOST_AUTO_TEST_CASE(an_execed_child_does_not_inherit_the_lock) {
         ::execl("/bin/sleep", "sleep", "5", static_cast<char*>(nullptr));
         ::_exit(127);
     }
-    std::this_thread::sleep_for(100ms);  // let exec happen
+    // Let exec happen (bounded: its command name becomes "sleep").
+    const auto comm = "/proc/" + std::to_string(sleeper) + "/comm";
+    for (int i = 0; i < 500 && procreg_test::read_text(comm) != "sleep\n"; ++i) std::this_thread::sleep_for(10ms);
+    BOOST_TEST_REQUIRE(procreg_test::read_text(comm) == "sleep\n");
+    // The release alone cannot show it (LOCK_UN frees the description for
+    // every process sharing it); the exec'd program's descriptors can.
+    const auto lock_file = std::filesystem::canonical(dir / "r.lock");
+    for (const auto& fd : std::filesystem::directory_iterator("/proc/" + std::to_string(sleeper) + "/fd")) {
+        std::error_code ec;
+        BOOST_TEST(std::filesystem::read_symlink(fd.path(), ec) != lock_file, fd.path());
+    }
     lock.unlock();
     BOOST_TEST(probe_from_child(dir / "r.lock") == 0);
     ::kill(sleeper, SIGKILL);

@@ -118,6 +118,15 @@ struct fixture {
     }
     registry open(bool reuse = true) const { return registry(json_table(options(reuse))); }
 
+    // The file's text with worker "a"'s state "idle" made "busy": the same
+    // size, so only identity and timestamps tell the change.
+    std::string with_a_busy() const {
+        std::string text = read_text(file);
+        const auto at = text.find("\"idle\"");
+        BOOST_REQUIRE(at != std::string::npos);
+        return text.replace(at, 6, "\"busy\"");
+    }
+
     // The file as the reference encoder writes it: parse and pretty-print
     // the whole object again (what the storage wrote before the shortcut).
     std::string full_reencode() const {
@@ -235,10 +244,7 @@ BOOST_AUTO_TEST_CASE(a_foreign_replace_with_the_same_size_is_seen) {
     auto mine = open();
     mine.insert(make("a", "idle"));
     BOOST_TEST(state_of(mine, "a") == "idle");
-    std::string text = read_text(file);
-    const auto at = text.find("\"idle\"");
-    BOOST_REQUIRE(at != std::string::npos);
-    text.replace(at, 6, "\"busy\"");
+    const std::string text = with_a_busy();
     replace_by_rename(file, text);
     BOOST_TEST(state_of(mine, "a") == "busy");
 }
@@ -247,10 +253,7 @@ BOOST_AUTO_TEST_CASE(an_in_place_rewrite_with_the_same_size_is_seen) {
     auto mine = open();
     mine.insert(make("a", "idle"));
     BOOST_TEST(state_of(mine, "a") == "idle");
-    std::string text = read_text(file);
-    const auto at = text.find("\"idle\"");
-    BOOST_REQUIRE(at != std::string::npos);
-    text.replace(at, 6, "\"busy\"");
+    const std::string text = with_a_busy();
     // Same inode, same size: only mtime and ctime tell. They move in ticks
     // of the filesystem's clock (a few ms), so the rewrite waits out a tick;
     // a rewrite within the same tick is the documented residual risk.

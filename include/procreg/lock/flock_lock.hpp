@@ -27,6 +27,7 @@
 #pragma once
 
 #include <procreg/detail/file_io.hpp>
+#include <procreg/detail/polling.hpp>
 #include <procreg/error.hpp>
 
 #include <algorithm>
@@ -39,22 +40,6 @@
 
 #include <sys/types.h>
 #include <unistd.h>
-
-// std::timed_mutex::try_lock_until on steady_clock is pthread_mutex_clocklock
-// in libstdc++, which ThreadSanitizer (GCC 12's and LLVM 14's runtimes) does
-// not intercept: it would miss the acquisition, report the unlock as "unlock
-// of an unlocked mutex" and lose the happens-before edge the mutex makes.
-// Under TSan the timed wait for the thread mutex polls try_lock, which TSan
-// sees (the same detection as named_mutex_lock.hpp).
-#if !defined(PROCREG_DETAIL_TSAN)
-#if defined(__SANITIZE_THREAD__)
-#define PROCREG_DETAIL_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PROCREG_DETAIL_TSAN 1
-#endif
-#endif
-#endif
 
 namespace procreg::lock {
 
@@ -75,15 +60,7 @@ public:
         refuse_relock();
         thread_mutex_.lock();
         try {
-            for (;;) {
-                const int fd = descriptor();
-                if (detail::sys::flock(fd, LOCK_EX) != 0) {
-                    if (errno == EINTR) continue;
-                    detail::throw_os_error(errc::io_failure, path_, "flock(LOCK_EX) failed", errno);
-                }
-                if (still_names_locked_file()) break;
-            }
-            owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+            (void)acquire(LOCK_EX);
         } catch (...) {
             thread_mutex_.unlock();
             throw;
@@ -106,22 +83,7 @@ public:
         refuse_relock();
         if (!lock_thread_mutex_until(deadline)) return false;
         try {
-            auto pause = std::chrono::milliseconds(1);
-            for (;;) {
-                const int fd = descriptor();
-                if (detail::sys::flock(fd, LOCK_EX | LOCK_NB) == 0) {
-                    if (!still_names_locked_file()) continue;
-                    owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
-                    return true;
-                }
-                if (errno == EINTR) continue;
-                if (errno != EWOULDBLOCK) {
-                    detail::throw_os_error(errc::io_failure, path_, "flock(LOCK_EX|LOCK_NB) failed", errno);
-                }
-                if (Clock::now() >= deadline) break;
-                std::this_thread::sleep_for(pause);
-                pause = std::min(pause * 2, std::chrono::milliseconds(25));
-            }
+            if (detail::poll_until(deadline, [&] { return acquire(LOCK_EX | LOCK_NB); })) return true;
         } catch (...) {
             thread_mutex_.unlock();
             throw;
@@ -159,17 +121,30 @@ private:
 
     template <class Clock, class Duration>
     bool lock_thread_mutex_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-#if defined(PROCREG_DETAIL_TSAN)
-        auto pause = std::chrono::milliseconds(1);
-        for (;;) {
-            if (thread_mutex_.try_lock()) return true;
-            if (Clock::now() >= deadline) return false;
-            std::this_thread::sleep_for(pause);
-            pause = std::min(pause * 2, std::chrono::milliseconds(25));
-        }
+#if defined(PROCREG_DETAIL_TSAN)  // see detail/polling.hpp
+        return detail::poll_until(deadline, [&] { return thread_mutex_.try_lock(); });
 #else
         return thread_mutex_.try_lock_until(deadline);
 #endif
+    }
+
+    // One acquisition with the thread mutex held: flock(`operation`) on the
+    // file the path names now. True when held (the owner is recorded);
+    // false only for LOCK_NB when another holds it; throws on failure.
+    bool acquire(int operation) {
+        for (;;) {
+            if (detail::sys::flock(descriptor(), operation) != 0) {
+                if (errno == EINTR) continue;
+                if ((operation & LOCK_NB) != 0 && errno == EWOULDBLOCK) return false;
+                detail::throw_os_error(errc::io_failure, path_,
+                                       (operation & LOCK_NB) != 0 ? "flock(LOCK_EX|LOCK_NB) failed"
+                                                                  : "flock(LOCK_EX) failed",
+                                       errno);
+            }
+            if (!still_names_locked_file()) continue;
+            owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+            return true;
+        }
     }
 
     // The descriptor to flock, opened on first use and again in a forked

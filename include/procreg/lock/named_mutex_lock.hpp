@@ -35,6 +35,7 @@
 #pragma once
 
 #include <procreg/detail/file_io.hpp>
+#include <procreg/detail/polling.hpp>
 #include <procreg/detail/sys.hpp>
 #include <procreg/error.hpp>
 #include <procreg/liveness/kill_liveness.hpp>
@@ -106,17 +107,7 @@ inline std::uint64_t fnv1a64(const std::string& text) noexcept {
 
 // pthread_mutex_clocklock (glibc 2.30) waits on CLOCK_MONOTONIC; older
 // libcs only have pthread_mutex_timedlock on CLOCK_REALTIME.
-// ThreadSanitizer (GCC 12) intercepts neither clocklock nor an EOWNERDEAD
-// result of timedlock, so it would miss those acquisitions and report the
-// unlock as wrong; under TSan a timed wait polls trylock instead, which it
-// models fully.
-#if defined(__SANITIZE_THREAD__)
-#define PROCREG_DETAIL_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PROCREG_DETAIL_TSAN 1
-#endif
-#endif
+// Under ThreadSanitizer a timed wait polls trylock instead (detail/polling.hpp).
 #if !defined(PROCREG_DETAIL_TSAN) && defined(__GLIBC__) && defined(_GNU_SOURCE) && \
     (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 30))
 #define PROCREG_DETAIL_HAS_CLOCKLOCK 1
@@ -407,14 +398,7 @@ private:
 
     bool timed_lock(std::chrono::nanoseconds remaining) {
 #if defined(PROCREG_DETAIL_TSAN)
-        const auto deadline = std::chrono::steady_clock::now() + remaining;
-        auto pause = std::chrono::milliseconds(1);
-        for (;;) {
-            if (try_lock()) return true;
-            if (std::chrono::steady_clock::now() >= deadline) return false;
-            std::this_thread::sleep_for(pause);
-            pause = std::min(pause * 2, std::chrono::milliseconds(25));
-        }
+        return detail::poll_until(std::chrono::steady_clock::now() + remaining, [&] { return try_lock(); });
 #else
 #if PROCREG_DETAIL_HAS_CLOCKLOCK
         const clockid_t clock = CLOCK_MONOTONIC;

@@ -217,7 +217,6 @@ public:
                 return false;
             }
             s.active = file_state::holding(stored_record<Record>{std::move(entry.value), std::move(encoded)});
-            s.created_unread = true;
             add_op(s, key, op{op_kind::create_active, std::move(text)});
             return true;
         }
@@ -403,7 +402,10 @@ public:
             file_state active;
             file_state retired;
             std::vector<op> pending;
-            bool created_unread = false;  // `active` was staged by create_unread; the file is not read yet
+            // `active` was staged by create_unread and its file is not read yet.
+            bool created_unread() const noexcept {
+                return !pending.empty() && pending.front().kind == op_kind::create_active;
+            }
         };
 
         std::filesystem::path active_file(std::string_view key) const {
@@ -426,13 +428,12 @@ public:
         file_state& load_active(slot& s, std::string_view key) const {
             if (s.active.kind == file_kind::unknown) {
                 s.active = read_state(files_->root_.get(), files_->options_.root, key);
-            } else if (s.created_unread) {
+            } else if (s.created_unread()) {
                 // A step reads a key create_unread staged: it must see what
                 // an ordinary insert would have seen, so the file is read now.
                 if (read_state(files_->root_.get(), files_->options_.root, key).kind != file_kind::absent) {
                     throw detail::file_exists_after_all{};
                 }
-                s.created_unread = false;
                 s.pending.front().kind = op_kind::write_active;  // known absent: an ordinary write
             }
             return s.active;
