@@ -22,6 +22,10 @@
 //   that two acquisitions of an identical record differ. A claim taken over
 //   by someone else, or taken again by this process (`own_pid::retake`), is
 //   never deleted by an older handle's release;
+// - a handle acts only in the process that acquired it: in a forked child
+//   it holds nothing, its destructor does nothing and `release()` returns
+//   `not_ours`, so a child that unwinds or exits never frees its parent's
+//   claim for a third process;
 // - a storage that finds its file changed by a writer outside the lock
 //   reports `errc::in_use` without a pid; acquire then decides again (a
 //   bounded number of times) against the new state.
@@ -232,7 +236,8 @@ public:
           path_(std::move(other.path_)),
           record_(std::move(other.record_)),
           evidence_(std::exchange(other.evidence_, evidence_type{})),
-          held_(std::exchange(other.held_, false)) {}
+          held_(std::exchange(other.held_, false)),
+          acquired_by_(other.acquired_by_) {}
 
     /// Finishes this handle as its destructor would, then takes over `other`'s ownership.
     claim_handle& operator=(claim_handle&& other) noexcept {
@@ -244,6 +249,7 @@ public:
             record_ = std::move(other.record_);
             evidence_ = std::exchange(other.evidence_, evidence_type{});
             held_ = std::exchange(other.held_, false);
+            acquired_by_ = other.acquired_by_;
         }
         return *this;
     }
@@ -257,17 +263,21 @@ public:
     const std::filesystem::path& path() const noexcept { return path_; }
     /// The claim's key.
     const std::string& key() const noexcept { return key_; }
-    /// Whether this handle still holds the claim (not released, dismissed or moved from).
-    bool held() const noexcept { return held_; }
+    /// Whether this handle still holds the claim (not released, dismissed or
+    /// moved from). Always false in a process forked from the holder: the
+    /// claim is the acquiring process's.
+    bool held() const noexcept { return held_ && in_acquiring_process(); }
     /// The registry the claim lives in (not on a moved-from handle).
     Registry& registry() const noexcept { return *registry_; }
 
     /// Removes the claim, under the registry lock, if it is still the one
     /// this handle wrote; otherwise leaves whatever is there. Afterwards the
     /// handle holds nothing. Throws `procreg::error` on an I/O failure (the
-    /// handle then still holds, so the release can be retried).
+    /// handle then still holds, so the release can be retried). In a process
+    /// forked from the holder, touches nothing and returns `not_ours`.
     release_status release() {
         if (!held_) return release_status::absent;
+        if (!in_acquiring_process()) return release_status::not_ours;
         using evidence = detail::claim_evidence<typename Registry::session_type>;
         release_status status = release_status::absent;
         try {
@@ -316,15 +326,19 @@ private:
           evidence_(std::move(evidence)),
           held_(true) {}
 
+    // Releases only in the process that acquired: a forked child that
+    // unwinds, throws or exits must not remove its parent's claim.
     void finish() noexcept {
         if constexpr (Destroy == on_destroy::release) {
-            if (held_) {
+            if (held()) {
                 std::error_code ignored;
                 (void)release(ignored);
             }
         }
         forget();
     }
+
+    bool in_acquiring_process() const noexcept { return acquired_by_ == ::getpid(); }
 
     // Holds nothing any more; unpins the file, if the evidence held it.
     void forget() noexcept {
@@ -338,6 +352,7 @@ private:
     record_type record_;
     evidence_type evidence_{};  // meaningful while held
     bool held_ = false;
+    pid_t acquired_by_ = ::getpid();  // the process that acquired: the only one that may release
 };
 
 /// A single-holder claim on the key `key` of a registry.

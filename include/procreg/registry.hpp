@@ -35,6 +35,8 @@
 #include <utility>
 #include <vector>
 
+#include <unistd.h>
+
 namespace procreg {
 
 /// A crash-safe registry of live processes. See the file comment and docs/design.md.
@@ -56,8 +58,11 @@ public:
     using transaction_type = transaction<Record, session_type, Liveness>;
 
     /// A registry whose lock is built from the storage's lock path.
+    /// The lock is given the storage's `lock_location()` when the storage
+    /// has one and the lock accepts it (the lock file reached through the
+    /// storage's own directory descriptor), else its `lock_path()`.
     explicit registry(Storage storage, Liveness liveness = Liveness{})
-        : storage_(std::move(storage)), lock_(storage_.lock_path()), liveness_(std::move(liveness)) {}
+        : storage_(std::move(storage)), lock_(lock_argument(storage_)), liveness_(std::move(liveness)) {}
 
     /// A registry with an explicitly built lock (e.g. a named mutex with its own name).
     template <class LockArgument,
@@ -294,19 +299,40 @@ private:
         }
     }
 
+    static decltype(auto) lock_argument(Storage& storage) {
+        if constexpr (detail::has_lock_location<Storage>::value &&
+                      std::is_constructible_v<Lock, decltype(storage.lock_location())>) {
+            return storage.lock_location();
+        } else {
+            return storage.lock_path();
+        }
+    }
+
     template <class Steps>
     decltype(auto) run_locked(Steps&& steps) {
+        const pid_t locked_by = ::getpid();
         auto session = storage_.template begin<Record>();
         transaction_type tx(session, liveness_);
         using result = std::invoke_result_t<Steps&, transaction_type&>;
         if constexpr (std::is_void_v<result>) {
             steps(tx);
-            session.commit();
+            commit_in(locked_by, session);
         } else {
             result out = steps(tx);
-            session.commit();
+            commit_in(locked_by, session);
             return out;
         }
+    }
+
+    // A child forked inside the steps has a copy of the transaction but not
+    // the lock, which stays the parent's: it must not write.
+    void commit_in(pid_t locked_by, session_type& session) {
+        if (::getpid() != locked_by) {
+            throw error(errc::io_failure, storage_.lock_path(),
+                        "a transaction cannot be committed by a child forked inside it (the lock is the parent's)",
+                        error::details{{}, {}, ECHILD});
+        }
+        session.commit();
     }
 
     Storage storage_;

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <procreg/detail/json_strict_parse.hpp>
+#include <procreg/detail/owner_identity.hpp>
 #include <procreg/error.hpp>
 #include <procreg/record_traits.hpp>
 #include <procreg/stored_record.hpp>
@@ -109,18 +110,16 @@ public:
     }
 
     /// Adds `record` or replaces the record with its key, keeping fields of
-    /// the stored record that `Record` does not know. An upsert says "this
-    /// process owns the record now", so the owner identity is captured afresh
-    /// when the pid changed *or* the stored identity no longer reads as alive
-    /// (the same pid, reused after a reboot or in a new container, must not
-    /// inherit a dead owner's start time and be reaped while it runs).
+    /// the stored record that `Record` does not know. An upsert says "the
+    /// process with this pid owns the record now", so any stored owner
+    /// identity is dropped and captured afresh by this registry's liveness
+    /// policy (detail/owner_identity.hpp): an identity never outlives the
+    /// process it was taken for, whichever policy the writer uses.
     upsert_result upsert(const Record& record) {
         const auto* existing = session_.find(detail::key_of(record));
         stored_record<Record> next{record, existing ? existing->json : boost::json::object{}};
-        const std::uint64_t pid = detail::pid_of(record);
-        if (!existing || detail::pid_of(existing->value) != pid || !liveness_.is_alive(pid, existing->json)) {
-            liveness_.stamp_identity(pid, next.json);
-        }
+        detail::drop_owner_identity(next.json);
+        liveness_.stamp_identity(detail::pid_of(record), next.json);
         const upsert_status status = existing ? upsert_status::replaced : upsert_status::inserted;
         if (auto refused = session_.put(std::move(next))) return {upsert_status::skipped, std::move(refused)};
         return {status, std::nullopt};
@@ -131,8 +130,8 @@ public:
 
     /// Applies `change(Record&)` to the record with `key`; false when there
     /// is none. The change must not alter the key (`errc::invalid_key`).
-    /// Unlike `upsert`, the owner identity is captured again only when the
-    /// change alters the pid: editing a dead owner's record (e.g. to reparent
+    /// Unlike `upsert`, the owner identity is dropped and captured again
+    /// only when the change alters the pid: editing a dead owner's record (e.g. to reparent
     /// it) must not make whatever process now has its pid look like its owner.
     template <class Change>
     bool modify(std::string_view key, Change&& change) {
@@ -146,6 +145,7 @@ public:
                         error::details{std::string(key), {}, 0});
         }
         if (detail::pid_of(next.value) != detail::pid_of(existing->value)) {
+            detail::drop_owner_identity(next.json);
             liveness_.stamp_identity(detail::pid_of(next.value), next.json);
         }
         put_or_throw(std::move(next), key);

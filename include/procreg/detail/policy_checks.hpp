@@ -106,6 +106,15 @@ struct session_creates_unread<
     Session, Record, std::void_t<decltype(std::declval<Session&>().create_unread(std::declval<stored_record<Record>>()))>>
     : std::true_type {};
 
+/// Whether `Storage` offers `lock_location()`: its lock file reached
+/// through its own directory descriptor (detail/located_file.hpp), which a
+/// registry prefers over `lock_path()`. A capability, not part of the contract.
+template <class Storage, class = void>
+struct has_lock_location : std::false_type {};
+template <class Storage>
+struct has_lock_location<Storage, std::void_t<decltype(std::declval<const Storage&>().lock_location())>>
+    : std::true_type {};
+
 template <class Storage, class Record>
 constexpr bool check_storage_contract() {
     static_assert(storage_has_begin<Storage, Record>::value,

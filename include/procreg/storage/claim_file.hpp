@@ -36,6 +36,7 @@
 #pragma once
 
 #include <procreg/detail/file_io.hpp>
+#include <procreg/detail/located_file.hpp>
 #include <procreg/detail/json_codec.hpp>
 #include <procreg/detail/json_strict_parse.hpp>
 #include <procreg/error.hpp>
@@ -297,6 +298,12 @@ public:
     const std::filesystem::path& path() const noexcept { return options_.file; }
     /// The lock file the registry's lock policy should use.
     const std::filesystem::path& lock_path() const noexcept { return options_.lock_file; }
+    /// The lock file, reached through this storage's own directory
+    /// descriptor when it lies in that directory (detail/located_file.hpp).
+    detail::located_file lock_location() const {
+        return detail::locate(options_.lock_file, directory_.get(), directory_path(options_.file),
+                              options_.directory.allow_shared);
+    }
     /// The options in force.
     const options& settings() const noexcept { return options_; }
 

@@ -31,6 +31,7 @@
 #pragma once
 
 #include <procreg/detail/file_io.hpp>
+#include <procreg/detail/located_file.hpp>
 #include <procreg/detail/json_codec.hpp>
 #include <procreg/detail/record_key.hpp>
 #include <procreg/detail/sys.hpp>
@@ -133,6 +134,11 @@ public:
     const std::filesystem::path& retired_path() const noexcept { return retired_path_; }
     /// The lock file the registry's lock policy should use.
     const std::filesystem::path& lock_path() const noexcept { return options_.lock_file; }
+    /// The lock file, reached through this storage's own directory
+    /// descriptor when it lies in that directory (detail/located_file.hpp).
+    detail::located_file lock_location() const {
+        return detail::locate(options_.lock_file, root_.get(), options_.root, options_.directory.allow_shared);
+    }
     /// The options in force.
     const options& settings() const noexcept { return options_; }
 
