@@ -8,6 +8,7 @@
 #include <procreg/claim.hpp>
 #include <procreg/liveness/pidfd_liveness.hpp>
 #include <procreg/lock/flock_lock.hpp>
+#include <procreg/lock/named_mutex_lock.hpp>
 #include <procreg/presets/algocline.hpp>
 #include <procreg/presets/insomnia.hpp>
 #include <procreg/presets/trusty.hpp>
@@ -55,12 +56,14 @@ struct live_child {
     std::uint32_t id() const { return static_cast<std::uint32_t>(pid); }
 };
 
-// The two storages that keep owner identities, each able to build a
-// registry of counter_record under any liveness policy.
+// The two storages that keep owner identities, under either lock, each able
+// to build a registry of counter_record under any liveness policy: the
+// mixed-liveness cases run over this matrix.
+template <class Lock>
 struct json_table_storage {
     static constexpr const char* name = "json_table";
     template <class Liveness>
-    using registry = procreg::registry<counter_record, procreg::lock::flock_lock, procreg::storage::json_table, Liveness>;
+    using registry = procreg::registry<counter_record, Lock, procreg::storage::json_table, Liveness>;
     template <class Liveness>
     static registry<Liveness> open(const fs::path& dir) {
         procreg::storage::json_table_options opts;
@@ -70,11 +73,11 @@ struct json_table_storage {
         return registry<Liveness>(procreg::storage::json_table(std::move(opts)));
     }
 };
+template <class Lock>
 struct record_files_storage {
     static constexpr const char* name = "record_files";
     template <class Liveness>
-    using registry =
-        procreg::registry<counter_record, procreg::lock::flock_lock, procreg::storage::record_files, Liveness>;
+    using registry = procreg::registry<counter_record, Lock, procreg::storage::record_files, Liveness>;
     template <class Liveness>
     static registry<Liveness> open(const fs::path& dir) {
         procreg::storage::record_files_options opts;
@@ -83,7 +86,10 @@ struct record_files_storage {
         return registry<Liveness>(procreg::storage::record_files(std::move(opts)));
     }
 };
-using identity_storages = std::tuple<json_table_storage, record_files_storage>;
+using identity_storages =
+    std::tuple<json_table_storage<procreg::lock::flock_lock>, record_files_storage<procreg::lock::flock_lock>,
+               json_table_storage<procreg::lock::named_mutex_lock>,
+               record_files_storage<procreg::lock::named_mutex_lock>>;
 
 // Runs `body` in a child process that is killed by SIGALRM after `seconds`:
 // a hang becomes exit code 128 + SIGALRM instead of a hung test.

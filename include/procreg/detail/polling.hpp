@@ -8,6 +8,8 @@
 //   mutex" and lose the happens-before edge the mutex makes. Under TSan the
 //   locks wait by polling a try-lock instead, which TSan models fully.
 // - `poll_until` is that polling wait, and flock's (flock has no timeout).
+// - `deadline_after` turns a timeout into a steady_clock deadline that
+//   saturates: `hours::max()` means "wait", never an overflow into the past.
 //
 // Invariant: `try_once` is called at least once, and again after each pause
 // until it succeeds or `deadline` has passed.
@@ -28,6 +30,24 @@
 #endif
 
 namespace procreg::detail {
+
+/// The longest wait a lock performs in one go: a hundred years, far beyond
+/// any process's life, and small enough for every clock and timespec.
+inline constexpr std::chrono::hours longest_wait{24 * 365 * 100};
+
+/// `steady_clock::now() + timeout`, with a timeout beyond `longest_wait`
+/// (up to `duration::max()` of any representation) waiting `longest_wait`,
+/// and a negative one meaning now.
+template <class Rep, class Period>
+std::chrono::steady_clock::time_point deadline_after(const std::chrono::duration<Rep, Period>& timeout) {
+    const auto now = std::chrono::steady_clock::now();
+    if (timeout <= timeout.zero()) return now;
+    // Compared as floating-point seconds: no conversion of `timeout` can overflow.
+    if (std::chrono::duration<double>(timeout) >= std::chrono::duration<double>(longest_wait)) {
+        return now + longest_wait;
+    }
+    return now + std::chrono::ceil<std::chrono::steady_clock::duration>(timeout);
+}
 
 /// Calls `try_once()` until it returns true (then true) or `deadline` has
 /// passed (then false), sleeping between calls with a backoff from 1 ms to

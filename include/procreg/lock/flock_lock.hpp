@@ -159,10 +159,10 @@ public:
     /// Takes the lock if it is free now; never blocks.
     bool try_lock() { return try_lock_until(std::chrono::steady_clock::now()); }
 
-    /// Waits at most `timeout` for the lock.
+    /// Waits at most `timeout` for the lock (any duration: `hours::max()` waits).
     template <class Rep, class Period>
     bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-        return try_lock_until(std::chrono::steady_clock::now() + timeout);
+        return try_lock_until(detail::deadline_after(timeout));
     }
 
     /// Waits until `deadline` for the lock. flock has no timeout, so this

@@ -176,10 +176,10 @@ public:
     /// Takes the lock if it is free now; never blocks.
     bool try_lock() { return acquired(::pthread_mutex_trylock(&block()->mutex), "pthread_mutex_trylock"); }
 
-    /// Waits at most `timeout` for the lock.
+    /// Waits at most `timeout` for the lock (any duration: `hours::max()` waits).
     template <class Rep, class Period>
     bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-        return try_lock_until(std::chrono::steady_clock::now() + timeout);
+        return try_lock_until(detail::deadline_after(timeout));
     }
 
     /// Waits until `deadline` for the lock. The wait itself is
@@ -397,6 +397,7 @@ private:
     }
 
     bool timed_lock(std::chrono::nanoseconds remaining) {
+        remaining = std::min<std::chrono::nanoseconds>(remaining, detail::longest_wait);  // fits any timespec
 #if defined(PROCREG_DETAIL_TSAN)
         return detail::poll_until(std::chrono::steady_clock::now() + remaining, [&] { return try_lock(); });
 #else
