@@ -283,7 +283,7 @@ BOOST_AUTO_TEST_CASE(a_nested_transaction_fails_instead_of_hanging) {
         reg.transact([&](auto&) { reg.list(); });
         BOOST_FAIL("expected EDEADLK");
     } catch (const procreg::error& e) {
-        BOOST_TEST(e.code() == procreg::errc::io_failure);
+        BOOST_TEST(e.code() == procreg::errc::nested_transaction);
         BOOST_TEST(e.os_error() == EDEADLK);
     }
     BOOST_TEST(reg.list().empty());  // and the lock was released

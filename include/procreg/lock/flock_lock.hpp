@@ -54,8 +54,8 @@ public:
     flock_lock(const flock_lock&) = delete;
     flock_lock& operator=(const flock_lock&) = delete;
 
-    /// Blocks until this thread holds the lock. Throws `errc::io_failure`
-    /// with EDEADLK if this thread holds it already (a nested transaction).
+    /// Blocks until this thread holds the lock. Throws
+    /// `errc::nested_transaction` if this thread holds it already.
     void lock() {
         refuse_relock();
         thread_mutex_.lock();
@@ -114,7 +114,7 @@ private:
     // practice a silent hang); a nested transaction gets an error instead.
     void refuse_relock() const {
         if (owner_.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
-            detail::throw_os_error(errc::io_failure, path_,
+            detail::throw_os_error(errc::nested_transaction, path_,
                                    "this thread already holds the lock (transactions do not nest)", EDEADLK);
         }
     }
