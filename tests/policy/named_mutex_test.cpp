@@ -1,4 +1,4 @@
-// The named-mutex lock policy against engineering notes §2: a holder killed
+// The named-mutex lock policy against docs/engineering.md §2: a holder killed
 // with SIGKILL never leaves the registry stuck (the next locker recovers the
 // robust mutex within a bounded time and sees the data as last saved);
 // exclusion across processes and threads; try and timed acquisition; the

@@ -1,4 +1,4 @@
-// The flock lock policy against engineering notes §1: it belongs to the open
+// The flock lock policy against docs/engineering.md §1: it belongs to the open
 // file description, so closing another descriptor of the file keeps it;
 // threads exclude each other; renaming the data file does not move it; it is
 // not inherited across exec; blocking, try and timed acquisition.

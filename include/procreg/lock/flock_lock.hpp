@@ -1,6 +1,6 @@
 // procreg/lock/flock_lock.hpp — registry-wide exclusion by flock(2) on a dedicated lock file.
 //
-// Why flock and not fcntl/Boost.Interprocess file_lock (engineering notes
+// Why flock and not fcntl/Boost.Interprocess file_lock (docs/engineering.md
 // §1): an fcntl lock belongs to the process, so closing *any* descriptor of
 // the file drops it and two threads never exclude each other. flock belongs
 // to the open file description.

@@ -1,7 +1,7 @@
 // procreg/lock/named_mutex_lock.hpp — registry-wide exclusion by a robust,
 // process-shared pthread mutex kept in named shared memory.
 //
-// Why this and not `boost::interprocess::named_mutex` (engineering notes §2):
+// Why this and not `boost::interprocess::named_mutex` (docs/engineering.md §2):
 // on Linux that class is a POSIX named semaphore. A semaphore has no owner,
 // so a holder killed with SIGKILL leaves it taken for ever and every later
 // registry call hangs. Boost's `interprocess_mutex` is robust since 1.78 but,
