@@ -34,12 +34,28 @@ fs::path registry_path() {
 }
 
 // A worker: register, serve until SIGTERM, deregister.
+//
+// SIGTERM is blocked before the worker registers, so it can be delivered
+// only inside sigsuspend, which unblocks it and waits in one atomic step. A
+// SIGTERM sent at any moment after registration therefore ends the wait;
+// with `while (!stop) pause();` one arriving between the test and pause()
+// would be handled there and pause() would then wait for ever.
 int run_worker(const std::string& name, const fs::path& path) {
-    std::signal(SIGTERM, [](int) { stop_requested = 1; });
+    sigset_t terminate;
+    sigset_t while_waiting;
+    sigemptyset(&terminate);
+    sigaddset(&terminate, SIGTERM);
+    sigprocmask(SIG_BLOCK, &terminate, &while_waiting);
+    sigdelset(&while_waiting, SIGTERM);  // whatever the worker inherited, SIGTERM gets through while it waits
+    struct sigaction on_terminate {};
+    on_terminate.sa_handler = [](int) { stop_requested = 1; };
+    sigemptyset(&on_terminate.sa_mask);
+    sigaction(SIGTERM, &on_terminate, nullptr);
+
     auto reg = procreg::algocline::open(path);
     const auto pid = static_cast<std::uint32_t>(::getpid());
     reg.insert(pool_session::make(name, pid, (path.parent_path() / (name + ".sock")).string(), "0.30.0"));
-    while (!stop_requested) ::pause();
+    while (!stop_requested) sigsuspend(&while_waiting);
     reg.erase(name);
     return 0;
 }

@@ -27,7 +27,7 @@
 //   `not_ours`, so a child that unwinds or exits never frees its parent's
 //   claim for a third process;
 // - a storage that finds its file changed by a writer outside the lock
-//   reports `errc::in_use` without a pid; acquire then decides again (a
+//   reports `errc::changed_outside_lock`; acquire then decides again (a
 //   bounded number of times) against the new state.
 //
 // Usable with any storage: a `storage::claim_file` (one record per file) or
@@ -208,7 +208,7 @@ struct claim_evidence<Session, std::void_t<decltype(*std::declval<const Session&
 };
 
 /// A storage's report that its file changed under it (see file comment).
-inline bool is_foreign_change(const error& e) noexcept { return e.code() == errc::in_use && !e.pid(); }
+inline bool is_foreign_change(const error& e) noexcept { return e.code() == errc::changed_outside_lock; }
 
 }  // namespace detail
 
@@ -298,17 +298,10 @@ public:
         return status;
     }
 
-    /// As `release()`, reporting a failure in `ec` instead of throwing.
-    release_status release(std::error_code& ec) noexcept {
-        ec.clear();
-        try {
-            return release();
-        } catch (const error& e) {
-            ec = e.code();
-        } catch (...) {
-            ec = make_error_code(errc::io_failure);
-        }
-        return release_status::absent;
+    /// As `release()`, reporting a failure in `ec` instead of throwing:
+    /// then no status (the handle still holds, and the release can be retried).
+    std::optional<release_status> release(std::error_code& ec) {
+        return detail::reporting(ec, [&] { return release(); });
     }
 
     /// Stops holding without touching the file: the claim stays on disk
@@ -331,8 +324,11 @@ private:
     void finish() noexcept {
         if constexpr (Destroy == on_destroy::release) {
             if (held()) {
-                std::error_code ignored;
-                (void)release(ignored);
+                try {
+                    std::error_code ignored;
+                    (void)release(ignored);
+                } catch (...) {  // a destructor must not throw; the claim goes stale with this process
+                }
             }
         }
         forget();
@@ -371,7 +367,7 @@ public:
     /// A claim on `key` in `registry` (shared with every handle it gives out).
     claim(std::shared_ptr<Registry> registry, std::string key, options opts = options{})
         : registry_(std::move(registry)), key_(std::move(key)), options_(std::move(opts)) {
-        if (!registry_) throw error(errc::invalid_key, {}, "a claim needs a registry");
+        if (!registry_) throw error(errc::invalid_argument, {}, "a claim needs a registry, not a null pointer");
         if (options_.attempts < 1) options_.attempts = 1;
     }
 
@@ -402,13 +398,7 @@ public:
 
     /// As `acquire`, reporting failure in `ec` (`errc::in_use` when held).
     std::optional<handle> acquire(const record_type& record, std::error_code& ec) {
-        ec.clear();
-        try {
-            return acquire(record);
-        } catch (const error& e) {
-            ec = e.code();
-        }
-        return std::nullopt;
+        return detail::reporting(ec, [&] { return acquire(record); });
     }
 
     /// The recorded holder, alive or not (read under the lock).
@@ -419,12 +409,21 @@ public:
         });
     }
 
+    /// `holder` reporting failure in `ec`: empty on failure, else the holder or none.
+    std::optional<std::optional<record_type>> holder(std::error_code& ec) {
+        return detail::reporting(ec, [&] { return holder(); });
+    }
+
     /// The recorded holder if it is alive.
     std::optional<record_type> live_holder() {
         return registry_->transact([&](typename Registry::transaction_type& tx) -> std::optional<record_type> {
             const record_type* found = tx.find(key_);
             return found && tx.alive(*found) ? std::optional<record_type>(*found) : std::nullopt;
         });
+    }
+    /// `live_holder` reporting failure in `ec`: empty on failure, else the live holder or none.
+    std::optional<std::optional<record_type>> live_holder(std::error_code& ec) {
+        return detail::reporting(ec, [&] { return live_holder(); });
     }
 
     /// The registry.

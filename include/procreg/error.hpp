@@ -5,7 +5,10 @@
 // text. The throwing API raises `procreg::error`, a `std::system_error` that
 // also carries the file involved and, where there is one, the record key and
 // the pid of a live owner. The `std::error_code&` overloads report the same
-// code without throwing.
+// code without throwing, and return an empty `std::optional` instead of a
+// result (never a default that reads as an outcome): one mechanism,
+// `detail::reporting`, makes every one of them. Each cause has a code of its
+// own (docs/errors.md lists them), so a code never means two things.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 
 namespace procreg {
@@ -30,6 +34,10 @@ enum class errc {
     lock_timeout,       ///< a timed lock acquisition expired
     unsupported_file,   ///< the file is of a format or schema this program must not overwrite
     invalid_record,     ///< the record cannot be stored: its JSON would not read back (nothing was written)
+    nested_transaction,    ///< a transaction was started by the thread that already holds the registry lock
+    changed_outside_lock,  ///< a writer that does not take the lock changed the file meanwhile; nothing was written
+    invalid_argument,      ///< the caller passed something unusable (no registry, a directory for a file path)
+    forked_child,          ///< a process forked inside a transaction tried to commit it (the lock is the parent's)
 };
 
 namespace detail {
@@ -49,6 +57,10 @@ public:
         case errc::lock_timeout: return "timed out waiting for the lock";
         case errc::unsupported_file: return "file format not supported by this program";
         case errc::invalid_record: return "record cannot be stored as JSON that reads back";
+        case errc::nested_transaction: return "transactions do not nest";
+        case errc::changed_outside_lock: return "changed by a writer that does not take the lock";
+        case errc::invalid_argument: return "invalid argument";
+        case errc::forked_child: return "a transaction belongs to the process that began it, not to a forked child";
         }
         return "unknown procreg error";
     }
@@ -107,6 +119,36 @@ private:
     std::filesystem::path path_;
     details details_;
 };
+
+namespace detail {
+
+/// What every `std::error_code&` overload does: clears `ec` and runs the
+/// throwing `operation()`. A `procreg::error` is reported in `ec`; any other
+/// exception (the caller's own, `std::bad_alloc`) propagates. The result is
+/// `std::optional<R>` for an operation returning `R` — empty on failure, so
+/// a failure never reads as an outcome — and nothing for a void operation.
+template <class Operation>
+auto reporting(std::error_code& ec, Operation&& operation) {
+    using result = std::invoke_result_t<Operation&>;
+    static_assert(!std::is_reference_v<result>, "procreg: a reported operation returns a value");
+    ec.clear();
+    if constexpr (std::is_void_v<result>) {
+        try {
+            operation();
+        } catch (const error& e) {
+            ec = e.code();
+        }
+    } else {
+        try {
+            return std::optional<result>(std::in_place, operation());
+        } catch (const error& e) {
+            ec = e.code();
+        }
+        return std::optional<result>();
+    }
+}
+
+}  // namespace detail
 
 }  // namespace procreg
 

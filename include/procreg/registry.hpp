@@ -84,7 +84,7 @@ public:
     /// saving fails part-way, each file is exactly old or new but earlier
     /// files may be new and later ones old (see docs/design.md).
     /// Transactions do not nest: calling the registry again from inside
-    /// `steps` fails with `errc::io_failure` (EDEADLK) instead of hanging.
+    /// `steps` fails with `errc::nested_transaction` instead of hanging.
     template <class Steps>
     decltype(auto) transact(Steps&& steps) {
         static_assert(std::is_invocable_v<Steps&, transaction_type&>,
@@ -110,23 +110,23 @@ public:
         return run_locked(std::forward<Steps>(steps));
     }
 
+    // Every operation has a `std::error_code&` overload: the same operation
+    // with a procreg failure reported in `ec` instead of thrown. One that
+    // returns `R` then returns `std::optional<R>`, empty on failure and only
+    // then (so `find` gives `std::optional<std::optional<Record>>`); a void
+    // one stays void. See `reporting` and docs/errors.md.
+
     /// As `transact`, reporting a procreg failure in `ec` instead of
-    /// throwing. Returns the callable's result, or nothing on failure.
+    /// throwing: the callable's result in an optional, empty on failure.
     template <class Steps>
     auto transact(Steps&& steps, std::error_code& ec) {
-        using result = std::invoke_result_t<Steps&, transaction_type&>;
-        if constexpr (std::is_void_v<result>) {
-            reporting(ec, [&] { transact(std::forward<Steps>(steps)); });
-        } else {
-            return reporting(ec, [&] {
-                return std::optional<std::decay_t<result>>(transact(std::forward<Steps>(steps)));
-            });
-        }
+        return reporting(ec, [&] { return transact(std::forward<Steps>(steps)); });
     }
-
-    // Each operation below is one transaction; its `std::error_code&`
-    // overload is the same operation with a procreg failure reported in `ec`
-    // (and an empty result) instead of thrown.
+    /// `transact_for` reporting failure (a timeout too) in `ec`.
+    template <class Steps, class Rep, class Period>
+    auto transact_for(const std::chrono::duration<Rep, Period>& timeout, Steps&& steps, std::error_code& ec) {
+        return reporting(ec, [&] { return transact_for(timeout, std::forward<Steps>(steps)); });
+    }
 
     /// Adds `record`; `errc::duplicate_key` if its key exists.
     void insert(const Record& record) {
@@ -153,13 +153,18 @@ public:
     void insert(const Record& record, std::error_code& ec) {
         reporting(ec, [&] { insert(record); });
     }
+    /// The conflict-checked `insert` reporting failure in `ec`.
+    template <class ConflictCheck>
+    void insert(const Record& record, ConflictCheck&& conflicts_with, std::error_code& ec) {
+        reporting(ec, [&] { insert(record, conflicts_with); });
+    }
 
     /// Adds or replaces `record`, keeping stored fields `Record` does not know.
     upsert_result upsert(const Record& record) {
         return transact([&](transaction_type& tx) { return tx.upsert(record); });
     }
     /// `upsert` reporting failure in `ec`.
-    upsert_result upsert(const Record& record, std::error_code& ec) {
+    std::optional<upsert_result> upsert(const Record& record, std::error_code& ec) {
         return reporting(ec, [&] { return upsert(record); });
     }
 
@@ -168,7 +173,7 @@ public:
         return transact([&](transaction_type& tx) { return tx.erase(key); });
     }
     /// `erase` reporting failure in `ec`.
-    bool erase(std::string_view key, std::error_code& ec) {
+    std::optional<bool> erase(std::string_view key, std::error_code& ec) {
         return reporting(ec, [&] { return erase(key); });
     }
 
@@ -179,8 +184,8 @@ public:
             return found ? std::optional<Record>(*found) : std::nullopt;
         });
     }
-    /// `find` reporting failure in `ec`.
-    std::optional<Record> find(std::string_view key, std::error_code& ec) {
+    /// `find` reporting failure in `ec`: empty on failure, else the record or none.
+    std::optional<std::optional<Record>> find(std::string_view key, std::error_code& ec) {
         return reporting(ec, [&] { return find(key); });
     }
 
@@ -189,7 +194,7 @@ public:
         return transact([](transaction_type& tx) { return tx.list(); });
     }
     /// `list` reporting failure in `ec`.
-    std::vector<listed<Record>> list(std::error_code& ec) {
+    std::optional<std::vector<listed<Record>>> list(std::error_code& ec) {
         return reporting(ec, [&] { return list(); });
     }
 
@@ -203,8 +208,13 @@ public:
         return transact([&](transaction_type& tx) { return tx.reap(on_removed); });
     }
     /// `reap` reporting failure in `ec`.
-    std::vector<Record> reap(std::error_code& ec) {
+    std::optional<std::vector<Record>> reap(std::error_code& ec) {
         return reporting(ec, [&] { return reap(); });
+    }
+    /// `reap(on_removed)` reporting failure in `ec`.
+    template <class Hook>
+    std::optional<std::vector<Record>> reap(Hook&& on_removed, std::error_code& ec) {
+        return reporting(ec, [&] { return reap(on_removed); });
     }
 
     // Tombstone operations (procreg/tombstones.hpp): each is one transaction,
@@ -218,7 +228,7 @@ public:
     }
     /// `retire` reporting failure in `ec`.
     template <class S = Storage>
-    tombstone_result retire(std::string_view key, std::error_code& ec) {
+    std::optional<tombstone_result> retire(std::string_view key, std::error_code& ec) {
         return reporting(ec, [&] { return retire<S>(key); });
     }
 
@@ -229,7 +239,7 @@ public:
     }
     /// `unretire` reporting failure in `ec`.
     template <class S = Storage>
-    tombstone_result unretire(std::string_view key, std::error_code& ec) {
+    std::optional<tombstone_result> unretire(std::string_view key, std::error_code& ec) {
         return reporting(ec, [&] { return unretire<S>(key); });
     }
 
@@ -240,7 +250,7 @@ public:
     }
     /// `hard_delete` reporting failure in `ec`.
     template <class S = Storage>
-    bool hard_delete(std::string_view key, std::error_code& ec) {
+    std::optional<bool> hard_delete(std::string_view key, std::error_code& ec) {
         return reporting(ec, [&] { return hard_delete<S>(key); });
     }
 
@@ -249,11 +259,21 @@ public:
     bool exists(std::string_view key) {
         return with_tombstones<S, bool>([&](auto& tx) { return tx.exists(key); });
     }
+    /// `exists` reporting failure in `ec`.
+    template <class S = Storage>
+    std::optional<bool> exists(std::string_view key, std::error_code& ec) {
+        return reporting(ec, [&] { return exists<S>(key); });
+    }
 
     /// Whether an active or a retired file exists for `key` (valid or not).
     template <class S = Storage>
     bool exists_anywhere(std::string_view key) {
         return with_tombstones<S, bool>([&](auto& tx) { return tx.exists_anywhere(key); });
+    }
+    /// `exists_anywhere` reporting failure in `ec`.
+    template <class S = Storage>
+    std::optional<bool> exists_anywhere(std::string_view key, std::error_code& ec) {
+        return reporting(ec, [&] { return exists_anywhere<S>(key); });
     }
 
     /// Every valid active record, in storage order, and every file passed
@@ -262,6 +282,11 @@ public:
     template <class S = Storage>
     active_listing<Record> list_active() {
         return with_tombstones<S, active_listing<Record>>([](auto& tx) { return tx.list_active(); });
+    }
+    /// `list_active` reporting failure in `ec`.
+    template <class S = Storage>
+    std::optional<active_listing<Record>> list_active(std::error_code& ec) {
+        return reporting(ec, [&] { return list_active<S>(); });
     }
 
     /// The storage policy.
@@ -272,18 +297,13 @@ public:
     const Liveness& liveness() const noexcept { return liveness_; }
 
 private:
-    // What every `std::error_code&` overload does: clears `ec`, runs the
-    // throwing `operation()`, and on a procreg failure sets `ec` and returns
-    // an empty result (`{}`). Other exceptions propagate.
+    // What every `std::error_code&` overload does (detail::reporting, shared
+    // with claims): clears `ec`, runs the throwing `operation()`; on a
+    // procreg failure sets `ec` and returns an empty optional, otherwise the
+    // result in an optional (nothing for void). Other exceptions propagate.
     template <class Operation>
-    static std::invoke_result_t<Operation&> reporting(std::error_code& ec, Operation&& operation) {
-        ec.clear();
-        try {
-            return operation();
-        } catch (const error& e) {
-            ec = e.code();
-        }
-        if constexpr (!std::is_void_v<std::invoke_result_t<Operation&>>) return {};
+    static auto reporting(std::error_code& ec, Operation&& operation) {
+        return detail::reporting(ec, std::forward<Operation>(operation));
     }
 
     // Every tombstone operation: `steps` as one transaction when the storage
@@ -328,9 +348,8 @@ private:
     // the lock, which stays the parent's: it must not write.
     void commit_in(pid_t locked_by, session_type& session) {
         if (::getpid() != locked_by) {
-            throw error(errc::io_failure, storage_.lock_path(),
-                        "a transaction cannot be committed by a child forked inside it (the lock is the parent's)",
-                        error::details{{}, {}, ECHILD});
+            throw error(errc::forked_child, storage_.lock_path(),
+                        "a transaction cannot be committed by a child forked inside it (the lock is the parent's)");
         }
         session.commit();
     }

@@ -1,4 +1,4 @@
-// The named-mutex lock policy against engineering notes §2: a holder killed
+// The named-mutex lock policy against docs/engineering.md §2: a holder killed
 // with SIGKILL never leaves the registry stuck (the next locker recovers the
 // robust mutex within a bounded time and sees the data as last saved);
 // exclusion across processes and threads; try and timed acquisition; the
@@ -210,7 +210,7 @@ BOOST_AUTO_TEST_CASE(relocking_from_the_holding_thread_throws_instead_of_deadloc
     named_mutex_lock lock(f.lock_path);
     named_mutex_lock same_segment(f.lock_path);
     const auto deadlock = [](const procreg::error& e) {
-        return is_error(e, procreg::errc::io_failure) && e.os_error() == EDEADLK;
+        return is_error(e, procreg::errc::nested_transaction) && e.os_error() == EDEADLK;
     };
     lock.lock();
     BOOST_CHECK_EXCEPTION(lock.lock(), procreg::error, deadlock);
@@ -522,7 +522,7 @@ BOOST_AUTO_TEST_CASE(remove_deletes_the_segment_and_a_new_user_recreates_it) {
 }
 
 BOOST_AUTO_TEST_CASE(explicit_names_are_checked) {
-    const auto invalid = [](const procreg::error& e) { return is_error(e, procreg::errc::invalid_key); };
+    const auto invalid = [](const procreg::error& e) { return is_error(e, procreg::errc::invalid_argument); };
     BOOST_CHECK_EXCEPTION(named_mutex_lock(named_mutex_lock::explicit_name{""}), procreg::error, invalid);
     BOOST_CHECK_EXCEPTION(named_mutex_lock(named_mutex_lock::explicit_name{"a/b"}), procreg::error, invalid);
     BOOST_CHECK_EXCEPTION(named_mutex_lock(named_mutex_lock::explicit_name{std::string(300, 'x')}), procreg::error,

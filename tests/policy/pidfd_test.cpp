@@ -1,4 +1,4 @@
-// The pidfd liveness policy against engineering notes §4, with real
+// The pidfd liveness policy against docs/engineering.md §4, with real
 // processes: the current process is alive; a reaped child, a zombie child, a
 // live pid with another start time and a record from another boot are dead;
 // a process we may not signal (EPERM) is alive; a record without identity

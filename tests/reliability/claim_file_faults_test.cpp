@@ -219,7 +219,7 @@ void throw_if_failed(const insomnia::cleanup_report& report) {
     if (!report.failures.empty()) {
         throw procreg::error(procreg::errc::io_failure, report.failures.front().path, report.failures.front().reason);
     }
-    require_released(report.lock, "lock");
+    require_released(*report.lock, "lock");  // no failure reported: the lock's removal did not fail
 }
 
 }  // namespace

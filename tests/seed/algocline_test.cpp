@@ -89,7 +89,7 @@ BOOST_AUTO_TEST_CASE(load_corrupted_returns_pool_error) {
     std::error_code ec;
     const auto rows = reg.list(ec);
     BOOST_TEST(ec == procreg::errc::corrupted_file);
-    BOOST_TEST(rows.empty());
+    BOOST_TEST(!rows.has_value());
 }
 
 // T4 — concurrent writers (threads) under the lock lose no entry: two threads

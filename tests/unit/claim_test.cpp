@@ -96,14 +96,14 @@ std::uint64_t inode_of(const fs::path& path) {
 }
 
 // Runs one transaction on `reg` that must fail as a storage reports a file
-// changed by a writer outside the lock: errc::in_use without a pid ("decide again").
+// changed by a writer outside the lock: errc::changed_outside_lock ("decide again").
 template <class Body>
 void expect_foreign_change(json_registry& reg, Body&& body) {
     try {
         reg.transact(body);
         BOOST_FAIL("the commit must notice the foreign change");
     } catch (const procreg::error& e) {
-        BOOST_TEST(e.code() == procreg::errc::in_use);
+        BOOST_TEST(e.code() == procreg::errc::changed_outside_lock);
         BOOST_TEST(!e.pid().has_value());
     }
 }
@@ -120,7 +120,7 @@ BOOST_AUTO_TEST_SUITE(claim_mechanism)
 
 // A writer outside the lock replaces the claim after the session read it:
 // commit must not publish, must leave the other writer's file intact, and
-// must say in_use without a pid (decide again).
+// must say changed_outside_lock (decide again).
 BOOST_AUTO_TEST_CASE(commit_detects_a_claim_replaced_after_reading) {
     temp_dir dir;
     const fs::path path = dir / "claim.json";

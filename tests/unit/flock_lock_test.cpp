@@ -1,4 +1,4 @@
-// The flock lock policy against engineering notes §1: it belongs to the open
+// The flock lock policy against docs/engineering.md §1: it belongs to the open
 // file description, so closing another descriptor of the file keeps it;
 // threads exclude each other; renaming the data file does not move it; it is
 // not inherited across exec; blocking, try and timed acquisition.
@@ -283,7 +283,7 @@ BOOST_AUTO_TEST_CASE(a_nested_transaction_fails_instead_of_hanging) {
         reg.transact([&](auto&) { reg.list(); });
         BOOST_FAIL("expected EDEADLK");
     } catch (const procreg::error& e) {
-        BOOST_TEST(e.code() == procreg::errc::io_failure);
+        BOOST_TEST(e.code() == procreg::errc::nested_transaction);
         BOOST_TEST(e.os_error() == EDEADLK);
     }
     BOOST_TEST(reg.list().empty());  // and the lock was released

@@ -1,6 +1,6 @@
 // procreg/liveness/kill_liveness.hpp — "is the owner alive?" by kill(pid, 0).
 //
-// Invariant (the seeds' guards, engineering notes §4): pid 0 and pids above
+// Invariant (the seeds' guards, docs/engineering.md §4): pid 0 and pids above
 // INT_MAX are dead without a system call (kill would address a process
 // group or every process); kill returning 0 or failing with EPERM is alive
 // (the process exists but is not ours); only ESRCH is dead.

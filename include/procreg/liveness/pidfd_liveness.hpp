@@ -18,7 +18,7 @@
 // program, or by a storage that cannot hold extra keys — is judged by its
 // pid alone: alive when that process exists and is not a zombie.
 //
-// Probe (engineering notes §4): pidfd_open(pid) first. The descriptor pins
+// Probe (docs/engineering.md §4): pidfd_open(pid) first. The descriptor pins
 // the process, so after reading /proc/<pid>/stat we ask the pidfd whether
 // *that* process is still running; if it is, what we read was its own stat
 // and not a newcomer's that reused the pid. Without pidfd_open (ENOSYS,

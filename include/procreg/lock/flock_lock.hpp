@@ -1,9 +1,9 @@
 // procreg/lock/flock_lock.hpp — registry-wide exclusion by flock(2) on a dedicated lock file.
 //
-// Why flock and not fcntl/Boost.Interprocess file_lock (docs/policy-lock.md):
-// an fcntl lock belongs to the process, so closing *any* descriptor of the
-// file drops it and two threads never exclude each other. flock belongs to
-// the open file description.
+// Why flock and not fcntl/Boost.Interprocess file_lock (docs/engineering.md
+// §1): an fcntl lock belongs to the process, so closing *any* descriptor of
+// the file drops it and two threads never exclude each other. flock belongs
+// to the open file description.
 //
 // Invariants:
 // - the lock file is only ever opened, locked and closed; procreg never
@@ -141,9 +141,9 @@ public:
         if (state->process == ::getpid()) delete state;
     }
 
-    /// Blocks until this thread holds the lock. Throws `errc::io_failure`
-    /// with EDEADLK if this thread holds it already, through this object or
-    /// another one on the same file (a nested transaction).
+    /// Blocks until this thread holds the lock. Throws
+    /// `errc::nested_transaction` (EDEADLK) if this thread holds it already,
+    /// through this object or another one on the same file.
     void lock() {
         process_state& state = here();
         refuse_relock(state);
@@ -243,7 +243,7 @@ private:
     }
 
     [[noreturn]] void throw_relock() const {
-        detail::throw_os_error(errc::io_failure, where_.path,
+        detail::throw_os_error(errc::nested_transaction, where_.path,
                                "this thread already holds the lock (transactions do not nest)", EDEADLK);
     }
 

@@ -1,7 +1,7 @@
 // procreg/lock/named_mutex_lock.hpp — registry-wide exclusion by a robust,
 // process-shared pthread mutex kept in named shared memory.
 //
-// Why this and not `boost::interprocess::named_mutex` (engineering notes §2):
+// Why this and not `boost::interprocess::named_mutex` (docs/engineering.md §2):
 // on Linux that class is a POSIX named semaphore. A semaphore has no owner,
 // so a holder killed with SIGKILL leaves it taken for ever and every later
 // registry call hangs. Boost's `interprocess_mutex` is robust since 1.78 but,
@@ -119,7 +119,7 @@ inline std::uint64_t fnv1a64(const std::string& text) noexcept {
 /// Lockable and TimedLockable; excludes other processes and other threads.
 ///
 /// Ownership is per thread: the thread that locked must unlock. Locking
-/// again from the thread that holds it throws (`errc::io_failure` with
+/// again from the thread that holds it throws (`errc::nested_transaction`,
 /// `os_error() == EDEADLK`) instead of deadlocking.
 ///
 /// fork(): the segment stays mapped in the child, but a lock held by the
@@ -246,7 +246,7 @@ private:
     }
 
     static std::filesystem::path canonical_lock_path(const std::filesystem::path& lock_path) {
-        if (lock_path.empty()) throw error(errc::invalid_key, lock_path, "named_mutex_lock needs a lock path");
+        if (lock_path.empty()) throw error(errc::invalid_argument, lock_path, "named_mutex_lock needs a lock path");
         std::error_code ec;
         auto absolute = std::filesystem::absolute(lock_path, ec);
         if (!ec) absolute = std::filesystem::weakly_canonical(absolute, ec);
@@ -271,7 +271,7 @@ private:
     static void check_name(const std::string& name) {
         if (name.empty() || name.size() >= NAME_MAX || name.find('/') != std::string::npos ||
             name.find('\0') != std::string::npos || name == "." || name == "..") {
-            throw error(errc::invalid_key, name,
+            throw error(errc::invalid_argument, name,
                         "a shared-memory segment name must be 1 to " + std::to_string(NAME_MAX - 1) +
                             " characters without '/' or NUL");
         }
@@ -445,7 +445,7 @@ private:
             return true;
         }
         if (rc == EDEADLK) {
-            fail(errc::io_failure,
+            fail(errc::nested_transaction,
                  "this thread already holds the registry lock (a transaction nested in a transaction on the same "
                  "registry?)",
                  rc);

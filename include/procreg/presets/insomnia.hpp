@@ -150,8 +150,8 @@ basic_consolidation_claim<Registry> open(const std::filesystem::path& staging) {
 
 /// What `basic_staging_lock::release_with_cleanup` did.
 struct cleanup_report {
-    release_status lock = release_status::absent;  ///< what happened to the lock file
-    std::vector<skipped_file> failures;            ///< consumed entries that exist but could not be removed
+    std::optional<release_status> lock;  ///< what happened to the lock file; none when removing it failed (see failures)
+    std::vector<skipped_file> failures;  ///< consumed entries that exist but could not be removed, and a failed lock removal
 };
 
 /// The held consolidation lock (the seed's `StagingLock`). Destroying it does
@@ -222,8 +222,11 @@ public:
             }
         }
         std::error_code ec;
-        report.lock = handle_.release(ec);
-        if (ec) report.failures.push_back(skipped_file{path(), "cannot remove the lock: " + ec.message()});
+        if (const auto status = handle_.release(ec)) {
+            report.lock = *status;
+        } else {
+            report.failures.push_back(skipped_file{path(), "cannot remove the lock: " + ec.message()});
+        }
         return report;
     }
 

@@ -18,7 +18,7 @@
 // - a claim is replaced or removed only after it has been moved to a private
 //   name and found to be the very file (device, inode and bytes) that was
 //   read and judged: if another writer changed it meanwhile, the file is put
-//   back and the commit fails with `errc::in_use` without a pid — the caller
+//   back and the commit fails with `errc::changed_outside_lock` — the caller
 //   re-reads and decides again (py-filelock's rename-and-recheck). A file's
 //   identity (`claim_file_token`) keeps the file open, so its inode number
 //   cannot be reused for a newer claim while anyone relies on it;
@@ -403,7 +403,7 @@ public:
         /// remove a claim only while it is still theirs.
         const std::optional<claim_file_token>& file_token() const noexcept { return token_; }
 
-        /// Publishes the change, if any. On `errc::in_use` without a pid the
+        /// Publishes the change, if any. On `errc::changed_outside_lock` the
         /// file was changed by a writer that does not take the lock; nothing
         /// of this session was published and the caller should decide again.
         void commit() {
@@ -606,7 +606,7 @@ public:
         }
 
         [[noreturn]] void changed(const std::string& what) const {
-            throw error(errc::in_use, path(),
+            throw error(errc::changed_outside_lock, path(),
                         what + " by a writer that does not take " + owner_->lock_path().string() +
                             "; nothing was written, decide again");
         }
@@ -628,7 +628,7 @@ public:
 private:
     static std::string file_name(const std::filesystem::path& file) {
         if (file.filename().empty()) {
-            throw error(errc::invalid_key, file, "a claim_file needs a file path, not a directory");
+            throw error(errc::invalid_argument, file, "a claim_file needs a file path, not a directory");
         }
         return file.filename().string();
     }

@@ -186,7 +186,7 @@ public:
     /// the first save made under the lock). Does not read the table.
     explicit json_table(options opts) : options_(std::move(opts)) {
         if (options_.file.filename().empty()) {
-            throw error(errc::invalid_key, options_.file, "a json_table needs a file path, not a directory");
+            throw error(errc::invalid_argument, options_.file, "a json_table needs a file path, not a directory");
         }
         if (options_.lock_file.empty()) {
             options_.lock_file = options_.file;

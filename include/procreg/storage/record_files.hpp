@@ -111,7 +111,7 @@ public:
     /// left by a save whose cleanup failed, go at its next commit, under
     /// the lock). Reads no record.
     explicit record_files(options opts) : options_(std::move(opts)) {
-        if (options_.root.empty()) throw error(errc::unsafe_path, options_.root, "record_files needs a root directory");
+        if (options_.root.empty()) throw error(errc::invalid_argument, options_.root, "record_files needs a root directory");
         if (!detail::is_valid_record_key(options_.retired_dir)) {
             throw error(errc::invalid_key, options_.root,
                         "retired_dir " + detail::quote_record_key(options_.retired_dir) +
