@@ -526,7 +526,8 @@ public:
                 }
                 std::string text = detail::pretty_print(encoded);
                 text += '\n';
-                detail::read_back<Record>(text, detail::json_limits{opts.max_depth});
+                // Held to the limits a reader applies to the file (read_state).
+                detail::read_back<Record>(text, detail::json_limits{opts.max_depth, opts.max_file_bytes});
                 return text;
             } catch (const detail::decode_error& e) {
                 throw error(errc::invalid_record, active_file(key), std::string("cannot store the record: ") + e.what(),
