@@ -265,11 +265,12 @@ boost::json::object merge_over(const boost::json::object& base, const Record& re
 }
 
 /// Proves that `text`, a record's JSON as it is about to be written, reads
-/// back: parses it with `limits` and decodes it as `Record`, exactly as the
-/// next load will. A record that would not (a string that is not UTF-8, a
-/// value the type's own decoder refuses, a number JSON cannot hold) is a
-/// `decode_error` here, instead of a saved file that every process then
-/// fails to read. With `value` / `json`, what the next load will see is
+/// back: parses it with `limits` (the reader's size and depth limits, less
+/// what the file adds around `text`) and decodes it as `Record`, exactly as
+/// the next load will. A record that would not (too big, too deep, a string
+/// that is not UTF-8, a value the type's own decoder refuses, a number JSON
+/// cannot hold) is a `decode_error` here, instead of a saved file that
+/// every process then fails to read. With `value` / `json`, what the next load will see is
 /// handed out (only on success), so a cache holds exactly what the file holds.
 template <class Record>
 void read_back(std::string_view text, const json_limits& limits, Record* value = nullptr,

@@ -26,6 +26,11 @@
 //   new claim or the final directory fsync fails, the new claim is taken out
 //   again and the judged one put back (when the failing disk lets us; an
 //   fsync error says whether it did);
+// - a claim is published only once its very bytes read back under this
+//   storage's options (max_file_bytes, max_depth, decoding); otherwise
+//   errc::invalid_record and nothing is written — every reader would take
+//   it for unparseable (so, in stale mode, for no holder) while its writer
+//   holds it;
 // - a file that cannot be parsed is an error naming it (procreg's default),
 //   or, where the seed says so, a stale claim reported through `skipped()`;
 // - the directory is opened once by descriptor (0700, owner checked, no

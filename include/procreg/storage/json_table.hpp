@@ -10,6 +10,9 @@
 // - a file that exists but does not parse, is too large or too deep, or
 //   holds two records with one key, is an error naming the path and the
 //   cause — never an empty table — and is left untouched;
+// - no commit writes such a file: a record is proven to read back within
+//   max_depth less the two levels the file wraps it in, and the rendered
+//   table within max_file_bytes, before the replace (errc::invalid_record);
 // - top-level keys other than the array, and per-record keys the record type
 //   does not know, are written back as they were read;
 // - the directory is 0700 and only this user's (detail::open_directory),

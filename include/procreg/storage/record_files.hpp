@@ -23,6 +23,9 @@
 //   the reason, and the file stays byte for byte as it was. Only
 //   `hard_delete` removes files regardless of their contents (the operator's
 //   explicit "drop both copies");
+// - a record whose file its readers would skip (above max_file_bytes, past
+//   max_depth, not decodable) is errc::invalid_record before anything is
+//   written: the read-back proof uses the readers' limits;
 // - keys on disk the record type does not know, at every depth, survive a
 //   rewrite (detail::encode_over merges the record over the file as read);
 // - listing passes over invalid files (unparseable, unsupported schema,
