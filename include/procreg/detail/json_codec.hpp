@@ -105,11 +105,11 @@ inline std::string describe_json_path(const std::string& where) {
 /// A number outside the double range is an error (see the file comment).
 inline std::optional<boost::json::value> parse_json(std::string_view text, const json_limits& limits,
                                                      std::string& error_text) {
-    const std::string in_file = limits.outer_depth + limits.outer_bytes == 0 ? "" : " in its file";
     if (text.size() > limits.max_bytes || limits.outer_bytes > limits.max_bytes - text.size()) {
         error_text = "too big: " + std::to_string(text.size()) + " bytes" +
-                     (limits.outer_bytes == 0 ? "" : " (and at least " + std::to_string(limits.outer_bytes) +
-                                                         " around it" + in_file + ")") +
+                     (limits.outer_bytes == 0
+                          ? std::string()
+                          : " (and at least " + std::to_string(limits.outer_bytes) + " around it in its file)") +
                      ", above the limit of " + std::to_string(limits.max_bytes) + " bytes";
         return std::nullopt;
     }
@@ -119,8 +119,9 @@ inline std::optional<boost::json::value> parse_json(std::string_view text, const
     boost::json::value value = parse_refusing_duplicates(text, options, ec, error_text);
     if (ec == boost::json::error::too_deep) {
         error_text = "too deep: nested past the limit of " + std::to_string(limits.max_depth) + " levels" +
-                     (limits.outer_depth == 0 ? "" : " (counting the " + std::to_string(limits.outer_depth) +
-                                                         " levels around it" + in_file + ")");
+                     (limits.outer_depth == 0 ? std::string()
+                                              : " (counting the " + std::to_string(limits.outer_depth) +
+                                                    " levels around it in its file)");
     }
     if (ec) return std::nullopt;
     if (auto where = non_finite_number(value)) {
