@@ -13,7 +13,12 @@
 // - a present claim re-put and committed (the compare-and-swap publish)
 //   reloads as the same record and is a fixpoint (a second save gives the
 //   same bytes); an unparseable claim is replaced by a new one (the stale
-//   takeover) that reloads as what was put.
+//   takeover) that reloads as what was put;
+// - the limits hold on write: through a storage whose max_file_bytes is the
+//   input's size, that publish is either refused with
+//   `errc::invalid_record` before anything is written, or gives a claim
+//   that a strict load under the same limits reads back — never a claim
+//   that others would take for unparseable (stale) while its writer holds it.
 #pragma once
 
 #include "fuzz_support.hpp"
@@ -85,8 +90,49 @@ procreg::storage::claim_peek<Record> fuzz_claim(const std::uint8_t* data, std::s
     PROCREG_FUZZ_CHECK(threw == !present, threw ? "a strict load refused a claim peek reads" : "a strict load accepted garbage");
     check_untouched(file, input, "reading the claim");
 
-    // 3. Publish: the same claim again, or a takeover of an unparseable one.
     const Record expected = present ? loaded->value : fresh;
+
+    // 2b. The limits on write (see the file comment); the file is the input again afterwards.
+    {
+        auto bounded_options = options;
+        bounded_options.max_file_bytes = input.size();
+        storage_type bounded(bounded_options);
+        bool saved = false;
+        guarded(
+            "claim publish within limits",
+            [&] {
+                auto session = bounded.template begin<Record>();
+                procreg::stored_record<Record> next{expected, present ? loaded->json : boost::json::object{}};
+                const auto refused = session.put(next);
+                PROCREG_FUZZ_CHECK(!refused.has_value(), "publishing within limits was refused: " +
+                                                             (refused ? refused->reason : std::string()));
+                session.commit();
+                saved = true;
+            },
+            [&](const procreg::error& e) { expect_error(e, {procreg::errc::invalid_record}, "a publish within limits"); });
+        if (saved) {
+            auto bounded_strict = bounded_options;
+            bounded_strict.unparseable = procreg::storage::unparseable_claim::error;
+            guarded(
+                "claim reload within limits",
+                [&] {
+                    storage_type again(bounded_strict);
+                    auto session = again.template begin<Record>();
+                    std::optional<procreg::stored_record<Record>> reloaded;
+                    session.for_each([&](const procreg::stored_record<Record>& stored) { reloaded = stored; });
+                    PROCREG_FUZZ_CHECK(reloaded && same_record(reloaded->value, expected),
+                                       "a claim published within limits does not reload under them");
+                },
+                [&](const procreg::error& e) {
+                    fail(std::string("a claim published within limits does not load under them: ") + e.what());
+                });
+            write_file(file, input);
+        } else {
+            check_untouched(file, input, "a publish refused for the limits");
+        }
+    }
+
+    // 3. Publish: the same claim again, or a takeover of an unparseable one.
     guarded(
         "claim publish",
         [&] {

@@ -13,7 +13,12 @@
 //   the same bytes;
 // - the unchanged-file shortcut (the storage object that wrote the file
 //   hands its state to its next session) gives the same records, and saving
-//   from it gives the same bytes again.
+//   from it gives the same bytes again;
+// - the limits hold on write: through a storage whose max_file_bytes is the
+//   input's size (so it reads the input), saving the table back is either
+//   refused with `errc::invalid_record` before anything is written, or
+//   gives a file that reloads under the same limits — never a file its
+//   reader refuses.
 #pragma once
 
 #include "fuzz_support.hpp"
@@ -95,6 +100,37 @@ void fuzz_json_table(const std::uint8_t* data, std::size_t size, procreg::storag
         return;
     }
     check_untouched(file, input, "a load");
+
+    // The limits on write (see the file comment); the file is the input again afterwards.
+    {
+        auto bounded_options = options;
+        bounded_options.max_file_bytes = input.size();
+        bounded_options.reuse_unchanged = false;
+        procreg::storage::json_table bounded(bounded_options);
+        bool saved = false;
+        guarded(
+            "json_table save within limits",
+            [&] {
+                auto session = bounded.begin<Record>();
+                save_all<Record>(session, snapshot<Record>(session));
+                saved = true;
+            },
+            [&](const procreg::error& e) { expect_error(e, {procreg::errc::invalid_record}, "a save within limits"); });
+        if (saved) {
+            guarded(
+                "json_table reload within limits",
+                [&] {
+                    auto session = bounded.begin<Record>();
+                    check_same_rows(loaded, snapshot<Record>(session), "reload within limits");
+                },
+                [&](const procreg::error& e) {
+                    fail(std::string("a table saved within limits does not load under them: ") + e.what());
+                });
+            write_file(file, input);
+        } else {
+            check_untouched(file, input, "a save refused for the limits");
+        }
+    }
 
     // Save what was loaded; a failure to encode what was decoded is a finding.
     guarded(

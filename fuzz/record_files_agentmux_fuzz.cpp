@@ -13,7 +13,11 @@
 // - otherwise the upsert is written, reloads as exactly the record put, keeps
 //   every top-level key the record type does not know with its value, and
 //   writing the reloaded record again gives the same bytes;
-// - retire then unretire moves the file and back without changing a byte.
+// - retire then unretire moves the file and back without changing a byte;
+// - the limits hold on write: through a storage whose max_file_bytes is the
+//   input's size, that upsert is refused as above, or refused with
+//   `errc::invalid_record` before anything is written, or gives a file that
+//   reloads under the same limits — never a file its reader skips.
 #include "fuzz_support.hpp"
 
 #include <procreg/presets/agentmux.hpp>
@@ -97,9 +101,45 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
     }
 
-    // 2. Upsert over it.
     agent_record next = found ? *found : agent_record::make(key);
     next.data.display_name = "fuzz";
+
+    // 1b. The limits on write (see the file comment); the file is the input again afterwards.
+    {
+        auto bounded_options = make_options(root);
+        bounded_options.max_file_bytes = input.size();
+        procreg::storage::record_files bounded(bounded_options);
+        bool saved = false;
+        procreg_fuzz::guarded(
+            "record_files upsert within limits",
+            [&] {
+                auto session = bounded.begin<agent_record>();
+                const auto* stored = session.find(key);
+                saved = !session.put({next, stored ? stored->json : boost::json::object{}}).has_value();
+                session.commit();
+            },
+            [&](const procreg::error& e) {
+                procreg_fuzz::expect_error(e, {procreg::errc::invalid_record}, "an upsert within limits");
+            });
+        if (saved) {
+            procreg_fuzz::guarded(
+                "record_files reload within limits",
+                [&] {
+                    auto session = bounded.begin<agent_record>();
+                    const auto* stored = session.find(key);
+                    PROCREG_FUZZ_CHECK(stored && procreg_fuzz::same_record(stored->value, next),
+                                       "an upsert within limits does not reload under them: " +
+                                           (session.skipped().empty() ? std::string("?")
+                                                                      : session.skipped().front().reason));
+                },
+                procreg_fuzz::no_error("reload within limits"));
+            procreg_fuzz::write_file(file, input);
+        } else {
+            procreg_fuzz::check_untouched(file, input, "an upsert refused for the limits");
+        }
+    }
+
+    // 2. Upsert over it.
     bool refused = false;
     procreg_fuzz::guarded(
         "record_files upsert",

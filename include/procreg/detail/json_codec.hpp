@@ -41,9 +41,21 @@
 
 namespace procreg::detail {
 
-/// Limits applied to every file procreg parses.
+/// Limits applied to every file procreg parses, and so to every text it
+/// writes: a write is proven against the limits its reader will apply
+/// (`read_back`), so no procreg program can write a file that readers
+/// refuse as too big or too deep (docs/reliability.md, "Limits").
 struct json_limits {
+    /// Maximum nesting depth of the whole file (Boost.JSON's `max_depth`:
+    /// `{}` is one level, `{"a": []}` two).
     std::size_t max_depth = 32;
+    /// Maximum size of the whole file in bytes.
+    std::size_t max_bytes = static_cast<std::size_t>(-1);
+    /// For a text that is only part of its file (a json_table record): the
+    /// levels the file opens around it and the fewest bytes it adds, so the
+    /// text is held to what is left of the file's limits. 0 for a whole file.
+    std::size_t outer_depth = 0;
+    std::size_t outer_bytes = 0;  ///< see `outer_depth`
 };
 
 /// The path (`a.b[2]`, "" for the top) of the first number in `value` that
@@ -86,16 +98,31 @@ inline std::string describe_json_path(const std::string& where) {
     return where.front() == '.' ? where.substr(1) : where;
 }
 
-/// Parses `text` with the depth limit; returns the error text on failure.
-/// An object that repeats a member name is an error
+/// Parses `text` within the size and depth limits (of what is left of
+/// them, for a text with `outer_depth` / `outer_bytes`); returns the error
+/// text on failure. An object that repeats a member name is an error
 /// (procreg/detail/json_strict_parse.hpp).
 /// A number outside the double range is an error (see the file comment).
 inline std::optional<boost::json::value> parse_json(std::string_view text, const json_limits& limits,
                                                      std::string& error_text) {
+    if (text.size() > limits.max_bytes || limits.outer_bytes > limits.max_bytes - text.size()) {
+        error_text = "too big: " + std::to_string(text.size()) + " bytes" +
+                     (limits.outer_bytes == 0
+                          ? std::string()
+                          : " (and at least " + std::to_string(limits.outer_bytes) + " around it in its file)") +
+                     ", above the limit of " + std::to_string(limits.max_bytes) + " bytes";
+        return std::nullopt;
+    }
     boost::json::parse_options options;
-    options.max_depth = limits.max_depth;
+    options.max_depth = limits.max_depth > limits.outer_depth ? limits.max_depth - limits.outer_depth : 0;
     boost::system::error_code ec;
     boost::json::value value = parse_refusing_duplicates(text, options, ec, error_text);
+    if (ec == boost::json::error::too_deep) {
+        error_text = "too deep: nested past the limit of " + std::to_string(limits.max_depth) + " levels" +
+                     (limits.outer_depth == 0 ? std::string()
+                                              : " (counting the " + std::to_string(limits.outer_depth) +
+                                                    " levels around it in its file)");
+    }
     if (ec) return std::nullopt;
     if (auto where = non_finite_number(value)) {
         error_text = "number out of range at " + describe_json_path(*where);
@@ -239,11 +266,12 @@ boost::json::object merge_over(const boost::json::object& base, const Record& re
 }
 
 /// Proves that `text`, a record's JSON as it is about to be written, reads
-/// back: parses it with `limits` and decodes it as `Record`, exactly as the
-/// next load will. A record that would not (a string that is not UTF-8, a
-/// value the type's own decoder refuses, a number JSON cannot hold) is a
-/// `decode_error` here, instead of a saved file that every process then
-/// fails to read. With `value` / `json`, what the next load will see is
+/// back: parses it with `limits` (the reader's size and depth limits, less
+/// what the file adds around `text`) and decodes it as `Record`, exactly as
+/// the next load will. A record that would not (too big, too deep, a string
+/// that is not UTF-8, a value the type's own decoder refuses, a number JSON
+/// cannot hold) is a `decode_error` here, instead of a saved file that
+/// every process then fails to read. With `value` / `json`, what the next load will see is
 /// handed out (only on success), so a cache holds exactly what the file holds.
 template <class Record>
 void read_back(std::string_view text, const json_limits& limits, Record* value = nullptr,

@@ -26,6 +26,11 @@
 //   new claim or the final directory fsync fails, the new claim is taken out
 //   again and the judged one put back (when the failing disk lets us; an
 //   fsync error says whether it did);
+// - a claim is published only once its very bytes read back under this
+//   storage's options (max_file_bytes, max_depth, decoding); otherwise
+//   errc::invalid_record and nothing is written — every reader would take
+//   it for unparseable (so, in stale mode, for no holder) while its writer
+//   holds it;
 // - a file that cannot be parsed is an error naming it (procreg's default),
 //   or, where the seed says so, a stale claim reported through `skipped()`;
 // - the directory is opened once by descriptor (0700, owner checked, no
@@ -253,11 +258,22 @@ inline std::string private_name(std::string_view target) {
            std::to_string(noise % 1000000007ULL);
 }
 
+/// The limits a claim file is read with, and so written with.
+inline detail::json_limits limits_of(const claim_file_options& opts) {
+    return detail::json_limits{opts.max_depth, opts.max_file_bytes};
+}
+
 /// Parses and decodes claim bytes; nothing (reason in `why`) when they are
-/// not a `Record` in `Format`.
+/// not a `Record` in `Format` within `limits`.
 template <class Format, class Record>
-std::optional<stored_record<Record>> decode_claim(std::string_view bytes, std::size_t max_depth, std::string& why) {
-    auto object = Format::parse(bytes, detail::json_limits{max_depth}, why);
+std::optional<stored_record<Record>> decode_claim(std::string_view bytes, const detail::json_limits& limits,
+                                                  std::string& why) {
+    if (bytes.size() > limits.max_bytes) {  // whatever the format: the reader's fstat check
+        why = "too big: " + std::to_string(bytes.size()) + " bytes, above the limit of " +
+              std::to_string(limits.max_bytes) + " bytes";
+        return std::nullopt;
+    }
+    auto object = Format::parse(bytes, limits, why);
     if (!object) return std::nullopt;
     try {
         Record value = detail::decode_value<Record>(boost::json::value(*object), "");
@@ -355,7 +371,10 @@ public:
 
         /// Sets the claim. Refused (file untouched) when the file holds a claim
         /// with another key — a claim file has one slot — or when the format
-        /// cannot hold the record.
+        /// cannot hold the record. Throws `errc::invalid_record` when the
+        /// claim would not read back under this storage's options (too big,
+        /// too deep, or not decodable): every reader would take it for
+        /// unparseable — stale, or an error — while its writer holds it.
         std::optional<skipped_file> put(stored_record<Record> entry) {
             const std::string_view key = detail::key_of(entry.value);
             if (slot_ && detail::key_of(slot_->value) != key) {
@@ -363,16 +382,25 @@ public:
                                                 detail::quote_untrusted(detail::key_of(slot_->value)) +
                                                 "; a claim file holds one record"};  // escaped: read from the file
             }
+            const auto refuse = [&](const std::string& why) {
+                throw error(errc::invalid_record, path(), "cannot store the claim: " + why,
+                            error::details{std::string(key), {}, 0});
+            };
             std::string why;
             std::optional<std::string> bytes;
             try {
-                bytes = Format::serialize(detail::encode_over(entry.json, entry.value), why);
+                bytes = Format::serialize(detail::merge_over(entry.json, entry.value), why);
             } catch (const detail::decode_error& e) {
-                why = e.what();
+                refuse(e.what());
             }
             if (!bytes) {
                 return skipped_file{path(), std::string("cannot write the claim in the ") + Format::name +
                                                 " format: " + why};
+            }
+            // The read-back proof on the very bytes to be published, as
+            // load() and peek() will read them.
+            if (!detail_claim::decode_claim<Format, Record>(*bytes, detail_claim::limits_of(owner_->options_), why)) {
+                refuse("it would not read back: " + why);
             }
             slot_ = std::move(entry);
             pending_ = std::move(bytes);
@@ -546,7 +574,7 @@ public:
             token_ = claim_file_token::of(contents->status, contents->bytes,
                                           std::make_shared<const detail::unique_fd>(std::move(kept)));
             std::string why;
-            slot_ = detail_claim::decode_claim<Format, Record>(contents->bytes, opts.max_depth, why);
+            slot_ = detail_claim::decode_claim<Format, Record>(contents->bytes, detail_claim::limits_of(opts), why);
             if (slot_) return;
             if (opts.unparseable == unparseable_claim::error) {
                 throw error(errc::corrupted_file, path(),
@@ -650,7 +678,8 @@ private:
         auto contents = detail::read_file_at(dirfd, file, name.c_str(), opts.max_file_bytes);
         claim_peek<Record> out;
         if (!contents) return out;
-        auto stored = detail_claim::decode_claim<Format, Record>(contents->bytes, opts.max_depth, out.reason);
+        auto stored = detail_claim::decode_claim<Format, Record>(contents->bytes, detail_claim::limits_of(opts),
+                                                                 out.reason);
         if (!stored) {
             out.state = claim_state::unparseable;
             return out;

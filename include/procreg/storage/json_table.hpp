@@ -10,6 +10,9 @@
 // - a file that exists but does not parse, is too large or too deep, or
 //   holds two records with one key, is an error naming the path and the
 //   cause — never an empty table — and is left untouched;
+// - no commit writes such a file: a record is proven to read back within
+//   max_depth less the two levels the file wraps it in, and the rendered
+//   table within max_file_bytes, before the replace (errc::invalid_record);
 // - top-level keys other than the array, and per-record keys the record type
 //   does not know, are written back as they were read;
 // - the directory is 0700 and only this user's (detail::open_directory),
@@ -317,10 +320,25 @@ public:
             if (!dirty_) return;
             state_.compact();
             const auto& opts = table_->options_;
+            const detail::json_limits limits = record_limits(opts);
+            const slot* last_encoded = nullptr;  // names the record in a refusal
             for (slot& s : state_.slots) {
-                if (s.text.empty()) encode(s, detail::json_limits{opts.max_depth});
+                if (!s.text.empty()) continue;
+                encode(s, limits);
+                last_encoded = &s;
             }
             const std::string text = render(opts.array_key);
+            if (text.size() > opts.max_file_bytes) {
+                // Each record fits on its own, the table does not: refused
+                // before anything is written, as readers would refuse the file.
+                std::string key = last_encoded ? std::string(detail::key_of(last_encoded->record->value)) : "";
+                const std::string what =
+                    (key.empty() ? std::string("cannot store the table")
+                                 : "cannot store the record " + detail::quote_untrusted(key)) +
+                    ": the table would be " + std::to_string(text.size()) + " bytes, above the limit of " +
+                    std::to_string(opts.max_file_bytes) + " bytes (max_file_bytes) that readers accept";
+                throw error(errc::invalid_record, path(), what, error::details{std::move(key), {}, 0});
+            }
             const auto now = std::chrono::steady_clock::now();
             if (table_->sweep_pending_ || now - table_->last_sweep_ >= opts.temp_sweep_interval) {
                 // Temp files a save left behind — a live process whose
@@ -353,6 +371,18 @@ public:
         }
 
     private:
+        // The limits one record's text is held to: the file's, less what the
+        // file adds around it. render() nests a record two levels down (the
+        // top-level object, the array) and writes at least
+        // `{\n  "<array_key>": [\n    ` and `\n  ]\n}` around it. The size
+        // of the whole table is checked once rendered (commit).
+        static detail::json_limits record_limits(const options& opts) {
+            detail::json_limits limits{opts.max_depth, opts.max_file_bytes};
+            limits.outer_depth = 2;
+            limits.outer_bytes = 18 + boost::json::serialize(boost::json::string_view(opts.array_key)).size();
+            return limits;
+        }
+
         // Gives a changed record the text it will have in the file, once
         // that very text is proven to read back. The record then holds what
         // reading it back gives (value and object), as a fresh load of the
@@ -366,8 +396,10 @@ public:
                 detail::read_back<Record>(text, limits, &entry.value, &entry.json);
                 s.text = std::move(text);
             } catch (const detail::decode_error& e) {
-                throw error(errc::invalid_record, path(), std::string("cannot store a record: ") + e.what(),
-                            error::details{std::string(detail::key_of(entry.value)), {}, 0});
+                const std::string key(detail::key_of(entry.value));
+                throw error(errc::invalid_record, path(),
+                            "cannot store the record " + detail::quote_untrusted(key) + ": " + e.what(),
+                            error::details{key, {}, 0});
             }
         }
 

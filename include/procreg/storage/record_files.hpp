@@ -23,6 +23,9 @@
 //   the reason, and the file stays byte for byte as it was. Only
 //   `hard_delete` removes files regardless of their contents (the operator's
 //   explicit "drop both copies");
+// - a record whose file its readers would skip (above max_file_bytes, past
+//   max_depth, not decodable) is errc::invalid_record before anything is
+//   written: the read-back proof uses the readers' limits;
 // - keys on disk the record type does not know, at every depth, survive a
 //   rewrite (detail::encode_over merges the record over the file as read);
 // - listing passes over invalid files (unparseable, unsupported schema,
@@ -532,7 +535,8 @@ public:
                 }
                 std::string text = detail::pretty_print(encoded);
                 text += '\n';
-                detail::read_back<Record>(text, detail::json_limits{opts.max_depth});
+                // Held to the limits a reader applies to the file (read_state).
+                detail::read_back<Record>(text, detail::json_limits{opts.max_depth, opts.max_file_bytes});
                 return text;
             } catch (const detail::decode_error& e) {
                 throw error(errc::invalid_record, active_file(key), std::string("cannot store the record: ") + e.what(),
