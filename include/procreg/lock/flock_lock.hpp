@@ -49,7 +49,7 @@ public:
     /// Locks `lock_file`, which is created (0600) on first use; its directory
     /// must exist. A relative path is made absolute now, as the storage opens
     /// its directory now: a later chdir must not move the lock away from the data.
-    explicit flock_lock(std::filesystem::path lock_file) : path_(std::filesystem::absolute(lock_file)) {}
+    explicit flock_lock(std::filesystem::path lock_file) : path_(detail::absolute_path(lock_file)) {}
 
     flock_lock(const flock_lock&) = delete;
     flock_lock& operator=(const flock_lock&) = delete;
