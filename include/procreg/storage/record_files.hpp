@@ -545,7 +545,7 @@ public:
 
         static std::string without_path(const error& e, const std::filesystem::path& file) {
             std::string text = e.what();
-            const std::string prefix = file.string() + ": ";
+            const std::string prefix = detail::shown_path(file.native()) + ": ";  // as error::what() shows it
             if (text.compare(0, prefix.size(), prefix) == 0) text.erase(0, prefix.size());
             return text;
         }
