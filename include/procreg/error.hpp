@@ -11,6 +11,8 @@
 // own (docs/errors.md lists them), so a code never means two things.
 #pragma once
 
+#include <procreg/detail/quote_untrusted.hpp>
+
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -88,7 +90,8 @@ struct error_details {
 /// The exception thrown by procreg's throwing API.
 ///
 /// `what()` reads "<path>: <detail>: <code message>", so a log line alone
-/// says which file and why.
+/// says which file and why; a path with control bytes in it is shown quoted
+/// (`detail::quote_untrusted`).
 class error : public std::system_error {
 public:
     /// Extra facts that some codes carry.
@@ -112,8 +115,11 @@ public:
 private:
     static std::string compose(const std::filesystem::path& path, const std::string& detail) {
         if (path.empty()) return detail;
-        if (detail.empty()) return path.string();
-        return path.string() + ": " + detail;
+        // A path holding a line break or another control byte is quoted, so
+        // it cannot break the message's line (detail/quote_untrusted.hpp).
+        const std::string shown = ::procreg::detail::shown_path(path.native());
+        if (detail.empty()) return shown;
+        return shown + ": " + detail;
     }
 
     std::filesystem::path path_;

@@ -9,7 +9,11 @@
 // - a file is replaced only by the atomic replace protocol: O_EXCL temp file
 //   in the same directory, write all, fsync, rename over the target, fsync
 //   the directory; the temp file is removed on every failure, and an fsync
-//   failure is never retried or ignored (PostgreSQL's "fsyncgate").
+//   failure is never retried or ignored (PostgreSQL's "fsyncgate");
+// - a storage refuses at open a file name whose temp name would not fit
+//   NAME_MAX (`check_storable_name`), so nothing opens that cannot be written;
+// - every failure is a `procreg::error` with the errno of the failed call,
+//   read before anything else can change it.
 #pragma once
 
 #include <procreg/detail/sys.hpp>
@@ -59,9 +63,15 @@ private:
 };
 
 /// Throws `procreg::error` for a failed system call, with errno's text.
-[[noreturn]] inline void throw_os_error(errc code, const std::filesystem::path& path,
-                                        const std::string& what, int err) {
-    throw error(code, path, what + ": " + std::strerror(err), error::details{{}, {}, err});
+/// `err` is the errno of that call, saved before anything else runs: a heap
+/// allocation (building a message, a path) may change errno, so a call site
+/// reads errno first (`const int err = errno;`) and passes the copy.
+[[noreturn]] inline void throw_os_error(errc code, const std::filesystem::path& path, std::string_view what,
+                                        int err) {
+    std::string text(what);
+    text += ": ";
+    text += std::strerror(err);
+    throw error(code, path, text, error::details{{}, {}, err});
 }
 
 /// The path of a file, for error messages only, built when one is thrown:
@@ -84,7 +94,7 @@ private:
 };
 
 /// As above, naming the file by a `path_ref`.
-[[noreturn]] inline void throw_os_error(errc code, const path_ref& path, const std::string& what, int err) {
+[[noreturn]] inline void throw_os_error(errc code, const path_ref& path, std::string_view what, int err) {
     throw_os_error(code, path.get(), what, err);
 }
 
@@ -111,10 +121,10 @@ inline unique_fd open_directory(const std::filesystem::path& dir, const director
             if (part == prefix.root_path() || part.empty()) continue;
             if (sys::mkdirat(AT_FDCWD, prefix.c_str(), 0700) == 0) {
                 created_last = true;
-            } else if (errno == EEXIST) {
+            } else if (const int err = errno; err == EEXIST) {
                 created_last = false;
             } else {
-                throw_os_error(errc::io_failure, prefix, "cannot create directory", errno);
+                throw_os_error(errc::io_failure, prefix, "cannot create directory", err);
             }
         }
     }
@@ -129,11 +139,17 @@ inline unique_fd open_directory(const std::filesystem::path& dir, const director
     }
     unique_fd handle(fd);
     struct ::stat st {};
-    if (sys::fstat(fd, &st) != 0) throw_os_error(errc::io_failure, dir, "cannot stat directory", errno);
+    if (sys::fstat(fd, &st) != 0) {
+        const int err = errno;
+        throw_os_error(errc::io_failure, dir, "cannot stat directory", err);
+    }
     if (created_last) {
         // mkdir's mode is filtered by the umask; the registry's directory
         // must be 0700 whatever the umask, as the seeds require.
-        if (sys::fchmod(fd, 0700) != 0) throw_os_error(errc::io_failure, dir, "cannot chmod 0700", errno);
+        if (sys::fchmod(fd, 0700) != 0) {
+            const int err = errno;
+            throw_os_error(errc::io_failure, dir, "cannot chmod 0700", err);
+        }
     } else if (!policy.allow_shared) {
         if (st.st_uid != ::geteuid()) {
             throw error(errc::unsafe_path, dir,
@@ -157,7 +173,9 @@ struct file_contents {
 };
 
 /// Reads `name` in the directory `dirfd`. Returns nothing when the file does
-/// not exist. Refuses symlinks and non-regular files, and files larger than
+/// not exist. Refuses (`errc::unsafe_path`) symlinks and non-regular files,
+/// sockets included; a file it has no permission to open is
+/// `errc::io_failure` with EACCES or EPERM. Refuses files larger than
 /// `max_bytes` (checked with fstat before reading, and again while reading).
 /// With `keep_open`, the descriptor the bytes were read from is handed over
 /// instead of closed (it pins the inode, e.g. for a cache keyed on it).
@@ -169,11 +187,17 @@ inline std::optional<file_contents> read_file_at(int dirfd, const path_ref& path
         const int err = errno;
         if (err == ENOENT) return std::nullopt;
         if (err == ELOOP) throw_os_error(errc::unsafe_path, path, "is a symbolic link (refused)", err);
+        // A socket (ENXIO) or a device without a driver (ENODEV) cannot even
+        // be opened: a non-regular file, refused as the fstat check below does.
+        if (err == ENXIO || err == ENODEV) throw_os_error(errc::unsafe_path, path, "is not a regular file (refused)", err);
         throw_os_error(errc::io_failure, path, "cannot open", err);
     }
     unique_fd handle(fd);
     file_contents out;
-    if (sys::fstat(fd, &out.status) != 0) throw_os_error(errc::io_failure, path, "cannot stat", errno);
+    if (sys::fstat(fd, &out.status) != 0) {
+        const int err = errno;
+        throw_os_error(errc::io_failure, path, "cannot stat", err);
+    }
     if (!S_ISREG(out.status.st_mode)) throw error(errc::unsafe_path, path.get(), "is not a regular file (refused)");
     if (static_cast<std::uint64_t>(out.status.st_size) > max_bytes) {
         throw error(errc::corrupted_file, path.get(),
@@ -193,8 +217,9 @@ inline std::optional<file_contents> read_file_at(int dirfd, const path_ref& path
         const std::size_t asked = out.bytes.size() - used;
         const ssize_t got = sys::read(fd, out.bytes.data() + used, asked);
         if (got < 0) {
-            if (errno == EINTR) continue;
-            throw_os_error(errc::io_failure, path, "cannot read", errno);
+            const int err = errno;
+            if (err == EINTR) continue;
+            throw_os_error(errc::io_failure, path, "cannot read", err);
         }
         if (got == 0) break;
         used += static_cast<std::size_t>(got);
@@ -236,6 +261,82 @@ inline std::string temp_prefix(std::string_view target) {
     prefix.append(target);
     prefix += ".tmp-";
     return prefix;
+}
+
+/// The longest file name `<stem><suffix>` a storage writes, given its
+/// temp-name scheme, as a limit on the stem: every write makes a temp file
+/// `temp_prefix(name) + "<pid>-<counter>-<noise>"` beside its target (so do
+/// claim_file's private names), which adds 1 + 5 + 10 + 1 + 20 + 1 + 10 = 48
+/// characters (a pid up to INT_MAX, a 64-bit counter, noise below 10^9+7)
+/// and must fit NAME_MAX. A longer name could be read but never written, so
+/// storages refuse it when they open (`check_storable_name`). With the
+/// default `suffix_length` 0 this is the limit on a whole file name (207);
+/// record_files' `<key>.json` leaves `max_storable_name_length(5)` for a key.
+inline constexpr std::size_t max_storable_name_length(std::size_t suffix_length = 0) noexcept {
+    constexpr std::size_t temp_overhead = 1 + 5 + 10 + 1 + 20 + 1 + 10;
+    static_assert(NAME_MAX > temp_overhead, "NAME_MAX leaves no room for temp names");
+    constexpr std::size_t longest = NAME_MAX - temp_overhead;
+    return suffix_length >= longest ? 0 : longest - suffix_length;
+}
+
+/// Throws `errc::invalid_key` unless `name` (the file name of `file`) is at
+/// most `max_storable_name_length()` characters long.
+inline void check_storable_name(std::string_view name, const std::filesystem::path& file) {
+    if (name.size() <= max_storable_name_length()) return;
+    throw error(errc::invalid_key, file,
+                "the file name is " + std::to_string(name.size()) + " characters long; at most " +
+                    std::to_string(max_storable_name_length()) +
+                    " fit, so that the temp file each write makes beside it stays within NAME_MAX (" +
+                    std::to_string(NAME_MAX) + ")");
+}
+
+/// `path` made absolute against the working directory, as
+/// std::filesystem::absolute does, but failing with `procreg::error`
+/// (errc::io_failure and the errno) rather than a filesystem_error: a
+/// relative path cannot be resolved once the working directory is removed.
+inline std::filesystem::path absolute_path(const std::filesystem::path& path) {
+    if (path.is_absolute()) return path;
+    std::error_code ec;
+    std::filesystem::path out = std::filesystem::absolute(path, ec);
+    if (ec) {
+        throw error(errc::io_failure, path,
+                    "cannot make the relative path absolute (was the working directory removed?): " + ec.message(),
+                    error::details{{}, {}, ec.value()});
+    }
+    return out;
+}
+
+/// Whether `a` and `b` name the same file: compared with symlinks, "." and
+/// ".." resolved as far as the paths exist (std::filesystem::weakly_canonical);
+/// where that fails (a symlink loop, a name over NAME_MAX) compared
+/// lexically, and the open that follows reports the failure.
+inline bool same_path(const std::filesystem::path& a, const std::filesystem::path& b) {
+    const auto resolve = [](const std::filesystem::path& p) {
+        std::filesystem::path whole = absolute_path(p);
+        std::error_code ec;
+        std::filesystem::path resolved = std::filesystem::weakly_canonical(whole, ec);
+        return ec ? whole.lexically_normal() : resolved;
+    };
+    return resolve(a) == resolve(b);
+}
+
+/// Refuses (`errc::unsafe_path`) a lock file that would put an empty file
+/// where data belongs. A lock policy creates its file empty (O_CREAT) and
+/// never writes it. At the storage's own data file `data_file` that empty
+/// file is what every later read finds — and a file replaced by rename
+/// would leave the lock on an old inode, locking nothing. A name ending in
+/// ".json" is where procreg's JSON storages keep data (another registry's
+/// table, a record file): an empty one there is a corrupted file to them.
+inline void check_lock_file(const std::filesystem::path& lock_file, const std::filesystem::path& data_file) {
+    if (same_path(lock_file, data_file)) {
+        throw error(errc::unsafe_path, data_file,
+                    "the lock file is the data file itself; it must be a separate file that is never replaced");
+    }
+    if (lock_file.extension() == ".json") {
+        throw error(errc::unsafe_path, lock_file,
+                    "a lock file may not have a .json name: the lock creates it empty, and a JSON registry "
+                    "(a table, a record) at that name would then be a corrupted file");
+    }
 }
 
 /// What an atomic write does when its target exists.
@@ -292,25 +393,33 @@ inline bool atomic_write_at(int dirfd, const path_ref& path, const char* name, s
         temp += '-';
         temp += std::to_string(noise % 1000000007ULL);
         fd = sys::openat(dirfd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0 && errno != EEXIST) {
-            throw_os_error(errc::io_failure, path, "cannot create temp file " + temp, errno);
+        if (const int err = errno; fd < 0 && err != EEXIST) {
+            throw_os_error(errc::io_failure, path, "cannot create temp file " + temp, err);
         }
     }
     if (fd < 0) throw_os_error(errc::io_failure, path, "cannot create a unique temp file", EEXIST);
     unique_fd handle(fd);
-    const auto fail = [&](const std::string& what, int err) {
+    // `err` is the errno of the failed call, read before this runs (see throw_os_error).
+    const auto fail = [&](std::string_view what, int err) {
         handle.reset();
         (void)sys::unlinkat(dirfd, temp.c_str(), 0);
         throw_os_error(errc::io_failure, path, what, err);
     };
     if (const int err = write_all(fd, data)) fail("cannot write temp file " + temp, err);
-    if (durable && sys::fsync(fd) != 0) fail("fsync of temp file failed; nothing was changed", errno);
+    if (durable && sys::fsync(fd) != 0) {
+        const int err = errno;
+        fail("fsync of temp file failed; nothing was changed", err);
+    }
     unique_fd kept;
     if (keep_open) kept = unique_fd(sys::dup_cloexec(fd));  // -1 on failure: nothing kept
-    if (sys::close(handle.release()) != 0) fail("closing temp file failed; nothing was changed", errno);
+    if (sys::close(handle.release()) != 0) {
+        const int err = errno;
+        fail("closing temp file failed; nothing was changed", err);
+    }
     if (existing == if_target_exists::replace) {
         if (sys::renameat(dirfd, temp.c_str(), dirfd, name) != 0) {
-            fail("cannot rename temp file over the target", errno);
+            const int err = errno;
+            fail("cannot rename temp file over the target", err);
         }
     } else if (const int err = rename_if_absent(dirfd, temp.c_str(), name)) {
         (void)sys::unlinkat(dirfd, temp.c_str(), 0);
@@ -319,9 +428,9 @@ inline bool atomic_write_at(int dirfd, const path_ref& path, const char* name, s
     }
     if (keep_open) *keep_open = std::move(kept);
     if (durable && sys::fsync(dirfd) != 0) {
+        const int err = errno;
         throw_os_error(errc::io_failure, path,
-                       "written, but fsync of the directory failed: the change may not survive a crash",
-                       errno);
+                       "written, but fsync of the directory failed: the change may not survive a crash", err);
     }
     return true;
 }
@@ -336,8 +445,9 @@ inline void atomic_replace_at(int dirfd, const path_ref& path, const char* name,
 /// Removes `name` from `dirfd`. Returns false when it was already absent.
 inline bool remove_file_at(int dirfd, const path_ref& path, const char* name) {
     if (sys::unlinkat(dirfd, name, 0) == 0) return true;
-    if (errno == ENOENT) return false;
-    throw_os_error(errc::io_failure, path, "cannot remove", errno);
+    const int err = errno;
+    if (err == ENOENT) return false;
+    throw_os_error(errc::io_failure, path, "cannot remove", err);
 }
 
 /// The pid of the writer that made a temp file, from the part of its name

@@ -23,9 +23,12 @@
 // (found by fuzz/record_files_agentmux). A number beyond the double range
 // keeps Boost.JSON's infinity, which parse_json then refuses.
 //
-// Also here: `quote_untrusted`, for putting bytes read from a file into an
-// error message without letting them forge log lines.
+// `quote_untrusted` (detail/quote_untrusted.hpp, included here for the
+// parsers' callers) puts bytes read from a file into an error message
+// without letting them forge log lines.
 #pragma once
+
+#include <procreg/detail/quote_untrusted.hpp>
 
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/error.hpp>
@@ -170,30 +173,6 @@ private:
 };
 
 }  // namespace json_strict
-
-/// `text` that came from a file, quoted for an error message: control and
-/// non-ASCII bytes escaped (\xNN), long text shortened, so a hostile file
-/// cannot forge log lines or smuggle terminal escapes through an error.
-inline std::string quote_untrusted(std::string_view text, std::size_t max_shown = 64) {
-    static const char hex[] = "0123456789abcdef";
-    std::string out = "\"";
-    std::size_t shown = 0;
-    for (const char c : text) {
-        if (++shown > max_shown) {
-            out += "...";
-            break;
-        }
-        const auto byte = static_cast<unsigned char>(c);
-        if (byte < 0x20 || byte >= 0x7f || c == '"' || c == '\\') {
-            out += "\\x";
-            out += hex[byte >> 4];
-            out += hex[byte & 0xf];
-        } else {
-            out += c;
-        }
-    }
-    return out + "\"";
-}
 
 /// Parses `text` as boost::json::parse(text, ec, {}, options) does, but
 /// fails when an object repeats a member name. On failure returns null and

@@ -16,7 +16,6 @@
 
 #include <filesystem>
 #include <string>
-#include <system_error>
 #include <utility>
 
 #include <fcntl.h>
@@ -31,13 +30,9 @@ struct located_file {
     bool allow_shared = false;   ///< accept a file owned by another user or writable by group/others
 };
 
-/// The absolute, lexically normal form of `p` (no file system access beyond
-/// the working directory); procreg::error when even that fails.
+/// The absolute, lexically normal form of `p` (detail::absolute_path).
 inline std::filesystem::path normal_absolute(const std::filesystem::path& p) {
-    std::error_code ec;
-    std::filesystem::path out = std::filesystem::absolute(p, ec);
-    if (ec) throw_os_error(errc::io_failure, p, "cannot make the path absolute", ec.value());
-    return out.lexically_normal();
+    return absolute_path(p).lexically_normal();
 }
 
 /// Locates `file`: through a duplicate of `dirfd` (the directory `dir`,

@@ -171,7 +171,8 @@ public:
                                 std::vector<std::string> consumed_ids) {
         for (auto& id : consumed_ids) {
             if (!is_uuid(id)) {
-                throw error(errc::invalid_key, lock_file_path(staging), "consumed id \"" + id + "\" is not a UUID",
+                throw error(errc::invalid_key, lock_file_path(staging),
+                            "consumed id " + detail::quote_untrusted(id) + " is not a UUID",
                             error::details{id, {}, 0});
             }
             for (auto& c : id) {

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <procreg/claim.hpp>
+#include <procreg/detail/quote_untrusted.hpp>
 #include <procreg/liveness/kill_liveness.hpp>
 #include <procreg/lock/flock_lock.hpp>
 #include <procreg/record_traits.hpp>
@@ -124,9 +125,12 @@ inline claim_options<daemon_lock_record> claim_settings() {
     claim_options<daemon_lock_record> settings;
     settings.same_pid = own_pid::retake;
     settings.describe_holder = [](const daemon_lock_record& holder, const std::filesystem::path& file) {
+        // The command's path is quoted by detail::quote_untrusted: it stays one
+        // line, and nothing in it expands when pasted into a shell.
         return "trusty-memory daemon is already running as PID " + std::to_string(holder.pid) +
-               " (lock file: " + file.string() +
-               "). If you believe this is a stale lock, remove it manually: rm \"" + file.string() + "\"";
+               " (lock file: " + detail::shown_path(file.native()) +
+               "). If you believe this is a stale lock, remove it manually: rm " +
+               detail::quote_untrusted(file.native(), PATH_MAX);
     };
     return settings;
 }

@@ -231,7 +231,9 @@ std::filesystem::path table_path(const Tx& tx) {
     return tx.storage_session().path();
 }
 
-inline std::string quote_name(std::string_view s) { return "\"" + std::string(s) + "\""; }
+// A pod name (or another string of the table) for a message: read from the
+// file, so quoted by the one function that escapes what could forge a log line.
+inline std::string quote_name(std::string_view s) { return procreg::detail::quote_untrusted(s, 256); }
 
 /// `rules` with normalised targets; an invalid one is `invalid_scope`.
 template <class Tx>
@@ -538,8 +540,9 @@ void register_pod_with_deny(Tx& tx, std::string pod_name, std::uint32_t pid, std
         details.competitor_socket = holder->socket;
         details.segment_id = segment_id;
         throw scope_error(errc::segment_conflict, detail::table_path(tx),
-                          "pod " + detail::quote_name(pod_name) + ": session segment " + segment_id +
-                              " is already held by pod " + detail::quote_name(holder->pod_name) + " at " + holder->socket,
+                          "pod " + detail::quote_name(pod_name) + ": session segment " + detail::quote_name(segment_id) +
+                              " is already held by pod " + detail::quote_name(holder->pod_name) + " at " +
+                              detail::quote_name(holder->socket),
                           holder->pod_name, std::move(details));
     }
     {

@@ -306,6 +306,8 @@ public:
     explicit claim_file(options opts) : options_(std::move(opts)) {
         name_ = file_name(options_.file);
         if (options_.lock_file.empty()) options_.lock_file = default_lock_file(options_.file);
+        // A lock file at the claim's name would be an empty, unparseable claim.
+        detail::check_lock_file(options_.lock_file, options_.file);
         directory_ = detail::open_directory(directory_path(options_.file), options_.directory);
         sweep_pending_ = detail::sweep_stale_temps(directory_.get(), name_);
     }
@@ -600,23 +602,36 @@ public:
                 detail::throw_os_error(errc::io_failure, path(), "cannot create a unique temp file", EEXIST);
             }
             detail::unique_fd handle(fd);
-            const auto fail = [&](const std::string& what, int err) {
+            // `err` is the errno of the failed call, read before this runs (see detail::throw_os_error).
+            const auto fail = [&](std::string_view what, int err) {
                 handle.reset();
                 discard(dirfd, temp);
                 temp.clear();
                 detail::throw_os_error(errc::io_failure, path(), what, err);
             };
             if (const int err = detail::write_all(fd, bytes)) fail("cannot write the new claim", err);
-            if (durable && detail::sys::fsync(fd) != 0) fail("fsync of the new claim failed; nothing was changed", errno);
+            if (durable && detail::sys::fsync(fd) != 0) {
+                const int err = errno;
+                fail("fsync of the new claim failed; nothing was changed", err);
+            }
             struct ::stat st {};
-            if (detail::sys::fstat(fd, &st) != 0) fail("cannot stat the new claim", errno);
+            if (detail::sys::fstat(fd, &st) != 0) {
+                const int err = errno;
+                fail("cannot stat the new claim", err);
+            }
             // A duplicate of the descriptor pins the inode for the token (see
             // claim_file_token): a handle's proof of ownership. Taken before
             // the close, as atomic_replace_at's keep_open, so it is this file
             // by construction (a reopen by name could meet a substitute).
             detail::unique_fd pin(detail::sys::dup_cloexec(fd));
-            if (!pin) fail("cannot keep the new claim open", errno);
-            if (detail::sys::close(handle.release()) != 0) fail("closing the new claim failed; nothing was changed", errno);
+            if (!pin) {
+                const int err = errno;
+                fail("cannot keep the new claim open", err);
+            }
+            if (detail::sys::close(handle.release()) != 0) {
+                const int err = errno;
+                fail("closing the new claim failed; nothing was changed", err);
+            }
             return claim_file_token::of(st, bytes, std::make_shared<const detail::unique_fd>(std::move(pin)));
         }
 
@@ -658,7 +673,9 @@ private:
         if (file.filename().empty()) {
             throw error(errc::invalid_argument, file, "a claim_file needs a file path, not a directory");
         }
-        return file.filename().string();
+        std::string name = file.filename().string();
+        detail::check_storable_name(name, file);
+        return name;
     }
 
     static std::filesystem::path directory_path(const std::filesystem::path& file) {

@@ -191,18 +191,15 @@ public:
         if (options_.file.filename().empty()) {
             throw error(errc::invalid_argument, options_.file, "a json_table needs a file path, not a directory");
         }
+        name_ = options_.file.filename().string();
+        detail::check_storable_name(name_, options_.file);
         if (options_.lock_file.empty()) {
             options_.lock_file = options_.file;
             options_.lock_file.replace_extension(".lock");
         }
-        if (std::filesystem::weakly_canonical(std::filesystem::absolute(options_.lock_file)) ==
-            std::filesystem::weakly_canonical(std::filesystem::absolute(options_.file))) {
-            // Every save renames a new inode over the table: a lock on the
-            // table file itself would be left on the old inode, locking nothing.
-            throw error(errc::unsafe_path, options_.file,
-                        "the lock file is the table file; it must be a separate file that is never replaced");
-        }
-        name_ = options_.file.filename().string();
+        // Every save renames a new inode over the table: a lock on the table
+        // file itself would be left on the old inode, locking nothing.
+        detail::check_lock_file(options_.lock_file, options_.file);
         directory_ = detail::open_directory(directory_path(), options_.directory);
         sweep_pending_ = detail::sweep_stale_temps(directory_.get(), name_);
         last_sweep_ = std::chrono::steady_clock::now();

@@ -29,7 +29,8 @@
 // - keys on disk the record type does not know, at every depth, survive a
 //   rewrite (detail::encode_over merges the record over the file as read);
 // - listing passes over invalid files (unparseable, unsupported schema,
-//   undecodable, key different from the file stem, symlinks) and reports
+//   undecodable, key different from the file stem, symlinks, sockets and
+//   other non-regular files, files this user may not open) and reports
 //   each in `skipped()` with its reason, instead of failing or hiding them.
 #pragma once
 
@@ -108,6 +109,9 @@ public:
     /// This storage keeps soft-deleted records (see procreg/tombstones.hpp).
     static constexpr bool keeps_tombstones = true;
 
+    static_assert(detail::max_record_key_length <= detail::max_storable_name_length(5),
+                  "a record key with its \".json\" must leave room for the temp name of a write");
+
     /// Opens `root` and `root/retired` (creating both 0700 when missing,
     /// refusing symlinks and directories other users control) and removes
     /// temp files left by writers that died mid-write (this process's own,
@@ -121,6 +125,7 @@ public:
                             " must be one plain directory name matching " + detail::record_key_pattern);
         }
         if (options_.lock_file.empty()) options_.lock_file = options_.root / ".registry.lock";
+        detail::check_lock_file(options_.lock_file, options_.root);
         retired_path_ = options_.root / options_.retired_dir;
         root_ = detail::open_directory(options_.root, options_.directory);
         retired_ = detail::open_directory(retired_path_, options_.directory);
@@ -456,8 +461,8 @@ public:
         }
 
         // Reads and classifies `<dir>/<key>.json` (`dirfd` is `dir` open).
-        // Never throws for a file's contents or kind (those make it
-        // `invalid`, reported in skipped_); throws only when the system
+        // Never throws for a file's contents, kind or permissions (those make
+        // it `invalid`, reported in skipped_); throws only when the system
         // fails (errc::io_failure). The file's path is built only for a
         // report or an error.
         file_state read_state(int dirfd, const std::filesystem::path& dir, std::string_view key) const {
@@ -471,7 +476,11 @@ public:
             try {
                 contents = detail::read_file_at(dirfd, detail::path_ref(dir, name), name.c_str(), opts.max_file_bytes);
             } catch (const error& e) {
-                if (e.code() != errc::unsafe_path && e.code() != errc::corrupted_file) throw;
+                // A file this user may not open is passed over like any other
+                // unreadable file: one such file must not stop every operation.
+                const bool forbidden =
+                    e.code() == errc::io_failure && (e.os_error() == EACCES || e.os_error() == EPERM);
+                if (e.code() != errc::unsafe_path && e.code() != errc::corrupted_file && !forbidden) throw;
                 return refuse(without_path(e, dir / name), file_kind::must_not_overwrite);
             }
             if (!contents) return file_state::absent();
@@ -546,7 +555,7 @@ public:
 
         static std::string without_path(const error& e, const std::filesystem::path& file) {
             std::string text = e.what();
-            const std::string prefix = file.string() + ": ";
+            const std::string prefix = detail::shown_path(file.native()) + ": ";  // as error::what() shows it
             if (text.compare(0, prefix.size(), prefix) == 0) text.erase(0, prefix.size());
             return text;
         }
@@ -562,7 +571,10 @@ public:
             const auto& root = files_->options_.root;
             std::vector<std::string> keys;
             DIR* stream = detail::sys::fdopendir_dup(files_->root_.get());
-            if (!stream) detail::throw_os_error(errc::io_failure, root, "cannot list directory", errno);
+            if (!stream) {
+                const int err = errno;
+                detail::throw_os_error(errc::io_failure, root, "cannot list directory", err);
+            }
             for (;;) {
                 errno = 0;
                 const dirent* entry = ::readdir(stream);
@@ -590,10 +602,11 @@ public:
 
         void sync_directory(int dirfd, const std::filesystem::path& dir) const {
             if (files_->options_.durable && detail::sys::fsync(dirfd) != 0) {
+                const int err = errno;
                 detail::throw_os_error(errc::io_failure, dir,
                                        "changed, but fsync of the directory failed: the change may not survive a "
                                        "crash",
-                                       errno);
+                                       err);
             }
         }
 

@@ -21,6 +21,8 @@
 // than approximated rule by rule.
 #pragma once
 
+#include <procreg/detail/quote_untrusted.hpp>
+
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 #include <boost/json/value_from.hpp>
@@ -76,9 +78,11 @@ struct scope_rule {
     friend bool operator!=(const scope_rule& a, const scope_rule& b) { return !(a == b); }
 };
 
-/// A human-readable form for messages: `write /src (recursive)`.
+/// A human-readable form for messages: `write "/src" (recursive)`.
 inline std::string describe(const scope_rule& rule) {
-    return std::string(to_string(rule.perm)) + " " + rule.target + (rule.recursive ? " (recursive)" : " (shallow)");
+    // The target may come from the table file: quoted, so it cannot forge a log line.
+    return std::string(to_string(rule.perm)) + " " + procreg::detail::quote_untrusted(rule.target, 256) +
+           (rule.recursive ? " (recursive)" : " (shallow)");
 }
 
 /// Normalises a scope path lexically. Returns false and sets `why` when the
@@ -326,13 +330,14 @@ inline scope_rule tag_invoke(boost::json::value_to_tag<scope_rule>, const boost:
     } else if (spelled == "write") {
         rule.perm = permission::write;
     } else {
-        throw std::invalid_argument("scope rule: unknown permission \"" + spelled + "\" (expected read or write)");
+        throw std::invalid_argument("scope rule: unknown permission " + procreg::detail::quote_untrusted(spelled) +
+                                    " (expected read or write)");
     }
     rule.recursive = recursive->get_bool();
     const std::string raw(target->get_string().c_str(), target->get_string().size());
     std::string why;
     if (!normalize_scope_path(raw, rule.target, why)) {
-        throw std::invalid_argument("scope rule target \"" + raw + "\": " + why);
+        throw std::invalid_argument("scope rule target " + procreg::detail::quote_untrusted(raw, 256) + ": " + why);
     }
     return rule;
 }
