@@ -8,6 +8,7 @@
 #pragma once
 
 #include <procreg/claim.hpp>
+#include <procreg/common_registries.hpp>
 #include <procreg/error.hpp>
 #include <procreg/liveness/callable_liveness.hpp>
 #include <procreg/liveness/kill_liveness.hpp>

@@ -27,6 +27,7 @@
 #include <procreg/transaction.hpp>
 
 #include <chrono>
+#include <filesystem>
 #include <mutex>
 #include <optional>
 #include <string_view>
@@ -63,6 +64,12 @@ public:
     /// storage's own directory descriptor), else its `lock_path()`.
     explicit registry(Storage storage, Liveness liveness = Liveness{})
         : storage_(std::move(storage)), lock_(lock_argument(storage_)), liveness_(std::move(liveness)) {}
+
+    /// A registry of the storage at `where` with every default: for a
+    /// storage constructible from a path alone (`json_table`: the table
+    /// file; `record_files`: the root directory).
+    template <class S = Storage, class = std::enable_if_t<std::is_constructible_v<S, std::filesystem::path>>>
+    explicit registry(const std::filesystem::path& where) : registry(Storage(where)) {}
 
     /// A registry with an explicitly built lock (e.g. a named mutex with its own name).
     template <class LockArgument,

@@ -188,6 +188,31 @@ public:
     /// temp files left by writers that died mid-save (others are removed by
     /// the first save made under the lock). Does not read the table.
     explicit json_table(options opts) : options_(std::move(opts)) {
+        open();
+    }
+
+    /// The table `file` with every other option at its default: array
+    /// "records", lock file beside it (`file` with `.lock`), fsync on.
+    explicit json_table(std::filesystem::path file) : options_{} {
+        options_.file = std::move(file);
+        open();
+    }
+
+    /// The table file.
+    const std::filesystem::path& path() const noexcept { return options_.file; }
+    /// The lock file the registry's lock policy should use.
+    const std::filesystem::path& lock_path() const noexcept { return options_.lock_file; }
+    /// The lock file, reached through this storage's own directory
+    /// descriptor when it lies in that directory (detail/located_file.hpp).
+    detail::located_file lock_location() const {
+        return detail::locate(options_.lock_file, directory_.get(), directory_path(), options_.directory.allow_shared);
+    }
+    /// The options in force.
+    const options& settings() const noexcept { return options_; }
+
+private:
+    // What both constructors do once the options are complete.
+    void open() {
         if (options_.file.filename().empty()) {
             throw error(errc::invalid_argument, options_.file, "a json_table needs a file path, not a directory");
         }
@@ -205,18 +230,7 @@ public:
         last_sweep_ = std::chrono::steady_clock::now();
     }
 
-    /// The table file.
-    const std::filesystem::path& path() const noexcept { return options_.file; }
-    /// The lock file the registry's lock policy should use.
-    const std::filesystem::path& lock_path() const noexcept { return options_.lock_file; }
-    /// The lock file, reached through this storage's own directory
-    /// descriptor when it lies in that directory (detail/located_file.hpp).
-    detail::located_file lock_location() const {
-        return detail::locate(options_.lock_file, directory_.get(), directory_path(), options_.directory.allow_shared);
-    }
-    /// The options in force.
-    const options& settings() const noexcept { return options_; }
-
+public:
     /// One transaction's view of the table: read from disk when created (or
     /// taken over from the previous session when the file is unchanged),
     /// written back (only if changed) by `commit`.

@@ -117,23 +117,14 @@ public:
     /// temp files left by writers that died mid-write (this process's own,
     /// left by a save whose cleanup failed, go at its next commit, under
     /// the lock). Reads no record.
-    explicit record_files(options opts) : options_(std::move(opts)) {
-        if (options_.root.empty()) throw error(errc::invalid_argument, options_.root, "record_files needs a root directory");
-        if (!detail::is_valid_record_key(options_.retired_dir)) {
-            throw error(errc::invalid_key, options_.root,
-                        "retired_dir " + detail::quote_record_key(options_.retired_dir) +
-                            " must be one plain directory name matching " + detail::record_key_pattern);
-        }
-        if (options_.lock_file.empty()) options_.lock_file = options_.root / ".registry.lock";
-        detail::check_lock_file(options_.lock_file, options_.root);
-        retired_path_ = options_.root / options_.retired_dir;
-        root_ = detail::open_directory(options_.root, options_.directory);
-        retired_ = detail::open_directory(retired_path_, options_.directory);
-        // Both directories are swept (no short-circuit; clang's -Wall
-        // refuses a bitwise | on bools).
-        const bool root_left = sweep_stale_temps(root_.get(), false);
-        const bool retired_left = sweep_stale_temps(retired_.get(), false);
-        sweep_own_ = root_left || retired_left;
+    explicit record_files(options opts) : options_(std::move(opts)) { open(); }
+
+    /// The directory `root` with every other option at its default:
+    /// tombstones in `root/retired`, lock file `root/.registry.lock`, erase
+    /// removes, fsync on, no schema guard.
+    explicit record_files(std::filesystem::path root) : options_{} {
+        options_.root = std::move(root);
+        open();
     }
 
     /// The root directory of active records.
@@ -672,6 +663,26 @@ public:
     }
 
 private:
+    // What both constructors do once the options are complete.
+    void open() {
+        if (options_.root.empty()) throw error(errc::invalid_argument, options_.root, "record_files needs a root directory");
+        if (!detail::is_valid_record_key(options_.retired_dir)) {
+            throw error(errc::invalid_key, options_.root,
+                        "retired_dir " + detail::quote_record_key(options_.retired_dir) +
+                            " must be one plain directory name matching " + detail::record_key_pattern);
+        }
+        if (options_.lock_file.empty()) options_.lock_file = options_.root / ".registry.lock";
+        detail::check_lock_file(options_.lock_file, options_.root);
+        retired_path_ = options_.root / options_.retired_dir;
+        root_ = detail::open_directory(options_.root, options_.directory);
+        retired_ = detail::open_directory(retired_path_, options_.directory);
+        // Both directories are swept (no short-circuit; clang's -Wall
+        // refuses a bitwise | on bools).
+        const bool root_left = sweep_stale_temps(root_.get(), false);
+        const bool retired_left = sweep_stale_temps(retired_.get(), false);
+        sweep_own_ = root_left || retired_left;
+    }
+
     // Removes ".<key>.json.tmp-<pid>-…" files (detail::atomic_replace_at's
     // temp names, for any key) whose writer is dead and, with `own` (only
     // under the registry lock), those of this process; never those of another
