@@ -11,6 +11,7 @@
 #include <procreg/detail/json_strict_parse.hpp>
 #include <procreg/detail/owner_identity.hpp>
 #include <procreg/error.hpp>
+#include <procreg/liveness/pidfd_liveness.hpp>
 #include <procreg/record_traits.hpp>
 #include <procreg/stored_record.hpp>
 #include <procreg/tombstones.hpp>
@@ -111,15 +112,23 @@ public:
 
     /// Adds `record` or replaces the record with its key, keeping fields of
     /// the stored record that `Record` does not know. An upsert says "the
-    /// process with this pid owns the record now", so any stored owner
-    /// identity is dropped and captured afresh by this registry's liveness
-    /// policy (detail/owner_identity.hpp): an identity never outlives the
-    /// process it was taken for, whichever policy the writer uses.
+    /// process with this pid owns the record now": a stored owner identity
+    /// stays only while it still describes that very process (same pid, not
+    /// reused, alive); otherwise it is dropped, whichever liveness policy
+    /// this registry uses, and this registry's policy captures its own
+    /// (detail/owner_identity.hpp). An identity never outlives the process
+    /// it was taken for, so a live owner is never judged by a dead one's.
     upsert_result upsert(const Record& record) {
         const auto* existing = session_.find(detail::key_of(record));
         stored_record<Record> next{record, existing ? existing->json : boost::json::object{}};
-        detail::drop_owner_identity(next.json);
-        liveness_.stamp_identity(detail::pid_of(record), next.json);
+        const std::uint64_t pid = detail::pid_of(record);
+        const bool same_owner = existing && detail::pid_of(existing->value) == pid &&
+                                stored_identity_describes(pid, existing->json) &&
+                                liveness_.is_alive(pid, existing->json);
+        if (!same_owner) {
+            detail::drop_owner_identity(next.json);
+            liveness_.stamp_identity(pid, next.json);
+        }
         const upsert_status status = existing ? upsert_status::replaced : upsert_status::inserted;
         if (auto refused = session_.put(std::move(next))) return {upsert_status::skipped, std::move(refused)};
         return {status, std::nullopt};
@@ -299,6 +308,14 @@ private:
         stored_record<Record> fresh{record, {}};
         liveness_.stamp_identity(detail::pid_of(record), fresh.json);
         if (!session_.create_unread(std::move(fresh))) insert(record);
+    }
+
+    // Whether the owner identity stored in `json`, if any, describes the
+    // live process with `pid`. The identity keys are pidfd_liveness's, so
+    // it judges them, whatever this registry's own policy.
+    static bool stored_identity_describes(std::uint64_t pid, const boost::json::object& json) {
+        if (!detail::has_owner_identity(json)) return true;
+        return liveness::pidfd_liveness{}.is_alive(pid, json);
     }
 
     void check_not_duplicate(const Record& record) const {

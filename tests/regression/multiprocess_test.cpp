@@ -16,6 +16,8 @@
 #include <procreg/storage/json_table.hpp>
 #include <procreg/storage/record_files.hpp>
 
+#include <boost/json.hpp>
+
 #include "support/counter_record.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
@@ -163,6 +165,33 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_new_owner_written_by_pidfd_liveness_is_judged_by
     BOOST_TEST(p1.reap().empty());
     b.reset();  // B dies
     BOOST_TEST(p1.reap().size() == 1u);
+}
+
+// The same pid, but the stored identity is of an earlier process that had
+// it (a pid reused): a kill_liveness upsert for the live process drops that
+// identity, and pidfd_liveness then finds the owner alive.
+BOOST_AUTO_TEST_CASE(an_upsert_for_a_reused_pid_drops_the_earlier_processes_identity) {
+    temp_dir dir;
+    live_child b;
+    using storage = json_table_storage<procreg::lock::flock_lock>;
+    auto p1 = storage::open<procreg::liveness::pidfd_liveness>(dir.path());
+    p1.insert(counter_record{"w", b.id(), 0});
+    const fs::path file = dir.path() / "registry.json";
+    // As if the identity had been taken for an earlier process with b's pid.
+    boost::json::value top = boost::json::parse(procreg_test::read_text(file));
+    auto& stored = top.as_object().at("workers").as_array().at(0).as_object();
+    BOOST_TEST_REQUIRE(stored.contains("procreg_start_time"));
+    stored["procreg_start_time"] = stored["procreg_start_time"].to_number<std::uint64_t>() + 7;
+    stored.erase("procreg_pidfs_inode");
+    procreg_test::write_text(file, boost::json::serialize(top));
+    BOOST_TEST_REQUIRE(!p1.list().at(0).alive);
+    BOOST_TEST_REQUIRE(wait_exit(spawn([&] {
+                           auto p2 = storage::open<procreg::liveness::kill_liveness>(dir.path());
+                           p2.upsert(counter_record{"w", b.id(), 1});
+                           return 0;
+                       })) == 0);
+    BOOST_TEST(p1.list().at(0).alive, "the live owner is judged by the earlier process's identity");
+    BOOST_TEST(p1.reap().empty());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

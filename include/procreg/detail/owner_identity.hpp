@@ -4,11 +4,11 @@
 // A liveness policy may stamp an owner identity into a record (see
 // docs/policy-liveness.md): keys that describe the process the record's pid
 // named when the identity was taken. Invariant: an identity never outlives
-// the pid it was taken for. Whoever changes a record's pid — any liveness
-// policy, including one that stamps nothing (kill_liveness) — drops every
-// key listed here first, so a record rewritten for a new owner by a program
-// with another policy is judged by its new pid alone, never by the old
-// owner's start time.
+// the process it was taken for. Whoever rewrites a record for an owner —
+// any liveness policy, including one that stamps nothing (kill_liveness) —
+// drops every key listed here unless they still describe that owner, so a
+// record rewritten for a new owner by a program with another policy is
+// judged by its new pid alone, never by the old owner's start time.
 #pragma once
 
 #include <boost/json/object.hpp>
@@ -27,6 +27,13 @@ inline constexpr std::string_view owner_pidfs_inode_key = "procreg_pidfs_inode";
 /// Every owner identity key procreg has ever written.
 inline constexpr std::string_view owner_identity_keys[] = {owner_start_time_key, owner_boot_id_key,
                                                            owner_pidfs_inode_key};
+
+/// Whether `stored` holds any owner identity key.
+inline bool has_owner_identity(const boost::json::object& stored) noexcept {
+    for (const std::string_view key : owner_identity_keys)
+        if (stored.contains(key)) return true;
+    return false;
+}
 
 /// Removes every owner identity key from `stored`.
 inline void drop_owner_identity(boost::json::object& stored) {
