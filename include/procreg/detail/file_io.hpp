@@ -230,12 +230,48 @@ inline int write_all(int fd, std::string_view data) noexcept {
 
 /// The prefix of every temp file procreg makes for `target`: ".<target>.tmp-".
 /// Listing code skips such names; `sweep_stale_temps` removes those whose
-/// writer is dead.
+/// writer is gone.
 inline std::string temp_prefix(std::string_view target) {
     std::string prefix = ".";
     prefix.append(target);
     prefix += ".tmp-";
     return prefix;
+}
+
+/// This process's pid namespace: the inode number of /proc/self/ns/pid, 0
+/// when /proc cannot tell. Remembered per pid, since a forked child may
+/// live in another namespace than its parent (unshare(CLONE_NEWPID), then
+/// fork). Plain stat, not the sys seam: it names a process, not a registry
+/// file.
+inline std::uint64_t own_pid_namespace() noexcept {
+    static std::atomic<pid_t> known_for{0};
+    static std::atomic<std::uint64_t> known{0};
+    const pid_t me = ::getpid();
+    if (known_for.load(std::memory_order_acquire) == me) return known.load(std::memory_order_relaxed);
+    struct ::stat st {};
+    const std::uint64_t ns = ::stat("/proc/self/ns/pid", &st) == 0 ? static_cast<std::uint64_t>(st.st_ino) : 0;
+    known.store(ns, std::memory_order_relaxed);
+    known_for.store(me, std::memory_order_release);
+    return ns;
+}
+
+/// What follows `temp_prefix(target)` in a new temp file's name:
+/// "<pid>-<counter>-<noise>", then "-ns<pid namespace>" when /proc tells
+/// it. The pid means something only in that namespace: a sweeper in
+/// another one (containers sharing a volume) must not judge the writer by it.
+inline std::string temp_writer_tag() {
+    static std::atomic<std::uint64_t> counter{0};
+    const auto noise = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    std::string tag = std::to_string(::getpid());
+    tag += '-';
+    tag += std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
+    tag += '-';
+    tag += std::to_string(noise % 1000000007ULL);
+    if (const std::uint64_t ns = own_pid_namespace()) {
+        tag += "-ns";
+        tag += std::to_string(ns);
+    }
+    return tag;
 }
 
 /// What an atomic write does when its target exists.
@@ -280,17 +316,11 @@ inline int rename_if_absent(int dirfd, const char* temp, const char* name) noexc
 /// duplicate could not be made, which is not an error.
 inline bool atomic_write_at(int dirfd, const path_ref& path, const char* name, std::string_view data,
                             bool durable, if_target_exists existing, unique_fd* keep_open = nullptr) {
-    static std::atomic<std::uint64_t> counter{0};
-    const std::string prefix = temp_prefix(name) + std::to_string(::getpid()) + "-";
+    const std::string prefix = temp_prefix(name);
     std::string temp;
     int fd = -1;
     for (int attempt = 0; attempt < 64 && fd < 0; ++attempt) {
-        const auto noise = static_cast<std::uint64_t>(
-            std::chrono::steady_clock::now().time_since_epoch().count());
-        temp = prefix;
-        temp += std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
-        temp += '-';
-        temp += std::to_string(noise % 1000000007ULL);
+        temp = prefix + temp_writer_tag();
         fd = sys::openat(dirfd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0 && errno != EEXIST) {
             throw_os_error(errc::io_failure, path, "cannot create temp file " + temp, errno);
@@ -341,9 +371,9 @@ inline bool remove_file_at(int dirfd, const path_ref& path, const char* name) {
 }
 
 /// The pid of the writer that made a temp file, from the part of its name
-/// after `temp_prefix(...)`: "<pid>-<counter>-<noise>" as `atomic_replace_at`
-/// names it. Nothing when `rest` is not of that form or names no valid pid
-/// (0, or above INT_MAX): such a file is not one of ours.
+/// after `temp_prefix(...)`: "<pid>-<counter>-<noise>[-ns<namespace>]" as
+/// `temp_writer_tag` makes it. Nothing when `rest` is not of that form or
+/// names no valid pid (0, or above INT_MAX): such a file is not one of ours.
 inline std::optional<pid_t> temp_writer_pid(std::string_view rest) noexcept {
     const auto dash = rest.find('-');
     if (dash == std::string_view::npos) return std::nullopt;
@@ -356,11 +386,46 @@ inline std::optional<pid_t> temp_writer_pid(std::string_view rest) noexcept {
     return static_cast<pid_t>(pid);
 }
 
+/// Whether the pid in a temp file's name (the part after `temp_prefix(...)`)
+/// is one of this process's pid namespace: the name ends in "-ns<this
+/// namespace>", or carries no namespace (names made before procreg tagged
+/// them are judged as they always were).
+inline bool temp_writer_in_own_namespace(std::string_view rest) noexcept {
+    const auto tag = rest.rfind("-ns");
+    if (tag == std::string_view::npos) return true;
+    std::uint64_t ns = 0;
+    const char* const end = rest.data() + rest.size();
+    const auto parsed = std::from_chars(rest.data() + tag + 3, end, ns);
+    if (parsed.ec != std::errc() || parsed.ptr != end) return false;  // not a tag we make: leave it
+    return ns != 0 && ns == own_pid_namespace();
+}
+
+/// Whether the writer of a temp file (its name after `temp_prefix(...)`)
+/// is provably gone, so that the file cannot be in flight: the name carries
+/// this process's pid namespace — or no namespace, as names made before
+/// procreg tagged them — and no process has the pid. A file tagged with
+/// another namespace is never judged by its pid, which names some other
+/// process here, or none (docs/reliability.md).
+inline bool temp_writer_gone(std::string_view rest) noexcept {
+    const auto writer = temp_writer_pid(rest);
+    if (!writer || !temp_writer_in_own_namespace(rest)) return false;
+    return !sys::process_exists(static_cast<std::uint64_t>(*writer));
+}
+
+/// Whether this process made a temp file (its name after `temp_prefix(...)`):
+/// its pid, in this pid namespace (or a name without a namespace).
+inline bool temp_writer_is_self(std::string_view rest) noexcept {
+    const auto writer = temp_writer_pid(rest);
+    return writer && *writer == ::getpid() && temp_writer_in_own_namespace(rest);
+}
+
 /// Removes temp files `.<target>.tmp-<pid>-...` that no save is using.
 ///
 /// Without the registry lock (`holding_lock == false`) only temp files of
-/// writers that died (SIGKILL between create and rename) are provably
-/// garbage: a live writer's temp file is about to be renamed or removed.
+/// writers that are provably gone (`temp_writer_gone`: SIGKILLed between
+/// create and rename, in this pid namespace) are garbage: a live writer's
+/// temp file is about to be renamed or removed, and so may be a file of a
+/// writer in another pid namespace sharing the directory.
 /// A caller holding the lock knows no save is in progress — every procreg
 /// writer of `target` saves only under that lock — so every temp file of
 /// `target` is garbage, whoever made it (including one whose removal failed
@@ -377,9 +442,9 @@ inline bool sweep_stale_temps(int dirfd, std::string_view target, bool holding_l
         const std::string_view entry_name(entry->d_name);
         if (entry_name.substr(0, prefix.size()) != prefix) continue;
         if (!holding_lock) {
-            const auto writer = temp_writer_pid(entry_name.substr(prefix.size()));
-            if (!writer) continue;  // not one of ours
-            if (sys::process_exists(static_cast<std::uint64_t>(*writer))) {
+            const std::string_view rest = entry_name.substr(prefix.size());
+            if (!temp_writer_pid(rest)) continue;  // not one of ours
+            if (!temp_writer_gone(rest)) {
                 left_some = true;
                 continue;
             }

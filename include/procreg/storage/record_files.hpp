@@ -650,10 +650,12 @@ public:
 
 private:
     // Removes ".<key>.json.tmp-<pid>-…" files (detail::atomic_replace_at's
-    // temp names, for any key) whose writer is dead and, with `own` (only
-    // under the registry lock), those of this process; never those of another
-    // live process, which may be a writer without the lock (the Rust seed)
-    // saving right now. Returns whether temp files of this process were left.
+    // temp names, for any key) whose writer is provably gone
+    // (detail::temp_writer_gone) and, with `own` (only under the registry
+    // lock), those of this process; never those of another live process, or
+    // of a writer in another pid namespace, which may be a writer without
+    // the lock (the seed's model) saving right now. Returns whether temp
+    // files of this process were left.
     // Not detail::sweep_stale_temps: that one matches one known target name,
     // and under the lock removes every writer's temp files.
     static bool sweep_stale_temps(int dirfd, bool own) {
@@ -666,14 +668,14 @@ private:
             if (name.size() < 2 || name.front() != '.') continue;
             const auto at = name.rfind(marker);
             if (at == std::string_view::npos) continue;
-            const auto writer = detail::temp_writer_pid(name.substr(at + marker.size()));
-            if (!writer) continue;  // not one of ours
-            if (*writer == ::getpid()) {
+            const std::string_view rest = name.substr(at + marker.size());
+            if (!detail::temp_writer_pid(rest)) continue;  // not one of ours
+            if (detail::temp_writer_is_self(rest)) {
                 if (!own) {
                     own_left = true;
                     continue;
                 }
-            } else if (detail::sys::process_exists(static_cast<std::uint64_t>(*writer))) {
+            } else if (!detail::temp_writer_gone(rest)) {
                 continue;
             }
             (void)detail::sys::unlinkat(dirfd, entry->d_name, 0);
