@@ -9,7 +9,9 @@
 // - a file is replaced only by the atomic replace protocol: O_EXCL temp file
 //   in the same directory, write all, fsync, rename over the target, fsync
 //   the directory; the temp file is removed on every failure, and an fsync
-//   failure is never retried or ignored (PostgreSQL's "fsyncgate").
+//   failure is never retried or ignored (PostgreSQL's "fsyncgate");
+// - a change whose directory fsync fails is undone before the error is
+//   thrown, so an operation that throws has changed nothing (docs/errors.md).
 #pragma once
 
 #include <procreg/detail/sys.hpp>
@@ -300,12 +302,50 @@ inline int rename_if_absent(int dirfd, const char* temp, const char* name) noexc
     return sys::renameat(dirfd, temp, dirfd, name) == 0 ? 0 : errno;
 }
 
+/// Removes a private name (a temp file, a kept old version) once more if
+/// the first unlink fails; false when it is still there (then a later sweep
+/// under the lock removes it).
+inline bool discard_private(int dirfd, const std::string& name) noexcept {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        if (sys::unlinkat(dirfd, name.c_str(), 0) == 0 || errno == ENOENT) return true;
+    }
+    return false;
+}
+
+/// Takes back a change published in `dirfd` whose directory fsync failed:
+/// puts `kept_old` (a link to the version it replaced) back at `name`, or,
+/// when `name` did not exist before (`existed_before` false), removes it.
+/// True when `name` is as before the change. The caller holds the registry
+/// lock, so the name still holds its own change.
+inline bool undo_publish(int dirfd, const char* name, const std::string& kept_old, bool existed_before) noexcept {
+    if (!kept_old.empty()) {
+        if (sys::renameat(dirfd, kept_old.c_str(), dirfd, name) == 0) return true;
+        (void)discard_private(dirfd, kept_old);
+        return false;
+    }
+    return !existed_before && sys::unlinkat(dirfd, name, 0) == 0;
+}
+
+/// The one rule for a directory fsync that fails after a change was
+/// published (docs/errors.md): the change is undone when it can be, and
+/// the error says whether it was.
+[[noreturn]] inline void throw_unsynced(const path_ref& path, bool undone, int err) {
+    throw_os_error(errc::io_failure, path,
+                   undone ? "fsync of the directory failed; the change was undone"
+                          : "fsync of the directory failed, and the change could not be undone: it is visible but "
+                            "may not survive a crash",
+                   err);
+}
+
 /// Writes `data` as `name` in `dirfd` with the atomic replace protocol.
 /// `durable` adds fsync of the file before the rename and of the directory
 /// after it (off only where nothing survives a reboot anyway, e.g. tmpfs).
-/// On any failure the temp file is gone and the target is untouched, except
-/// when only the final directory fsync fails: then the new contents are in
-/// place but may not survive power loss, and the error says so.
+/// On any failure the temp file is gone and the target is untouched. When
+/// the final directory fsync fails, the change is undone (durable writes
+/// keep a link to the version they replace until then) and the error says
+/// so; only where that is impossible (no hard links) is the change left
+/// visible, and the error says that instead. `left_temp`, when given, is
+/// set when a private name could not be removed after a success.
 /// With `if_target_exists::keep` the last step is a rename that never
 /// replaces (renameat2 RENAME_NOREPLACE, or link(2) where the filesystem
 /// lacks it), so "is there a file?" and "create it" are one atomic step:
@@ -315,7 +355,8 @@ inline int rename_if_absent(int dirfd, const char* temp, const char* name) noexc
 /// no other file can be substituted by name); it stays empty if the
 /// duplicate could not be made, which is not an error.
 inline bool atomic_write_at(int dirfd, const path_ref& path, const char* name, std::string_view data,
-                            bool durable, if_target_exists existing, unique_fd* keep_open = nullptr) {
+                            bool durable, if_target_exists existing, unique_fd* keep_open = nullptr,
+                            bool* left_temp = nullptr) {
     const std::string prefix = temp_prefix(name);
     std::string temp;
     int fd = -1;
@@ -338,29 +379,47 @@ inline bool atomic_write_at(int dirfd, const path_ref& path, const char* name, s
     unique_fd kept;
     if (keep_open) kept = unique_fd(sys::dup_cloexec(fd));  // -1 on failure: nothing kept
     if (sys::close(handle.release()) != 0) fail("closing temp file failed; nothing was changed", errno);
+    // A durable replace keeps the version it replaces reachable, under a
+    // private name, until the directory fsync has succeeded: the undo.
+    std::string kept_old;
+    bool existed_before = existing == if_target_exists::replace;
+    if (durable && existing == if_target_exists::replace) {
+        kept_old = temp_prefix(name) + temp_writer_tag();
+        if (sys::linkat(dirfd, name, dirfd, kept_old.c_str(), 0) != 0) {
+            const int err = errno;
+            kept_old.clear();
+            if (err == ENOENT) {
+                existed_before = false;
+            } else if (err != EPERM && err != ENOTSUP && err != EOPNOTSUPP && err != EMLINK) {
+                fail("cannot keep the old version for an undo; nothing was changed", err);
+            }  // else no hard links here: the change cannot be undone
+        }
+    }
     if (existing == if_target_exists::replace) {
         if (sys::renameat(dirfd, temp.c_str(), dirfd, name) != 0) {
-            fail("cannot rename temp file over the target", errno);
+            const int err = errno;
+            if (!kept_old.empty()) (void)discard_private(dirfd, kept_old);
+            fail("cannot rename temp file over the target", err);
         }
     } else if (const int err = rename_if_absent(dirfd, temp.c_str(), name)) {
         (void)sys::unlinkat(dirfd, temp.c_str(), 0);
         if (err == EEXIST) return false;
         throw_os_error(errc::io_failure, path, "cannot rename temp file to the target", err);
     }
-    if (keep_open) *keep_open = std::move(kept);
     if (durable && sys::fsync(dirfd) != 0) {
-        throw_os_error(errc::io_failure, path,
-                       "written, but fsync of the directory failed: the change may not survive a crash",
-                       errno);
+        const int err = errno;
+        throw_unsynced(path, undo_publish(dirfd, name, kept_old, existed_before), err);
     }
+    if (!kept_old.empty() && !discard_private(dirfd, kept_old) && left_temp) *left_temp = true;
+    if (keep_open) *keep_open = std::move(kept);
     return true;
 }
 
 /// Replaces `name` in `dirfd` by `data`: `atomic_write_at` with
 /// `if_target_exists::replace`.
 inline void atomic_replace_at(int dirfd, const path_ref& path, const char* name, std::string_view data,
-                              bool durable, unique_fd* keep_open = nullptr) {
-    (void)atomic_write_at(dirfd, path, name, data, durable, if_target_exists::replace, keep_open);
+                              bool durable, unique_fd* keep_open = nullptr, bool* left_temp = nullptr) {
+    (void)atomic_write_at(dirfd, path, name, data, durable, if_target_exists::replace, keep_open, left_temp);
 }
 
 /// Removes `name` from `dirfd`. Returns false when it was already absent.
@@ -368,6 +427,36 @@ inline bool remove_file_at(int dirfd, const path_ref& path, const char* name) {
     if (sys::unlinkat(dirfd, name, 0) == 0) return true;
     if (errno == ENOENT) return false;
     throw_os_error(errc::io_failure, path, "cannot remove", errno);
+}
+
+/// Removes `name` from `dirfd` and, with `durable`, fsyncs the directory,
+/// under the same rule as `atomic_write_at`: the file stays reachable under
+/// a private name until the fsync has succeeded, and a failed fsync puts it
+/// back. Returns false when it was already absent. `left_temp` as there.
+inline bool remove_file_durably_at(int dirfd, const path_ref& path, const char* name, bool durable,
+                                   bool* left_temp = nullptr) {
+    if (!durable) return remove_file_at(dirfd, path, name);
+    std::string kept_old = temp_prefix(name) + temp_writer_tag();
+    if (sys::linkat(dirfd, name, dirfd, kept_old.c_str(), 0) != 0) {
+        const int err = errno;
+        if (err == ENOENT) return false;
+        if (err != EPERM && err != ENOTSUP && err != EOPNOTSUPP && err != EMLINK) {
+            throw_os_error(errc::io_failure, path, "cannot keep the file for an undo; nothing was changed", err);
+        }
+        kept_old.clear();  // no hard links here: the removal cannot be undone
+    }
+    if (sys::unlinkat(dirfd, name, 0) != 0) {
+        const int err = errno;
+        if (!kept_old.empty()) (void)discard_private(dirfd, kept_old);
+        if (err == ENOENT) return false;
+        throw_os_error(errc::io_failure, path, "cannot remove", err);
+    }
+    if (sys::fsync(dirfd) != 0) {
+        const int err = errno;
+        throw_unsynced(path, undo_publish(dirfd, name, kept_old, true), err);
+    }
+    if (!kept_old.empty() && !discard_private(dirfd, kept_old) && left_temp) *left_temp = true;
+    return true;
 }
 
 /// The pid of the writer that made a temp file, from the part of its name
