@@ -299,8 +299,10 @@ BOOST_AUTO_TEST_CASE(claim_file_claim_lock_and_directory) {
 
 BOOST_AUTO_TEST_CASE(named_mutex_segment) {
     // The named mutex's "lock file" is its shared-memory segment,
-    // /dev/shm/procreg-<hash of the lock path>: a symlink there is refused.
+    // /dev/shm/procreg-<hash of the lock directory's identity>: a symlink
+    // there is refused.
     temp_dir dir;
+    fs::create_directory(dir / "reg");  // the segment is named after it: it must exist
     const fs::path lock_path = dir / "reg" / "registry.lock";
     const fs::path segment = fs::path("/dev/shm") / procreg::lock::named_mutex_lock::segment_name(lock_path);
     const fs::path victim = dir / "victim";

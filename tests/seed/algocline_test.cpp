@@ -262,7 +262,7 @@ BOOST_AUTO_TEST_CASE(writes_exactly_the_seed_format) {
         }
     }
     BOOST_TEST((keys == std::vector<std::string>{"sid", "pid", "sock", "version", "created_at"}));
-    BOOST_TEST(identity.size() == (procreg_test::liveness_stamps_identity<pool_registry> ? 2u : 0u));
+    BOOST_TEST(identity.size() == procreg_test::identity_fields_stamped<pool_registry>());
     BOOST_TEST(entry.at("pid").as_int64() == static_cast<std::int64_t>(self_pid()));
     BOOST_TEST(entry.at("created_at").as_string().size() == 20u);  // 2026-11-21T09:30:05Z
 }

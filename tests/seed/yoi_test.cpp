@@ -732,7 +732,7 @@ BOOST_AUTO_TEST_CASE(writes_the_seed_fields_under_allocations) {
     }
     BOOST_TEST((keys == std::vector<std::string>{"pod_name", "pid", "socket", "scope_allow", "scope_deny",
                                                  "delegated_from", "segment_id"}));
-    BOOST_TEST(identity_fields == (procreg_test::liveness_stamps_identity<yoi::pod_registry> ? 2u : 0u));
+    BOOST_TEST(identity_fields == procreg_test::identity_fields_stamped<yoi::pod_registry>());
     BOOST_TEST(a.at("pod_name") == "a");
     BOOST_TEST(a.at("pid").to_number<std::uint32_t>() == self_pid());
     BOOST_TEST(a.at("socket") == boost::json::value(sock("a")));

@@ -9,7 +9,10 @@
 // (procreg::with_lock_t / procreg::with_liveness_t do the swap).
 #pragma once
 
+#include <procreg/detail/owner_identity.hpp>
 #include <procreg/registry.hpp>
+
+#include <boost/json/object.hpp>
 
 #if defined(PROCREG_TEST_LOCK)
 #include <procreg/lock/named_mutex_lock.hpp>
@@ -18,8 +21,13 @@
 #include <procreg/liveness/pidfd_liveness.hpp>
 #endif
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
+#include <string_view>
 #include <type_traits>
+
+#include <unistd.h>
 
 namespace procreg_test {
 
@@ -58,7 +66,25 @@ constexpr bool liveness_stamps_identity =
 
 /// The identity fields pidfd_liveness adds to a record.
 inline bool is_identity_field(const std::string& key) {
-    return key == "procreg_start_time" || key == "procreg_boot_id";
+    for (const std::string_view field : procreg::detail::owner_identity_keys) {
+        if (key == field) return true;
+    }
+    return false;
+}
+
+/// How many identity fields the liveness under test stamps for a live
+/// process on this kernel: none, or start time and boot id, plus the pidfs
+/// inode where the kernel has pidfs (Linux >= 6.9).
+template <class Registry>
+std::size_t identity_fields_stamped() {
+    if constexpr (liveness_stamps_identity<Registry>) {
+        boost::json::object stamped;
+        typename under_test<Registry>::liveness_type{}.stamp_identity(static_cast<std::uint64_t>(::getpid()),
+                                                                      stamped);
+        return stamped.size();
+    } else {
+        return 0;
+    }
 }
 
 }  // namespace procreg_test

@@ -14,6 +14,8 @@
 //   NAME_MAX (`check_storable_name`), so nothing opens that cannot be written;
 // - every failure is a `procreg::error` with the errno of the failed call,
 //   read before anything else can change it.
+// - a change whose directory fsync fails is undone before the error is
+//   thrown, so an operation that throws has changed nothing (docs/errors.md).
 #pragma once
 
 #include <procreg/detail/sys.hpp>
@@ -255,7 +257,7 @@ inline int write_all(int fd, std::string_view data) noexcept {
 
 /// The prefix of every temp file procreg makes for `target`: ".<target>.tmp-".
 /// Listing code skips such names; `sweep_stale_temps` removes those whose
-/// writer is dead.
+/// writer is gone.
 inline std::string temp_prefix(std::string_view target) {
     std::string prefix = ".";
     prefix.append(target);
@@ -265,15 +267,16 @@ inline std::string temp_prefix(std::string_view target) {
 
 /// The longest file name `<stem><suffix>` a storage writes, given its
 /// temp-name scheme, as a limit on the stem: every write makes a temp file
-/// `temp_prefix(name) + "<pid>-<counter>-<noise>"` beside its target (so do
-/// claim_file's private names), which adds 1 + 5 + 10 + 1 + 20 + 1 + 10 = 48
-/// characters (a pid up to INT_MAX, a 64-bit counter, noise below 10^9+7)
+/// `temp_prefix(name) + temp_writer_tag()` beside its target (so do
+/// claim_file's private names), which adds 1 + 5 + 10 + 1 + 20 + 1 + 10 +
+/// 3 + 20 = 71 characters (".", ".tmp-", a pid up to INT_MAX, a 64-bit
+/// counter, noise below 10^9+7, "-ns" and a 64-bit pid namespace inode)
 /// and must fit NAME_MAX. A longer name could be read but never written, so
 /// storages refuse it when they open (`check_storable_name`). With the
-/// default `suffix_length` 0 this is the limit on a whole file name (207);
+/// default `suffix_length` 0 this is the limit on a whole file name (184);
 /// record_files' `<key>.json` leaves `max_storable_name_length(5)` for a key.
 inline constexpr std::size_t max_storable_name_length(std::size_t suffix_length = 0) noexcept {
-    constexpr std::size_t temp_overhead = 1 + 5 + 10 + 1 + 20 + 1 + 10;
+    constexpr std::size_t temp_overhead = 1 + 5 + 10 + 1 + 20 + 1 + 10 + 3 + 20;
     static_assert(NAME_MAX > temp_overhead, "NAME_MAX leaves no room for temp names");
     constexpr std::size_t longest = NAME_MAX - temp_overhead;
     return suffix_length >= longest ? 0 : longest - suffix_length;
@@ -337,6 +340,41 @@ inline void check_lock_file(const std::filesystem::path& lock_file, const std::f
                     "a lock file may not have a .json name: the lock creates it empty, and a JSON registry "
                     "(a table, a record) at that name would then be a corrupted file");
     }
+
+/// This process's pid namespace: the inode number of /proc/self/ns/pid, 0
+/// when /proc cannot tell. Remembered per pid, since a forked child may
+/// live in another namespace than its parent (unshare(CLONE_NEWPID), then
+/// fork). Plain stat, not the sys seam: it names a process, not a registry
+/// file.
+inline std::uint64_t own_pid_namespace() noexcept {
+    static std::atomic<pid_t> known_for{0};
+    static std::atomic<std::uint64_t> known{0};
+    const pid_t me = ::getpid();
+    if (known_for.load(std::memory_order_acquire) == me) return known.load(std::memory_order_relaxed);
+    struct ::stat st {};
+    const std::uint64_t ns = ::stat("/proc/self/ns/pid", &st) == 0 ? static_cast<std::uint64_t>(st.st_ino) : 0;
+    known.store(ns, std::memory_order_relaxed);
+    known_for.store(me, std::memory_order_release);
+    return ns;
+}
+
+/// What follows `temp_prefix(target)` in a new temp file's name:
+/// "<pid>-<counter>-<noise>", then "-ns<pid namespace>" when /proc tells
+/// it. The pid means something only in that namespace: a sweeper in
+/// another one (containers sharing a volume) must not judge the writer by it.
+inline std::string temp_writer_tag() {
+    static std::atomic<std::uint64_t> counter{0};
+    const auto noise = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    std::string tag = std::to_string(::getpid());
+    tag += '-';
+    tag += std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
+    tag += '-';
+    tag += std::to_string(noise % 1000000007ULL);
+    if (const std::uint64_t ns = own_pid_namespace()) {
+        tag += "-ns";
+        tag += std::to_string(ns);
+    }
+    return tag;
 }
 
 /// What an atomic write does when its target exists.
@@ -365,12 +403,50 @@ inline int rename_if_absent(int dirfd, const char* temp, const char* name) noexc
     return sys::renameat(dirfd, temp, dirfd, name) == 0 ? 0 : errno;
 }
 
+/// Removes a private name (a temp file, a kept old version) once more if
+/// the first unlink fails; false when it is still there (then a later sweep
+/// under the lock removes it).
+inline bool discard_private(int dirfd, const std::string& name) noexcept {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        if (sys::unlinkat(dirfd, name.c_str(), 0) == 0 || errno == ENOENT) return true;
+    }
+    return false;
+}
+
+/// Takes back a change published in `dirfd` whose directory fsync failed:
+/// puts `kept_old` (a link to the version it replaced) back at `name`, or,
+/// when `name` did not exist before (`existed_before` false), removes it.
+/// True when `name` is as before the change. The caller holds the registry
+/// lock, so the name still holds its own change.
+inline bool undo_publish(int dirfd, const char* name, const std::string& kept_old, bool existed_before) noexcept {
+    if (!kept_old.empty()) {
+        if (sys::renameat(dirfd, kept_old.c_str(), dirfd, name) == 0) return true;
+        (void)discard_private(dirfd, kept_old);
+        return false;
+    }
+    return !existed_before && sys::unlinkat(dirfd, name, 0) == 0;
+}
+
+/// The one rule for a directory fsync that fails after a change was
+/// published (docs/errors.md): the change is undone when it can be, and
+/// the error says whether it was.
+[[noreturn]] inline void throw_unsynced(const path_ref& path, bool undone, int err) {
+    throw_os_error(errc::io_failure, path,
+                   undone ? "fsync of the directory failed; the change was undone"
+                          : "fsync of the directory failed, and the change could not be undone: it is visible but "
+                            "may not survive a crash",
+                   err);
+}
+
 /// Writes `data` as `name` in `dirfd` with the atomic replace protocol.
 /// `durable` adds fsync of the file before the rename and of the directory
 /// after it (off only where nothing survives a reboot anyway, e.g. tmpfs).
-/// On any failure the temp file is gone and the target is untouched, except
-/// when only the final directory fsync fails: then the new contents are in
-/// place but may not survive power loss, and the error says so.
+/// On any failure the temp file is gone and the target is untouched. When
+/// the final directory fsync fails, the change is undone (durable writes
+/// keep a link to the version they replace until then) and the error says
+/// so; only where that is impossible (no hard links) is the change left
+/// visible, and the error says that instead. `left_temp`, when given, is
+/// set when a private name could not be removed after a success.
 /// With `if_target_exists::keep` the last step is a rename that never
 /// replaces (renameat2 RENAME_NOREPLACE, or link(2) where the filesystem
 /// lacks it), so "is there a file?" and "create it" are one atomic step:
@@ -380,18 +456,13 @@ inline int rename_if_absent(int dirfd, const char* temp, const char* name) noexc
 /// no other file can be substituted by name); it stays empty if the
 /// duplicate could not be made, which is not an error.
 inline bool atomic_write_at(int dirfd, const path_ref& path, const char* name, std::string_view data,
-                            bool durable, if_target_exists existing, unique_fd* keep_open = nullptr) {
-    static std::atomic<std::uint64_t> counter{0};
-    const std::string prefix = temp_prefix(name) + std::to_string(::getpid()) + "-";
+                            bool durable, if_target_exists existing, unique_fd* keep_open = nullptr,
+                            bool* left_temp = nullptr) {
+    const std::string prefix = temp_prefix(name);
     std::string temp;
     int fd = -1;
     for (int attempt = 0; attempt < 64 && fd < 0; ++attempt) {
-        const auto noise = static_cast<std::uint64_t>(
-            std::chrono::steady_clock::now().time_since_epoch().count());
-        temp = prefix;
-        temp += std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
-        temp += '-';
-        temp += std::to_string(noise % 1000000007ULL);
+        temp = prefix + temp_writer_tag();
         fd = sys::openat(dirfd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (const int err = errno; fd < 0 && err != EEXIST) {
             throw_os_error(errc::io_failure, path, "cannot create temp file " + temp, err);
@@ -416,9 +487,26 @@ inline bool atomic_write_at(int dirfd, const path_ref& path, const char* name, s
         const int err = errno;
         fail("closing temp file failed; nothing was changed", err);
     }
+    // A durable replace keeps the version it replaces reachable, under a
+    // private name, until the directory fsync has succeeded: the undo.
+    std::string kept_old;
+    bool existed_before = existing == if_target_exists::replace;
+    if (durable && existing == if_target_exists::replace) {
+        kept_old = temp_prefix(name) + temp_writer_tag();
+        if (sys::linkat(dirfd, name, dirfd, kept_old.c_str(), 0) != 0) {
+            const int err = errno;
+            kept_old.clear();
+            if (err == ENOENT) {
+                existed_before = false;
+            } else if (err != EPERM && err != ENOTSUP && err != EOPNOTSUPP && err != EMLINK) {
+                fail("cannot keep the old version for an undo; nothing was changed", err);
+            }  // else no hard links here: the change cannot be undone
+        }
+    }
     if (existing == if_target_exists::replace) {
         if (sys::renameat(dirfd, temp.c_str(), dirfd, name) != 0) {
             const int err = errno;
+            if (!kept_old.empty()) (void)discard_private(dirfd, kept_old);
             fail("cannot rename temp file over the target", err);
         }
     } else if (const int err = rename_if_absent(dirfd, temp.c_str(), name)) {
@@ -426,20 +514,20 @@ inline bool atomic_write_at(int dirfd, const path_ref& path, const char* name, s
         if (err == EEXIST) return false;
         throw_os_error(errc::io_failure, path, "cannot rename temp file to the target", err);
     }
-    if (keep_open) *keep_open = std::move(kept);
     if (durable && sys::fsync(dirfd) != 0) {
         const int err = errno;
-        throw_os_error(errc::io_failure, path,
-                       "written, but fsync of the directory failed: the change may not survive a crash", err);
+        throw_unsynced(path, undo_publish(dirfd, name, kept_old, existed_before), err);
     }
+    if (!kept_old.empty() && !discard_private(dirfd, kept_old) && left_temp) *left_temp = true;
+    if (keep_open) *keep_open = std::move(kept);
     return true;
 }
 
 /// Replaces `name` in `dirfd` by `data`: `atomic_write_at` with
 /// `if_target_exists::replace`.
 inline void atomic_replace_at(int dirfd, const path_ref& path, const char* name, std::string_view data,
-                              bool durable, unique_fd* keep_open = nullptr) {
-    (void)atomic_write_at(dirfd, path, name, data, durable, if_target_exists::replace, keep_open);
+                              bool durable, unique_fd* keep_open = nullptr, bool* left_temp = nullptr) {
+    (void)atomic_write_at(dirfd, path, name, data, durable, if_target_exists::replace, keep_open, left_temp);
 }
 
 /// Removes `name` from `dirfd`. Returns false when it was already absent.
@@ -450,10 +538,40 @@ inline bool remove_file_at(int dirfd, const path_ref& path, const char* name) {
     throw_os_error(errc::io_failure, path, "cannot remove", err);
 }
 
+/// Removes `name` from `dirfd` and, with `durable`, fsyncs the directory,
+/// under the same rule as `atomic_write_at`: the file stays reachable under
+/// a private name until the fsync has succeeded, and a failed fsync puts it
+/// back. Returns false when it was already absent. `left_temp` as there.
+inline bool remove_file_durably_at(int dirfd, const path_ref& path, const char* name, bool durable,
+                                   bool* left_temp = nullptr) {
+    if (!durable) return remove_file_at(dirfd, path, name);
+    std::string kept_old = temp_prefix(name) + temp_writer_tag();
+    if (sys::linkat(dirfd, name, dirfd, kept_old.c_str(), 0) != 0) {
+        const int err = errno;
+        if (err == ENOENT) return false;
+        if (err != EPERM && err != ENOTSUP && err != EOPNOTSUPP && err != EMLINK) {
+            throw_os_error(errc::io_failure, path, "cannot keep the file for an undo; nothing was changed", err);
+        }
+        kept_old.clear();  // no hard links here: the removal cannot be undone
+    }
+    if (sys::unlinkat(dirfd, name, 0) != 0) {
+        const int err = errno;
+        if (!kept_old.empty()) (void)discard_private(dirfd, kept_old);
+        if (err == ENOENT) return false;
+        throw_os_error(errc::io_failure, path, "cannot remove", err);
+    }
+    if (sys::fsync(dirfd) != 0) {
+        const int err = errno;
+        throw_unsynced(path, undo_publish(dirfd, name, kept_old, true), err);
+    }
+    if (!kept_old.empty() && !discard_private(dirfd, kept_old) && left_temp) *left_temp = true;
+    return true;
+}
+
 /// The pid of the writer that made a temp file, from the part of its name
-/// after `temp_prefix(...)`: "<pid>-<counter>-<noise>" as `atomic_replace_at`
-/// names it. Nothing when `rest` is not of that form or names no valid pid
-/// (0, or above INT_MAX): such a file is not one of ours.
+/// after `temp_prefix(...)`: "<pid>-<counter>-<noise>[-ns<namespace>]" as
+/// `temp_writer_tag` makes it. Nothing when `rest` is not of that form or
+/// names no valid pid (0, or above INT_MAX): such a file is not one of ours.
 inline std::optional<pid_t> temp_writer_pid(std::string_view rest) noexcept {
     const auto dash = rest.find('-');
     if (dash == std::string_view::npos) return std::nullopt;
@@ -466,11 +584,46 @@ inline std::optional<pid_t> temp_writer_pid(std::string_view rest) noexcept {
     return static_cast<pid_t>(pid);
 }
 
+/// Whether the pid in a temp file's name (the part after `temp_prefix(...)`)
+/// is one of this process's pid namespace: the name ends in "-ns<this
+/// namespace>", or carries no namespace (names made before procreg tagged
+/// them are judged as they always were).
+inline bool temp_writer_in_own_namespace(std::string_view rest) noexcept {
+    const auto tag = rest.rfind("-ns");
+    if (tag == std::string_view::npos) return true;
+    std::uint64_t ns = 0;
+    const char* const end = rest.data() + rest.size();
+    const auto parsed = std::from_chars(rest.data() + tag + 3, end, ns);
+    if (parsed.ec != std::errc() || parsed.ptr != end) return false;  // not a tag we make: leave it
+    return ns != 0 && ns == own_pid_namespace();
+}
+
+/// Whether the writer of a temp file (its name after `temp_prefix(...)`)
+/// is provably gone, so that the file cannot be in flight: the name carries
+/// this process's pid namespace — or no namespace, as names made before
+/// procreg tagged them — and no process has the pid. A file tagged with
+/// another namespace is never judged by its pid, which names some other
+/// process here, or none (docs/reliability.md).
+inline bool temp_writer_gone(std::string_view rest) noexcept {
+    const auto writer = temp_writer_pid(rest);
+    if (!writer || !temp_writer_in_own_namespace(rest)) return false;
+    return !sys::process_exists(static_cast<std::uint64_t>(*writer));
+}
+
+/// Whether this process made a temp file (its name after `temp_prefix(...)`):
+/// its pid, in this pid namespace (or a name without a namespace).
+inline bool temp_writer_is_self(std::string_view rest) noexcept {
+    const auto writer = temp_writer_pid(rest);
+    return writer && *writer == ::getpid() && temp_writer_in_own_namespace(rest);
+}
+
 /// Removes temp files `.<target>.tmp-<pid>-...` that no save is using.
 ///
 /// Without the registry lock (`holding_lock == false`) only temp files of
-/// writers that died (SIGKILL between create and rename) are provably
-/// garbage: a live writer's temp file is about to be renamed or removed.
+/// writers that are provably gone (`temp_writer_gone`: SIGKILLed between
+/// create and rename, in this pid namespace) are garbage: a live writer's
+/// temp file is about to be renamed or removed, and so may be a file of a
+/// writer in another pid namespace sharing the directory.
 /// A caller holding the lock knows no save is in progress — every procreg
 /// writer of `target` saves only under that lock — so every temp file of
 /// `target` is garbage, whoever made it (including one whose removal failed
@@ -487,9 +640,9 @@ inline bool sweep_stale_temps(int dirfd, std::string_view target, bool holding_l
         const std::string_view entry_name(entry->d_name);
         if (entry_name.substr(0, prefix.size()) != prefix) continue;
         if (!holding_lock) {
-            const auto writer = temp_writer_pid(entry_name.substr(prefix.size()));
-            if (!writer) continue;  // not one of ours
-            if (sys::process_exists(static_cast<std::uint64_t>(*writer))) {
+            const std::string_view rest = entry_name.substr(prefix.size());
+            if (!temp_writer_pid(rest)) continue;  // not one of ours
+            if (!temp_writer_gone(rest)) {
                 left_some = true;
                 continue;
             }

@@ -1,13 +1,18 @@
 // procreg/liveness/pidfd_liveness.hpp — "is the owner alive?" that a reused
 // pid, a zombie or a reboot cannot fool.
 //
-// A record's owner is identified by (pid, start time, boot id): the start
-// time is field 22 of /proc/<pid>/stat (clock ticks since boot), parsed after
-// the *last* ')' because the command name in field 2 may itself contain
-// spaces and parentheses; the boot id is /proc/sys/kernel/random/boot_id.
-// `stamp_identity` stores both in the record's JSON when the record is
-// created (or its pid changes), as two extra keys:
+// A record's owner is identified by (pid, pidfs inode, start time, boot id):
+// the pidfs inode is the inode number of a pidfd of the process where pidfds
+// live on pidfs (Linux >= 6.9), never reused before reboot; the start time is
+// field 22 of /proc/<pid>/stat (clock ticks since boot), parsed after the
+// *last* ')' because the command name in field 2 may itself contain spaces
+// and parentheses; the boot id is /proc/sys/kernel/random/boot_id. The start
+// time alone cannot tell an owner from a newcomer that got its pid within the
+// same clock tick; the pidfs inode can. `stamp_identity` stores them in the
+// record's JSON when the record is created (or its pid changes), as extra
+// keys (detail/owner_identity.hpp):
 //
+//     "procreg_pidfs_inode": 4711     (number; only where the kernel has pidfs)
 //     "procreg_start_time": 123456   (number, clock ticks)
 //     "procreg_boot_id": "c4bc77c6-7625-42a4-9e23-697e1ab8057d"
 //
@@ -26,13 +31,14 @@
 // state and start time of one process, so it still cannot mix two processes.
 //
 // Dead when: pid 0 or above INT_MAX (without a system call); no such
-// process; a zombie; a stored start time that differs; a stored boot id that
-// differs. Alive when the process exists but we may not signal it (EPERM),
+// process; a zombie; a stored pidfs inode, start time or boot id that differs
+// from the live process's (each compared only where both are known). Alive when the process exists but we may not signal it (EPERM),
 // or exists but /proc cannot tell us more (hidepid, no /proc): an
 // unverifiable identity never makes a live owner dead.
 #pragma once
 
 #include <procreg/detail/file_io.hpp>
+#include <procreg/detail/owner_identity.hpp>
 #include <procreg/detail/sys.hpp>
 #include <procreg/liveness/kill_liveness.hpp>
 
@@ -48,8 +54,10 @@
 #include <string_view>
 
 #include <poll.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 namespace procreg::liveness {
@@ -181,6 +189,18 @@ public:
     ~pidfd() {
         if (fd_ >= 0) (void)::close(fd_);
     }
+    /// The pinned process's pidfs inode number: unique among the processes
+    /// of this boot. Nothing where pidfds are not on pidfs (before Linux
+    /// 6.9 they are anonymous inodes that all share one number).
+    std::optional<std::uint64_t> pidfs_inode() const noexcept {
+        constexpr unsigned long pidfs_magic = 0x50494446;  // PID_FS_MAGIC, linux/magic.h
+        struct ::statfs fs {};
+        if (::fstatfs(fd_, &fs) != 0 || static_cast<unsigned long>(fs.f_type) != pidfs_magic) return std::nullopt;
+        struct ::stat st {};
+        if (::fstat(fd_, &st) != 0) return std::nullopt;
+        return static_cast<std::uint64_t>(st.st_ino);
+    }
+
     /// True once the pinned process has exited (zombie or reaped). A pidfd
     /// polls readable then; a process whose main thread exited while other
     /// threads run is *not* exited.
@@ -203,6 +223,7 @@ private:
 struct observation {
     bool alive = false;                     ///< a live (non-zombie) process has the pid
     std::optional<std::uint64_t> start_time;  ///< its start time, when /proc could tell
+    std::optional<std::uint64_t> pidfs_inode; ///< its pidfs inode, when pinned by a pidfd on pidfs
 };
 
 /// States of a process that has exited: zombie, or dead being reaped.
@@ -218,12 +239,14 @@ inline observation observe(std::uint64_t pid, pidfd_probe method) {
         const int fd = pidfd_open(id);
         if (fd >= 0) {
             const pidfd pinned(fd);
+            const auto inode = pinned.pidfs_inode();
             const stat_read stat = read_stat(id);
             // Asked *after* the read: if the pinned process still runs now,
             // it ran during the read, so the pid was not reused in between.
             if (pinned.exited()) return out;
             out.alive = true;
             if (stat.fields) out.start_time = stat.fields->start_time;
+            out.pidfs_inode = inode;
             // A 'Z' here is a main thread that exited while other threads
             // run: the pidfd says the process has not exited, so it lives.
             return out;
@@ -245,8 +268,9 @@ inline observation observe(std::uint64_t pid, pidfd_probe method) {
     return out;
 }
 
-/// The stored start time, if present and a non-negative integer.
-inline std::optional<std::uint64_t> stored_start_time(const boost::json::object& stored, std::string_view key) {
+/// A stored number (start time, pidfs inode), if present and a
+/// non-negative integer.
+inline std::optional<std::uint64_t> stored_number(const boost::json::object& stored, std::string_view key) {
     const auto* value = stored.if_contains(key);
     if (!value) return std::nullopt;
     if (const auto* u = value->if_uint64()) return *u;
@@ -273,9 +297,11 @@ inline std::optional<std::string_view> stored_boot_id(const boost::json::object&
 class pidfd_liveness {
 public:
     /// The JSON key holding the owner's start time (clock ticks after boot, a number).
-    static constexpr std::string_view start_time_key = "procreg_start_time";
+    static constexpr std::string_view start_time_key = detail::owner_start_time_key;
     /// The JSON key holding the boot id of the owner's boot (a string).
-    static constexpr std::string_view boot_id_key = "procreg_boot_id";
+    static constexpr std::string_view boot_id_key = detail::owner_boot_id_key;
+    /// The JSON key holding the owner's pidfs inode number (a number; Linux >= 6.9).
+    static constexpr std::string_view pidfs_inode_key = detail::owner_pidfs_inode_key;
 
     /// Probes with pidfd_open, falling back to /proc where it is missing.
     pidfd_liveness() = default;
@@ -283,7 +309,8 @@ public:
     explicit pidfd_liveness(pidfd_probe method) noexcept : method_(method) {}
 
     /// True when the record's owner is alive: a non-zombie process has the
-    /// pid and, where the record carries them, the same start time and boot id.
+    /// pid and, where the record carries them and the probe sees them, the
+    /// same pidfs inode, start time and boot id.
     bool is_alive(std::uint64_t pid, const boost::json::object& stored) const {
         if (const auto boot = pidfd_detail::stored_boot_id(stored, boot_id_key)) {
             const std::string& current_boot = pidfd_detail::boot_id();
@@ -291,21 +318,24 @@ public:
         }
         const auto seen = pidfd_detail::observe(pid, method_);
         if (!seen.alive) return false;
-        const auto start = pidfd_detail::stored_start_time(stored, start_time_key);
+        const auto start = pidfd_detail::stored_number(stored, start_time_key);
         if (start && seen.start_time && *start != *seen.start_time) return false;  // pid reused
+        const auto inode = pidfd_detail::stored_number(stored, pidfs_inode_key);
+        if (inode && seen.pidfs_inode && *inode != *seen.pidfs_inode) return false;  // reused within a tick
         return true;
     }
 
     /// Replaces the identity keys of `stored` by those of `pid`'s process:
-    /// removes both, then adds the boot id and the start time if the process
-    /// is alive (the start time only if /proc shows it). A dead pid gets no
-    /// identity, and is then judged by its pid alone — dead.
+    /// removes every owner identity key, then adds the boot id, the start
+    /// time and the pidfs inode if the process is alive (the start time only
+    /// if /proc shows it, the inode only where the kernel has pidfs). A dead
+    /// pid gets no identity, and is then judged by its pid alone — dead.
     void stamp_identity(std::uint64_t pid, boost::json::object& stored) const {
-        stored.erase(start_time_key);
-        stored.erase(boot_id_key);
+        detail::drop_owner_identity(stored);
         const auto seen = pidfd_detail::observe(pid, method_);
         if (!seen.alive) return;
         if (seen.start_time) stored[start_time_key] = *seen.start_time;
+        if (seen.pidfs_inode) stored[pidfs_inode_key] = *seen.pidfs_inode;
         const std::string& boot = pidfd_detail::boot_id();
         if (!boot.empty()) stored[boot_id_key] = boot;
     }

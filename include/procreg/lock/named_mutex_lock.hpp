@@ -16,12 +16,14 @@
 // replaced files.
 //
 // The segment is `/dev/shm/procreg-<16 hex digits>`, the digits being the
-// 64-bit FNV-1a hash of the canonical (weakly_canonical, absolute) lock path,
-// so every program that names the same registry — through any spelling or
-// symlink of its directory — maps the same mutex. It is created 0600 on first
-// use and never removed by procreg (see `remove`). A hash collision between
-// two registries only makes them share one mutex: more waiting, never less
-// exclusion.
+// 64-bit FNV-1a hash of the identity of the lock file's directory (device
+// and inode numbers) and the lock file's name. Not of a path string: a bind
+// mount, a symlink, `..` or a renamed directory reach one directory by many
+// paths, and every program that names the same registry must map the same
+// mutex. It is created 0600 on first use and never removed by procreg (see
+// `remove`). A hash collision between two registries (or a deleted
+// directory's inode number reused) only makes them share one mutex: more
+// waiting, never less exclusion.
 //
 // Invariants:
 // - nobody touches the mutex before the segment's init word reads `ready`;
@@ -58,6 +60,7 @@
 #include <thread>
 #include <utility>
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -145,12 +148,13 @@ public:
 
     /// Maps (creating 0600 on first use) the segment for the registry whose
     /// lock path is `lock_path` (the storage's `lock_path()`; the file itself
-    /// need not exist and is never created). Throws `errc::unsafe_path` when
+    /// need not exist and is never created, but its directory must exist:
+    /// the storage creates it before the lock). Throws `errc::unsafe_path` when
     /// the segment belongs to another user or is open to group/others,
     /// `errc::unsupported_file` when it has another layout, `errc::io_failure`
     /// otherwise.
     explicit named_mutex_lock(const std::filesystem::path& lock_path)
-        : lock_path_(canonical_lock_path(lock_path)), name_(name_for_canonical(lock_path_)) {
+        : lock_path_(canonical_lock_path(lock_path)), name_(name_for_canonical(lock_path, lock_path_)) {
         attach();
     }
 
@@ -213,26 +217,37 @@ public:
     /// The segment's name, as given to shm_open (no leading '/').
     const std::string& name() const noexcept { return name_; }
 
-    /// The canonical lock path the name was derived from (empty for an explicit name).
+    /// The canonical lock path (empty for an explicit name); the name derives
+    /// from its directory's device and inode.
     const std::filesystem::path& lock_path() const noexcept { return lock_path_; }
 
     /// Where glibc keeps the segment (`/dev/shm/<name>`), as errors name it.
     std::filesystem::path segment_path() const { return std::filesystem::path("/dev/shm") / name_; }
 
     /// The segment name for the registry whose lock path is `lock_path`:
-    /// "procreg-" + 16 lowercase hex digits of FNV-1a-64 of the canonical path.
+    /// "procreg-" + 16 lowercase hex digits of FNV-1a-64 of
+    /// "<device>:<inode>/<file name>", the device and inode numbers being
+    /// those of the lock file's directory (which must exist).
     static std::string segment_name(const std::filesystem::path& lock_path) {
-        return name_for_canonical(canonical_lock_path(lock_path));
+        return name_for_canonical(lock_path, canonical_lock_path(lock_path));
     }
 
-    /// Removes the segment for `lock_path`; false when there was none.
-    /// procreg never does this by itself: a process that still maps the
-    /// segment keeps using the old mutex while a newcomer would create a new
-    /// one, and the two would not exclude each other. Call it only when no
-    /// process uses the registry (administration, tests), e.g. to clear a
-    /// segment of another layout.
+    /// Removes the segment for `lock_path`; false when there was none, or
+    /// when the lock file's directory is gone (its segment can no longer be
+    /// named; remove it by `explicit_name`). procreg never does this by
+    /// itself: a process that still maps the segment keeps using the old
+    /// mutex while a newcomer would create a new one, and the two would not
+    /// exclude each other. Call it only when no process uses the registry
+    /// (administration, tests), e.g. to clear a segment of another layout.
     static bool remove(const std::filesystem::path& lock_path) {
-        return boost::interprocess::shared_memory_object::remove(segment_name(lock_path).c_str());
+        std::string name;
+        try {
+            name = segment_name(lock_path);
+        } catch (const error& e) {
+            if (e.os_error() == ENOENT || e.os_error() == ENOTDIR) return false;
+            throw;
+        }
+        return boost::interprocess::shared_memory_object::remove(name.c_str());
     }
 
     /// Removes the segment called `name.value`; false when there was none.
@@ -257,9 +272,25 @@ private:
         return absolute;
     }
 
-    static std::string name_for_canonical(const std::filesystem::path& canonical) {
+    // `canonical` is `lock_path` made canonical; its parent is the directory
+    // whose identity names the segment.
+    static std::string name_for_canonical(const std::filesystem::path& lock_path,
+                                          const std::filesystem::path& canonical) {
+        struct ::stat dir {};
+        if (detail::sys::fstatat(AT_FDCWD, canonical.parent_path().c_str(), &dir, 0) != 0) {
+            detail::throw_os_error(errc::io_failure, lock_path,
+                                   "cannot stat the lock file's directory, whose device and inode name the "
+                                   "named-mutex segment (it must exist)",
+                                   errno);
+        }
+        if (!S_ISDIR(dir.st_mode)) {
+            throw error(errc::unsafe_path, lock_path, "the lock file's parent is not a directory");
+        }
+        const std::string identity = std::to_string(static_cast<std::uint64_t>(dir.st_dev)) + ":" +
+                                     std::to_string(static_cast<std::uint64_t>(dir.st_ino)) + "/" +
+                                     canonical.filename().native();
         static const char digits[] = "0123456789abcdef";
-        std::uint64_t hash = named_mutex_detail::fnv1a64(canonical.native());
+        std::uint64_t hash = named_mutex_detail::fnv1a64(identity);
         std::string hex(16, '0');
         for (int i = 15; i >= 0; --i) {
             hex[static_cast<std::size_t>(i)] = digits[hash & 0xf];

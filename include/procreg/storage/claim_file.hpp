@@ -248,14 +248,11 @@ struct is_format<Format,
                                                  std::optional<std::string>> &&
                                   std::is_convertible_v<decltype(Format::name), const char*>>> : std::true_type {};
 
-/// A fresh name `.<target>.tmp-<pid>-<n>-<noise>` in the temp-file namespace
-/// of `target`, so `detail::sweep_stale_temps` removes it if its maker dies.
+/// A fresh name `.<target>.tmp-<pid>-<n>-<noise>[-ns<namespace>]` in the
+/// temp-file namespace of `target` (`detail::temp_writer_tag`), so
+/// `detail::sweep_stale_temps` removes it if its maker dies.
 inline std::string private_name(std::string_view target) {
-    static std::atomic<std::uint64_t> counter{0};
-    const auto noise = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-    return detail::temp_prefix(target) + std::to_string(::getpid()) + "-" +
-           std::to_string(counter.fetch_add(1, std::memory_order_relaxed)) + "-" +
-           std::to_string(noise % 1000000007ULL);
+    return detail::temp_prefix(target) + detail::temp_writer_tag();
 }
 
 /// The limits a claim file is read with, and so written with.

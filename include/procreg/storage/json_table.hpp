@@ -366,8 +366,10 @@ public:
             file_.reset();
             detail::unique_fd written;
             try {
+                bool left_temp = false;
                 detail::atomic_replace_at(table_->directory_.get(), path(), table_->name_.c_str(), text,
-                                          opts.durable, opts.reuse_unchanged ? &written : nullptr);
+                                          opts.durable, opts.reuse_unchanged ? &written : nullptr, &left_temp);
+                if (left_temp) table_->sweep_pending_ = true;
             } catch (...) {
                 table_->sweep_pending_ = true;
                 throw;

@@ -591,35 +591,42 @@ public:
             scanned_ = true;
         }
 
-        void sync_directory(int dirfd, const std::filesystem::path& dir) const {
-            if (files_->options_.durable && detail::sys::fsync(dirfd) != 0) {
-                const int err = errno;
-                detail::throw_os_error(errc::io_failure, dir,
-                                       "changed, but fsync of the directory failed: the change may not survive a "
-                                       "crash",
-                                       err);
-            }
-        }
-
-        // Moves `name` from the directory `from` (descriptor `from_dir`) to `to`.
+        // Moves `name` from the directory `from` (descriptor `from_dir`) to
+        // `to`. A failed directory fsync moves it back (detail::throw_unsynced:
+        // the one rule of docs/errors.md).
         void move_file(int from_dir, const std::filesystem::path& from, int to_dir, const std::filesystem::path& to,
                        const std::string& name) const {
             if (detail::sys::renameat(from_dir, name.c_str(), to_dir, name.c_str()) != 0) {
                 const int err = errno;
                 detail::throw_os_error(errc::io_failure, from / name, "cannot move to " + (to / name).string(), err);
             }
-            sync_directory(to_dir, to);
-            sync_directory(from_dir, from);
+            if (!files_->options_.durable) return;
+            for (const auto& [dirfd, dir] : {std::pair<int, const std::filesystem::path*>{to_dir, &to},
+                                             std::pair<int, const std::filesystem::path*>{from_dir, &from}}) {
+                if (detail::sys::fsync(dirfd) != 0) {
+                    const int err = errno;
+                    const bool undone = detail::sys::renameat(to_dir, name.c_str(), from_dir, name.c_str()) == 0;
+                    detail::throw_unsynced(detail::path_ref(*dir, name), undone, err);
+                }
+            }
+        }
+
+        // Records that a private name could not be removed after a
+        // success: this process's temp files go at the next commit.
+        void note_left_temp(bool left) const {
+            if (left) files_->sweep_own_ = true;
         }
 
         void apply(const std::string& key, const op& step) const {
             const std::string name = key + ".json";
             const int root = files_->root_.get();
             const int retired = files_->retired_.get();
+            bool left_temp = false;
             switch (step.kind) {
             case op_kind::write_active:
                 detail::atomic_replace_at(root, detail::path_ref(files_->options_.root, name), name.c_str(), step.bytes,
-                                          files_->options_.durable);
+                                          files_->options_.durable, nullptr, &left_temp);
+                note_left_temp(left_temp);
                 return;
             case op_kind::create_active:
                 // Only ever the first change of a commit (see create_unread).
@@ -629,14 +636,14 @@ public:
                 }
                 return;
             case op_kind::remove_active:
-                if (detail::remove_file_at(root, detail::path_ref(files_->options_.root, name), name.c_str())) {
-                    sync_directory(root, files_->options_.root);
-                }
+                (void)detail::remove_file_durably_at(root, detail::path_ref(files_->options_.root, name), name.c_str(),
+                                                     files_->options_.durable, &left_temp);
+                note_left_temp(left_temp);
                 return;
             case op_kind::remove_retired:
-                if (detail::remove_file_at(retired, detail::path_ref(files_->retired_path_, name), name.c_str())) {
-                    sync_directory(retired, files_->retired_path_);
-                }
+                (void)detail::remove_file_durably_at(retired, detail::path_ref(files_->retired_path_, name),
+                                                     name.c_str(), files_->options_.durable, &left_temp);
+                note_left_temp(left_temp);
                 return;
             case op_kind::retire:
                 move_file(root, files_->options_.root, retired, files_->retired_path_, name);
@@ -684,10 +691,12 @@ private:
     }
 
     // Removes ".<key>.json.tmp-<pid>-…" files (detail::atomic_replace_at's
-    // temp names, for any key) whose writer is dead and, with `own` (only
-    // under the registry lock), those of this process; never those of another
-    // live process, which may be a writer without the lock (the Rust seed)
-    // saving right now. Returns whether temp files of this process were left.
+    // temp names, for any key) whose writer is provably gone
+    // (detail::temp_writer_gone) and, with `own` (only under the registry
+    // lock), those of this process; never those of another live process, or
+    // of a writer in another pid namespace, which may be a writer without
+    // the lock (the seed's model) saving right now. Returns whether temp
+    // files of this process were left.
     // Not detail::sweep_stale_temps: that one matches one known target name,
     // and under the lock removes every writer's temp files.
     static bool sweep_stale_temps(int dirfd, bool own) {
@@ -700,14 +709,14 @@ private:
             if (name.size() < 2 || name.front() != '.') continue;
             const auto at = name.rfind(marker);
             if (at == std::string_view::npos) continue;
-            const auto writer = detail::temp_writer_pid(name.substr(at + marker.size()));
-            if (!writer) continue;  // not one of ours
-            if (*writer == ::getpid()) {
+            const std::string_view rest = name.substr(at + marker.size());
+            if (!detail::temp_writer_pid(rest)) continue;  // not one of ours
+            if (detail::temp_writer_is_self(rest)) {
                 if (!own) {
                     own_left = true;
                     continue;
                 }
-            } else if (detail::sys::process_exists(static_cast<std::uint64_t>(*writer))) {
+            } else if (!detail::temp_writer_gone(rest)) {
                 continue;
             }
             (void)detail::sys::unlinkat(dirfd, entry->d_name, 0);
