@@ -55,6 +55,7 @@
 #include <procreg/error.hpp>
 #include <procreg/record_traits.hpp>
 #include <procreg/stored_record.hpp>
+#include <procreg/watch/target.hpp>
 
 #include <boost/json.hpp>
 
@@ -216,6 +217,8 @@ public:
     }
     /// The options in force.
     const options& settings() const noexcept { return options_; }
+    /// Change source (procreg/watch/target.hpp): the table file in its directory.
+    std::vector<watch_target> watch_targets() const { return {watch_target{directory_path(), name_, {}}}; }
 
     /// One transaction's view of the table: read from disk when created (or
     /// taken over from the previous session when the file is unchanged),
