@@ -5,8 +5,10 @@
 // registry under $XDG_RUNTIME_DIR (a temp directory when unset). The parent
 // lists them with liveness, kills one with SIGKILL, reaps it, and prints the
 // table before and after. Then it stops the others, which deregister on
-// their way out.
+// their way out. The parent never polls: a watcher (procreg/watch/watcher.hpp)
+// tells it when each worker registered and when the killed one died.
 #include <procreg/presets/algocline.hpp>
+#include <procreg/watch/watcher.hpp>
 
 #include <chrono>
 #include <csignal>
@@ -71,11 +73,18 @@ void print_table(procreg::algocline::pool_registry& reg, const char* title) {
     }
 }
 
-bool wait_for_records(procreg::algocline::pool_registry& reg, std::size_t count) {
+using pool_watcher = procreg::watcher<procreg::algocline::pool_registry>;
+
+// Prints events as they come until `done(event)` says so, for at most 10 s.
+template <class Done>
+bool print_events_until(pool_watcher& events, Done&& done) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (std::chrono::steady_clock::now() < deadline) {
-        if (reg.list().size() >= count) return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    for (auto now = std::chrono::steady_clock::now(); now < deadline; now = std::chrono::steady_clock::now()) {
+        const auto event = events.next(deadline - now);
+        if (!event) break;
+        std::printf("  event: %-10s %s (pid %llu)\n", procreg::to_string(event->kind), event->key.c_str(),
+                    static_cast<unsigned long long>(event->pid));
+        if (done(*event)) return true;
     }
     return false;
 }
@@ -91,6 +100,8 @@ int main(int argc, char** argv) {
     const auto leftovers = reg.reap();  // records of a previous run's dead workers
     if (!leftovers.empty()) std::printf("reaped %zu leftover record(s) from an earlier run\n", leftovers.size());
 
+    pool_watcher events(reg);  // before the workers start: no registration can be missed
+    std::printf("\nwatching (inotify on the registry's directory, a pidfd per live worker):\n");
     std::vector<pid_t> workers;
     for (int i = 1; i <= 3; ++i) {
         const std::string name = "worker-" + std::to_string(i);
@@ -106,7 +117,11 @@ int main(int argc, char** argv) {
         }
         workers.push_back(pid);
     }
-    if (!wait_for_records(reg, workers.size())) {
+    std::size_t registered = 0;
+    const bool all_registered = print_events_until(events, [&](const auto& event) {
+        return event.kind == procreg::watch_event_kind::added && ++registered == workers.size();
+    });
+    if (!all_registered) {
         std::fprintf(stderr, "workers did not register in time\n");
         for (const pid_t pid : workers) ::kill(pid, SIGKILL);
         return 1;
@@ -116,6 +131,10 @@ int main(int argc, char** argv) {
     const pid_t victim = workers[1];
     std::printf("\nkill -KILL %d (worker-2): it cannot deregister itself\n", static_cast<int>(victim));
     ::kill(victim, SIGKILL);
+    // The pidfd says so at once, though nothing was written and the zombie is not reaped yet.
+    const bool died = print_events_until(events, [&](const auto& event) {
+        return event.kind == procreg::watch_event_kind::owner_died && event.key == "worker-2";
+    });
     ::waitpid(victim, nullptr, 0);  // reap the zombie: kill(pid, 0) still answers for a zombie
     print_table(reg, "After SIGKILL, before reap:");
 
@@ -131,7 +150,7 @@ int main(int argc, char** argv) {
         ::waitpid(pid, nullptr, 0);
     }
     print_table(reg, "After the remaining workers exited cleanly:");
-    const bool ok = reaped.size() == 1 && reaped[0].sid == "worker-2" && reg.list().empty();
+    const bool ok = died && reaped.size() == 1 && reaped[0].sid == "worker-2" && reg.list().empty();
     std::printf("\n%s\n", ok ? "demo: OK" : "demo: FAILED");
     return ok ? 0 : 1;
 }

@@ -105,6 +105,8 @@ public:
 
     /// As `transact`, but gives up with `errc::lock_timeout` if the lock is
     /// not free within `timeout` (the lock policy must offer try_lock_for).
+    /// Under `flock_lock` the wait polls with a 1-25 ms back-off: flock(2)
+    /// has no timeout and a release has no event source (docs/watch.md).
     template <class Steps, class Rep, class Period>
     decltype(auto) transact_for(const std::chrono::duration<Rep, Period>& timeout, Steps&& steps) {
         static_assert(!std::is_reference_v<std::invoke_result_t<Steps&, transaction_type&>>,

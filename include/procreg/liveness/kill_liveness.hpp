@@ -9,6 +9,7 @@
 // `pidfd_liveness` where that matters.
 #pragma once
 
+#include <procreg/detail/owner_watch.hpp>
 #include <procreg/detail/sys.hpp>
 
 #include <boost/json/object.hpp>
@@ -26,6 +27,9 @@ struct kill_liveness {
     bool is_alive(std::uint64_t pid, const boost::json::object& /*stored*/) const noexcept { return pid_alive(pid); }
     /// kill liveness keeps no identity: nothing to add to the record.
     void stamp_identity(std::uint64_t /*pid*/, boost::json::object& /*stored*/) const noexcept {}
+    /// A pidfd that polls readable when `pid` exits, or -1 (no pidfd_open:
+    /// a watcher then polls; see docs/watch.md). The caller closes it.
+    int watch_owner(std::uint64_t pid) const noexcept { return detail::open_owner_watch(pid); }
 };
 
 }  // namespace procreg::liveness

@@ -39,6 +39,7 @@
 
 #include <procreg/detail/file_io.hpp>
 #include <procreg/detail/owner_identity.hpp>
+#include <procreg/detail/owner_watch.hpp>
 #include <procreg/detail/sys.hpp>
 #include <procreg/liveness/kill_liveness.hpp>
 
@@ -338,6 +339,13 @@ public:
         if (seen.pidfs_inode) stored[pidfs_inode_key] = *seen.pidfs_inode;
         const std::string& boot = pidfd_detail::boot_id();
         if (!boot.empty()) stored[boot_id_key] = boot;
+    }
+
+    /// A pidfd that polls readable when `pid` exits, or -1: with
+    /// `pidfd_probe::proc_only`, or without pidfd_open (a watcher then
+    /// polls; see docs/watch.md). The caller closes it.
+    int watch_owner(std::uint64_t pid) const noexcept {
+        return method_ == pidfd_probe::proc_only ? -1 : detail::open_owner_watch(pid);
     }
 
     /// The probe method in force.

@@ -47,6 +47,7 @@
 #include <procreg/error.hpp>
 #include <procreg/record_traits.hpp>
 #include <procreg/stored_record.hpp>
+#include <procreg/watch/target.hpp>
 
 #include <boost/json.hpp>
 
@@ -321,6 +322,10 @@ public:
     }
     /// The options in force.
     const options& settings() const noexcept { return options_; }
+    /// Change source (procreg/watch/target.hpp): the claim file in its directory.
+    std::vector<watch_target> watch_targets() const {
+        return {watch_target{directory_path(options_.file), name_, {}}};
+    }
 
     /// Reads the claim without taking the lock and without creating anything
     /// (not even the directory). Safe because claims are published whole (a

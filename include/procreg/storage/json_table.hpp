@@ -58,6 +58,7 @@
 #include <procreg/error.hpp>
 #include <procreg/record_traits.hpp>
 #include <procreg/stored_record.hpp>
+#include <procreg/watch/target.hpp>
 
 #include <boost/json.hpp>
 
@@ -209,6 +210,8 @@ public:
     }
     /// The options in force.
     const options& settings() const noexcept { return options_; }
+    /// Change source (procreg/watch/target.hpp): the table file in its directory.
+    std::vector<watch_target> watch_targets() const { return {watch_target{directory_path(), name_, {}}}; }
 
 private:
     // What both constructors do once the options are complete.

@@ -43,9 +43,11 @@
 #include <procreg/record_traits.hpp>
 #include <procreg/stored_record.hpp>
 #include <procreg/tombstones.hpp>
+#include <procreg/watch/target.hpp>
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -140,6 +142,11 @@ public:
     }
     /// The options in force.
     const options& settings() const noexcept { return options_; }
+    /// Change source (procreg/watch/target.hpp): the `.json` files of the
+    /// root and of the retired directory.
+    std::vector<watch_target> watch_targets() const {
+        return {watch_target{options_.root, {}, ".json"}, watch_target{retired_path_, {}, ".json"}};
+    }
 
     /// One transaction's view of the files. Reads lazily (only the files a
     /// step needs), buffers changes, and applies them in `commit()`.
@@ -328,6 +335,17 @@ public:
                 removed = true;
             }
             return removed;
+        }
+
+        /// Calls `visit(const stored_record<Record>&)` for each valid retired
+        /// record, in key order (reads the retired directory; invalid files
+        /// are passed over, as listing passes over active ones).
+        template <class Visit>
+        void for_each_retired(Visit&& visit) const {
+            for (const std::string& key : retired_keys()) {
+                const file_state& retired = load_retired(slot_of(key), key);
+                if (retired.kind == file_kind::valid) visit(*retired.record);
+            }
         }
 
         /// Whether `<key>.json` exists, valid or not (the seed's `exists`).
@@ -557,6 +575,29 @@ public:
         }
 
         // Lists `root` once and reads every record file not yet read.
+        // The keys of the retired directory's record files, sorted (invalid
+        // names are passed over: only for_each_retired lists this directory).
+        std::vector<std::string> retired_keys() const {
+            std::vector<std::string> keys;
+            DIR* stream = detail::sys::fdopendir_dup(files_->retired_.get());
+            if (!stream) detail::throw_os_error(errc::io_failure, files_->retired_path_, "cannot list directory", errno);
+            for (;;) {
+                errno = 0;
+                const dirent* entry = ::readdir(stream);
+                if (!entry) break;
+                const std::string_view name(entry->d_name);
+                if (name.size() <= 5 || name.front() == '.' || name.substr(name.size() - 5) != ".json") continue;
+                if (entry->d_type == DT_DIR) continue;
+                const std::string_view stem = name.substr(0, name.size() - 5);
+                if (detail::is_valid_record_key(stem)) keys.emplace_back(stem);
+            }
+            const int err = errno;
+            ::closedir(stream);
+            if (err != 0) detail::throw_os_error(errc::io_failure, files_->retired_path_, "cannot list directory", err);
+            std::sort(keys.begin(), keys.end());
+            return keys;
+        }
+
         void scan() const {
             if (scanned_) return;
             const auto& root = files_->options_.root;
