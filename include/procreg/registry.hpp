@@ -137,16 +137,12 @@ public:
 
     /// Adds `record`; `errc::duplicate_key` if its key exists.
     void insert(const Record& record) {
-        if constexpr (detail::session_creates_unread<session_type, Record>::value) {
+        if constexpr (detail::session_creates_if_absent<session_type, Record>::value) {
             // First without looking the key up (a storage that can create a
-            // file only if absent makes the create the check); when the key
-            // holds a file after all, nothing was written, and the ordinary
-            // insert reads that file and says what it is.
-            try {
-                transact([&](transaction_type& tx) { tx.insert_unread(record); });
-                return;
-            } catch (const detail::file_exists_after_all&) {
-            }
+            // record only if absent makes the create the check); when the
+            // key is taken after all, nothing was written, and the ordinary
+            // insert reads what is there and says what it is.
+            if (transact([&](transaction_type& tx) { return tx.insert_if_absent(record); })) return;
         }
         transact([&](transaction_type& tx) { tx.insert(record); });
     }

@@ -300,14 +300,20 @@ private:
     template <class, class, class, class>
     friend class registry;
 
-    // registry::insert's first attempt where the session can stage a file
-    // without looking it up (see record_files::session::create_unread):
-    // the create at commit is the duplicate check. Falls back to `insert`
-    // when the session declines.
-    void insert_unread(const Record& record) {
+    // registry::insert's first attempt where the session can create a
+    // record only if its key is free, without looking it up first (the
+    // create-if-absent capability, docs/design.md): the create is the
+    // duplicate check. True when the record is inserted (by the create, or
+    // by the ordinary `insert` when the session declines); false when the
+    // key was taken, with nothing written: the caller then inserts the
+    // ordinary way, which reads what is there and says what it is.
+    bool insert_if_absent(const Record& record) {
         stored_record<Record> fresh{record, {}};
         liveness_.stamp_identity(detail::pid_of(record), fresh.json);
-        if (!session_.create_unread(std::move(fresh))) insert(record);
+        const std::optional<bool> created = session_.create_if_absent(std::move(fresh));
+        if (created) return *created;
+        insert(record);
+        return true;
     }
 
     // Whether the owner identity stored in `json`, if any, describes the

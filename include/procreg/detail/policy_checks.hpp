@@ -97,13 +97,14 @@ struct session_is_complete<
     : std::true_type {};
 
 /// Whether a session can stage a record's file without looking it up first
-/// (`bool create_unread(stored_record<Record>)`): an optional speed-up that
-/// `registry::insert` uses, not part of the contract.
+/// (`std::optional<bool> create_if_absent(stored_record<Record>)`): the
+/// create-if-absent capability, which `registry::insert` uses.
 template <class Session, class Record, class = void>
-struct session_creates_unread : std::false_type {};
+struct session_creates_if_absent : std::false_type {};
 template <class Session, class Record>
-struct session_creates_unread<
-    Session, Record, std::void_t<decltype(std::declval<Session&>().create_unread(std::declval<stored_record<Record>>()))>>
+struct session_creates_if_absent<
+    Session, Record,
+    std::void_t<decltype(std::declval<Session&>().create_if_absent(std::declval<stored_record<Record>>()))>>
     : std::true_type {};
 
 /// Whether `Storage` offers `lock_location()`: its lock file reached
