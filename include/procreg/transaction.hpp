@@ -103,7 +103,7 @@ public:
             competitor = std::string(detail::key_of(live.value));
         });
         if (competitor) {
-            throw error(errc::conflict, session_.path(),
+            throw error(errc::conflict, detail::location_of(session_),
                         detail::quote_untrusted(key) + " conflicts with live record " + detail::quote_untrusted(*competitor),
                         error::details{*competitor, {}, 0});
         }
@@ -149,7 +149,7 @@ public:
         stored_record<Record> next = *existing;
         change(next.value);
         if (detail::key_of(next.value) != key) {
-            throw error(errc::invalid_key, session_.path(),
+            throw error(errc::invalid_key, detail::location_of(session_),
                         "modify() changed the key of \"" + std::string(key) + "\"; erase and insert instead",
                         error::details{std::string(key), {}, 0});
         }
@@ -225,8 +225,15 @@ public:
         return removed;
     }
 
-    /// Files the storage passed over while reading (file-per-record storages).
-    const std::vector<skipped_file>& skipped_files() const { return session_.skipped(); }
+    /// Entries the storage passed over while reading (file-per-record
+    /// storages list around a file they cannot read instead of failing).
+    template <class S = Session>
+    const std::vector<skipped_file>& skipped_files() const {
+        static_assert(detail::session_reports_skipped<S>::value,
+                      "procreg: skipped_files() needs a storage that reports skipped entries (such as "
+                      "storage::record_files); this registry's storage fails instead of skipping");
+        return session_.skipped();
+    }
 
     /// The storage's session, for steps only that storage offers.
     Session& storage_session() noexcept { return session_; }
@@ -327,7 +334,7 @@ private:
     void check_not_duplicate(const Record& record) const {
         const std::string_view key = detail::key_of(record);
         if (session_.find(key)) {
-            throw error(errc::duplicate_key, session_.path(), "key " + detail::quote_untrusted(key) + " exists",
+            throw error(errc::duplicate_key, detail::location_of(session_), "key " + detail::quote_untrusted(key) + " exists",
                         error::details{std::string(key), {}, 0});
         }
     }
