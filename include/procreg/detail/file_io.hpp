@@ -340,6 +340,7 @@ inline void check_lock_file(const std::filesystem::path& lock_file, const std::f
                     "a lock file may not have a .json name: the lock creates it empty, and a JSON registry "
                     "(a table, a record) at that name would then be a corrupted file");
     }
+}
 
 /// This process's pid namespace: the inode number of /proc/self/ns/pid, 0
 /// when /proc cannot tell. Remembered per pid, since a forked child may
