@@ -50,7 +50,6 @@ rows<Record> snapshot(const Session& session) {
         PROCREG_FUZZ_CHECK(found != nullptr, "find() misses a listed key");
         PROCREG_FUZZ_CHECK(same_record(found->value, row.value), "find() returns another record than the listing");
     }
-    PROCREG_FUZZ_CHECK(session.skipped().empty(), "a json_table session reports skipped files");
     return out;
 }
 

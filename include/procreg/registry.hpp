@@ -61,9 +61,10 @@ public:
     /// A registry whose lock is built from the storage's lock path.
     /// The lock is given the storage's `lock_location()` when the storage
     /// has one and the lock accepts it (the lock file reached through the
-    /// storage's own directory descriptor), else its `lock_path()`.
+    /// storage's own directory descriptor), else its `lock_path()`, else
+    /// (a storage without files) nothing: the lock is default-constructed.
     explicit registry(Storage storage, Liveness liveness = Liveness{})
-        : storage_(std::move(storage)), lock_(lock_argument(storage_)), liveness_(std::move(liveness)) {}
+        : storage_(std::move(storage)), lock_(make_lock(storage_)), liveness_(std::move(liveness)) {}
 
     /// A registry of the storage at `where` with every default: for a
     /// storage constructible from a path alone (`json_table`: the table
@@ -114,7 +115,7 @@ public:
                       "holds is gone when it ends with the lock");
         std::unique_lock<Lock> guard(lock_, std::defer_lock);
         if (!guard.try_lock_for(timeout)) {
-            throw error(errc::lock_timeout, storage_.lock_path(), "lock not acquired in time");
+            throw error(errc::lock_timeout, detail::lock_location_of(storage_), "lock not acquired in time");
         }
         return run_locked(std::forward<Steps>(steps));
     }
@@ -139,16 +140,12 @@ public:
 
     /// Adds `record`; `errc::duplicate_key` if its key exists.
     void insert(const Record& record) {
-        if constexpr (detail::session_creates_unread<session_type, Record>::value) {
+        if constexpr (detail::session_creates_if_absent<session_type, Record>::value) {
             // First without looking the key up (a storage that can create a
-            // file only if absent makes the create the check); when the key
-            // holds a file after all, nothing was written, and the ordinary
-            // insert reads that file and says what it is.
-            try {
-                transact([&](transaction_type& tx) { tx.insert_unread(record); });
-                return;
-            } catch (const detail::file_exists_after_all&) {
-            }
+            // record only if absent makes the create the check); when the
+            // key is taken after all, nothing was written, and the ordinary
+            // insert reads what is there and says what it is.
+            if (transact([&](transaction_type& tx) { return tx.insert_if_absent(record); })) return;
         }
         transact([&](transaction_type& tx) { tx.insert(record); });
     }
@@ -328,12 +325,19 @@ private:
         }
     }
 
-    static decltype(auto) lock_argument(Storage& storage) {
+    // Each branch returns a prvalue, so a lock that cannot be moved is
+    // built in place all the same.
+    static Lock make_lock(Storage& storage) {
         if constexpr (detail::has_lock_location<Storage>::value &&
                       std::is_constructible_v<Lock, decltype(storage.lock_location())>) {
-            return storage.lock_location();
+            return Lock(storage.lock_location());
+        } else if constexpr (detail::has_lock_path<Storage>::value) {
+            return Lock(storage.lock_path());
         } else {
-            return storage.lock_path();
+            static_assert(std::is_default_constructible_v<Lock>,
+                          "procreg: the storage has no lock file (lock_path()), so the lock policy must be "
+                          "default-constructible");
+            return Lock();
         }
     }
 
@@ -357,7 +361,7 @@ private:
     // the lock, which stays the parent's: it must not write.
     void commit_in(pid_t locked_by, session_type& session) {
         if (::getpid() != locked_by) {
-            throw error(errc::forked_child, storage_.lock_path(),
+            throw error(errc::forked_child, detail::lock_location_of(storage_),
                         "a transaction cannot be committed by a child forked inside it (the lock is the parent's)");
         }
         session.commit();

@@ -28,14 +28,6 @@ struct skipped_file {
     std::string reason;          ///< why it was skipped
 };
 
-namespace detail {
-/// Thrown by a session's commit() when the file of a record staged with
-/// `create_unread` (see record_files) turns out to exist: nothing was
-/// written, and `registry::insert` runs the ordinary insert instead, which
-/// reads the file and reports (or merges over) it. Never leaves the registry.
-struct file_exists_after_all {};
-}  // namespace detail
-
 /// One row of `registry::list()`: a record and whether its owner is alive.
 template <class Record>
 struct listed {

@@ -103,7 +103,7 @@ public:
             competitor = std::string(detail::key_of(live.value));
         });
         if (competitor) {
-            throw error(errc::conflict, session_.path(),
+            throw error(errc::conflict, detail::location_of(session_),
                         detail::quote_untrusted(key) + " conflicts with live record " + detail::quote_untrusted(*competitor),
                         error::details{*competitor, {}, 0});
         }
@@ -149,7 +149,7 @@ public:
         stored_record<Record> next = *existing;
         change(next.value);
         if (detail::key_of(next.value) != key) {
-            throw error(errc::invalid_key, session_.path(),
+            throw error(errc::invalid_key, detail::location_of(session_),
                         "modify() changed the key of \"" + std::string(key) + "\"; erase and insert instead",
                         error::details{std::string(key), {}, 0});
         }
@@ -225,8 +225,15 @@ public:
         return removed;
     }
 
-    /// Files the storage passed over while reading (file-per-record storages).
-    const std::vector<skipped_file>& skipped_files() const { return session_.skipped(); }
+    /// Entries the storage passed over while reading (file-per-record
+    /// storages list around a file they cannot read instead of failing).
+    template <class S = Session>
+    const std::vector<skipped_file>& skipped_files() const {
+        static_assert(detail::session_reports_skipped<S>::value,
+                      "procreg: skipped_files() needs a storage that reports skipped entries (such as "
+                      "storage::record_files); this registry's storage fails instead of skipping");
+        return session_.skipped();
+    }
 
     /// The storage's session, for steps only that storage offers.
     Session& storage_session() noexcept { return session_; }
@@ -300,14 +307,20 @@ private:
     template <class, class, class, class>
     friend class registry;
 
-    // registry::insert's first attempt where the session can stage a file
-    // without looking it up (see record_files::session::create_unread):
-    // the create at commit is the duplicate check. Falls back to `insert`
-    // when the session declines.
-    void insert_unread(const Record& record) {
+    // registry::insert's first attempt where the session can create a
+    // record only if its key is free, without looking it up first (the
+    // create-if-absent capability, docs/design.md): the create is the
+    // duplicate check. True when the record is inserted (by the create, or
+    // by the ordinary `insert` when the session declines); false when the
+    // key was taken, with nothing written: the caller then inserts the
+    // ordinary way, which reads what is there and says what it is.
+    bool insert_if_absent(const Record& record) {
         stored_record<Record> fresh{record, {}};
         liveness_.stamp_identity(detail::pid_of(record), fresh.json);
-        if (!session_.create_unread(std::move(fresh))) insert(record);
+        const std::optional<bool> created = session_.create_if_absent(std::move(fresh));
+        if (created) return *created;
+        insert(record);
+        return true;
     }
 
     // Whether the owner identity stored in `json`, if any, describes the
@@ -321,7 +334,7 @@ private:
     void check_not_duplicate(const Record& record) const {
         const std::string_view key = detail::key_of(record);
         if (session_.find(key)) {
-            throw error(errc::duplicate_key, session_.path(), "key " + detail::quote_untrusted(key) + " exists",
+            throw error(errc::duplicate_key, detail::location_of(session_), "key " + detail::quote_untrusted(key) + " exists",
                         error::details{std::string(key), {}, 0});
         }
     }

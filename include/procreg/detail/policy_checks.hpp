@@ -11,6 +11,7 @@
 #include <boost/json/object.hpp>
 
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <string_view>
 #include <type_traits>
@@ -84,26 +85,76 @@ struct session_of<Storage, Record, std::void_t<decltype(std::declval<Storage&>()
     using type = decltype(std::declval<Storage&>().template begin<Record>());
 };
 
+// The storage contract (docs/design.md, "The storage contract"): what every
+// session must have, then the capabilities a storage may add, each detected.
+
 template <class Session, class Record, class = void>
 struct session_is_complete : std::false_type {};
 template <class Session, class Record>
 struct session_is_complete<
     Session, Record,
     std::void_t<decltype(std::declval<const Session&>().find(std::string_view{})),
+                decltype(std::declval<const Session&>().for_each(
+                    std::declval<void (&)(const stored_record<Record>&)>())),
                 decltype(std::declval<Session&>().put(std::declval<stored_record<Record>>())),
                 decltype(std::declval<Session&>().erase(std::string_view{})),
-                decltype(std::declval<const Session&>().size()), decltype(std::declval<Session&>().commit()),
-                decltype(std::declval<const Session&>().skipped()), decltype(std::declval<const Session&>().path())>>
+                decltype(std::declval<const Session&>().size()), decltype(std::declval<Session&>().commit())>>
     : std::true_type {};
 
+/// Capability: the session reports entries it passed over while reading
+/// (`const std::vector<skipped_file>& skipped() const`): file-per-record
+/// storages, which list around a file they cannot read instead of failing.
+template <class Session, class = void>
+struct session_reports_skipped : std::false_type {};
+template <class Session>
+struct session_reports_skipped<Session, std::void_t<decltype(std::declval<const Session&>().skipped())>>
+    : std::true_type {};
+
+/// Capability: the session names where its data lives, for messages
+/// (`path() const`); errors carry an empty path otherwise.
+template <class Session, class = void>
+struct session_has_path : std::false_type {};
+template <class Session>
+struct session_has_path<Session, std::void_t<decltype(std::declval<const Session&>().path())>> : std::true_type {};
+
+/// Where `session`'s data lives, or an empty path when it cannot say.
+template <class Session>
+std::filesystem::path location_of(const Session& session) {
+    if constexpr (session_has_path<Session>::value) {
+        return session.path();
+    } else {
+        (void)session;
+        return {};
+    }
+}
+
+/// Capability: the storage has a lock file (`lock_path() const`), from
+/// which the registry builds a file lock.
+template <class Storage, class = void>
+struct has_lock_path : std::false_type {};
+template <class Storage>
+struct has_lock_path<Storage, std::void_t<decltype(std::declval<const Storage&>().lock_path())>> : std::true_type {};
+
+/// The storage's lock file for messages, or an empty path when it has none.
+template <class Storage>
+std::filesystem::path lock_location_of(const Storage& storage) {
+    if constexpr (has_lock_path<Storage>::value) {
+        return storage.lock_path();
+    } else {
+        (void)storage;
+        return {};
+    }
+}
+
 /// Whether a session can stage a record's file without looking it up first
-/// (`bool create_unread(stored_record<Record>)`): an optional speed-up that
-/// `registry::insert` uses, not part of the contract.
+/// (`std::optional<bool> create_if_absent(stored_record<Record>)`): the
+/// create-if-absent capability, which `registry::insert` uses.
 template <class Session, class Record, class = void>
-struct session_creates_unread : std::false_type {};
+struct session_creates_if_absent : std::false_type {};
 template <class Session, class Record>
-struct session_creates_unread<
-    Session, Record, std::void_t<decltype(std::declval<Session&>().create_unread(std::declval<stored_record<Record>>()))>>
+struct session_creates_if_absent<
+    Session, Record,
+    std::void_t<decltype(std::declval<Session&>().create_if_absent(std::declval<stored_record<Record>>()))>>
     : std::true_type {};
 
 /// Whether `Storage` offers `lock_location()`: its lock file reached
@@ -122,8 +173,8 @@ constexpr bool check_storage_contract() {
     if constexpr (storage_has_begin<Storage, Record>::value) {
         using session = decltype(std::declval<Storage&>().template begin<Record>());
         static_assert(session_is_complete<session, Record>::value,
-                      "procreg: the storage policy's session lacks one of find(key), put(stored_record), "
-                      "erase(key), size(), commit(), skipped(), path() (see docs/design.md)");
+                      "procreg: the storage policy's session lacks one of find(key), for_each(visit), "
+                      "put(stored_record), erase(key), size(), commit() (see docs/design.md)");
     }
     return true;
 }

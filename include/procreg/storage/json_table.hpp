@@ -317,12 +317,6 @@ public:
         /// Number of records.
         std::size_t size() const noexcept { return state_.index.size(); }
 
-        /// Files passed over while reading: a one-file table never skips, it fails.
-        const std::vector<skipped_file>& skipped() const noexcept {
-            static const std::vector<skipped_file> none;
-            return none;
-        }
-
         /// The table file, for error messages.
         const std::filesystem::path& path() const noexcept { return table_->path(); }
 

@@ -203,21 +203,19 @@ public:
             return std::nullopt;
         }
 
-        /// Stages a new `<key>.json` without reading it first: commit()
-        /// creates the file with a rename that never replaces
-        /// (detail::if_target_exists::keep), so "is the key free?" costs no
-        /// lookup of its own. When the file exists after all, commit()
-        /// writes nothing and throws `detail::file_exists_after_all`, and
-        /// `registry::insert`, the caller, inserts the ordinary way (reading
-        /// the file, so a duplicate, a file not to overwrite or one to merge
-        /// over is handled as always). A later step that reads the key reads
-        /// the file first, and throws the same when it exists. Returns false,
-        /// staging nothing, unless this is the session's first step (so the
-        /// create is the first change commit() makes, and a throw leaves
-        /// nothing half-written) or when the record does not encode (the
-        /// ordinary insert then reports what an insert reports).
-        bool create_unread(stored_record<Record> entry) {
-            if (!slots_.empty() || scanned_) return false;
+        /// Creates `<key>.json` now, without reading it first, with a rename
+        /// that never replaces (detail::if_target_exists::keep): "is the key
+        /// free?" and "create it" are one atomic step and cost no lookup of
+        /// their own. Returns true when created; false, having written
+        /// nothing, when the file exists (the caller then inserts the
+        /// ordinary way, reading the file, so a duplicate, a file not to
+        /// overwrite or one to merge over is handled as always); nothing
+        /// when it declines: unless this is the session's first step (so no
+        /// change of the session's own is ordered before it) or when the
+        /// record does not encode (the ordinary insert then reports what an
+        /// insert reports).
+        std::optional<bool> create_if_absent(stored_record<Record> entry) {
+            if (!slots_.empty() || scanned_) return std::nullopt;
             const std::string key(detail::key_of(entry.value));
             slot& s = slot_of(key);
             boost::json::object encoded;
@@ -226,11 +224,20 @@ public:
                 text = encode(entry.json, entry.value, key, encoded);
             } catch (const error& e) {
                 if (e.code() != errc::invalid_record) throw;
-                return false;
+                return std::nullopt;
             }
-            s.active = file_state::holding(stored_record<Record>{std::move(entry.value), std::move(encoded)});
-            add_op(s, key, op{op_kind::create_active, std::move(text)});
-            return true;
+            const std::string name = key + ".json";
+            bool created = false;
+            try {
+                created = detail::atomic_write_at(files_->root_.get(), detail::path_ref(files_->options_.root, name),
+                                                  name.c_str(), text, files_->options_.durable,
+                                                  detail::if_target_exists::keep);
+            } catch (...) {
+                files_->sweep_own_ = true;  // the failed write may have left its temp file
+                throw;
+            }
+            if (created) s.active = file_state::holding(stored_record<Record>{std::move(entry.value), std::move(encoded)});
+            return created;
         }
 
         /// Removes the valid active record with `key` (or retires it, when
@@ -380,8 +387,6 @@ public:
                     for (const op& step : s.pending) apply(key, step);
                     s.pending.clear();
                 }
-            } catch (const detail::file_exists_after_all&) {
-                throw;  // nothing written, and the temp file is gone
             } catch (...) {
                 files_->sweep_own_ = true;  // the failed save may have left its temp file
                 throw;
@@ -414,8 +419,7 @@ public:
             bool writable() const noexcept { return kind != file_kind::must_not_overwrite; }
         };
 
-        // create_active: write_active that must not replace a file (create_unread).
-        enum class op_kind : unsigned char { write_active, create_active, remove_active, remove_retired, retire, unretire };
+        enum class op_kind : unsigned char { write_active, remove_active, remove_retired, retire, unretire };
         struct op {
             op_kind kind;
             std::string bytes;  // for write_active
@@ -425,10 +429,6 @@ public:
             file_state active;
             file_state retired;
             std::vector<op> pending;
-            // `active` was staged by create_unread and its file is not read yet.
-            bool created_unread() const noexcept {
-                return !pending.empty() && pending.front().kind == op_kind::create_active;
-            }
         };
 
         std::filesystem::path active_file(std::string_view key) const {
@@ -451,13 +451,6 @@ public:
         file_state& load_active(slot& s, std::string_view key) const {
             if (s.active.kind == file_kind::unknown) {
                 s.active = read_state(files_->root_.get(), files_->options_.root, key);
-            } else if (s.created_unread()) {
-                // A step reads a key create_unread staged: it must see what
-                // an ordinary insert would have seen, so the file is read now.
-                if (read_state(files_->root_.get(), files_->options_.root, key).kind != file_kind::absent) {
-                    throw detail::file_exists_after_all{};
-                }
-                s.pending.front().kind = op_kind::write_active;  // known absent: an ordinary write
             }
             return s.active;
         }
@@ -668,13 +661,6 @@ public:
                 detail::atomic_replace_at(root, detail::path_ref(files_->options_.root, name), name.c_str(), step.bytes,
                                           files_->options_.durable, nullptr, &left_temp);
                 note_left_temp(left_temp);
-                return;
-            case op_kind::create_active:
-                // Only ever the first change of a commit (see create_unread).
-                if (!detail::atomic_write_at(root, detail::path_ref(files_->options_.root, name), name.c_str(),
-                                             step.bytes, files_->options_.durable, detail::if_target_exists::keep)) {
-                    throw detail::file_exists_after_all{};
-                }
                 return;
             case op_kind::remove_active:
                 (void)detail::remove_file_durably_at(root, detail::path_ref(files_->options_.root, name), name.c_str(),
