@@ -124,6 +124,14 @@ void detect_file(target& out, const target_options& options) {
         if (item.value().is_array()) arrays.emplace_back(item.key());
     }
     const std::string pid_field = options.pid_field.empty() ? "pid" : options.pid_field;
+    // A table holds its pids inside records; an object with a pid of its own
+    // at the top is a claim, whatever arrays it carries (INSOMNIA's consumed_ids).
+    const auto* own_pid = procreg::find_json_path(object, pid_field);
+    if (options.array.empty() && own_pid && (own_pid->is_int64() || own_pid->is_uint64())) {
+        out.kind = format::claim_json;
+        out.layout = {"", pid_field, "claim"};
+        return;
+    }
     if (!options.array.empty()) {
         out.array = options.array;
     } else if (arrays.size() == 1) {
@@ -198,7 +206,7 @@ target resolve(const target_options& options) {
     if (!options.preset.empty()) {
         apply_preset(out, options.preset);
         if (!exists && out.kind == format::record_files) {
-            throw error(errc::not_found, out.path, "no such directory", error::details{{}, {}, ENOENT});
+            procreg::detail::throw_os_error(errc::io_failure, out.path, "no record directory here", ENOENT);
         }
         if (exists && out.kind == format::record_files && !S_ISDIR(st.st_mode)) {
             throw error(errc::unsupported_file, out.path, "the " + options.preset + " preset needs a directory");
@@ -207,8 +215,8 @@ target resolve(const target_options& options) {
             throw error(errc::unsupported_file, out.path, "the " + options.preset + " preset needs a regular file");
         }
     } else if (!exists) {
-        throw error(errc::not_found, out.path, "no such file or directory (give --preset to name an empty registry)",
-                    error::details{{}, {}, ENOENT});
+        procreg::detail::throw_os_error(errc::io_failure, out.path,
+                                        "no registry here (give --preset to name an empty one)", ENOENT);
     } else if (S_ISDIR(st.st_mode)) {
         detect_directory(out);
     } else if (S_ISREG(st.st_mode)) {
