@@ -504,3 +504,62 @@ BOOST_AUTO_TEST_CASE(a_registry_of_dynamic_records_reaps_and_keeps_unknown_field
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(load)
+
+BOOST_AUTO_TEST_CASE(tool_runs_while_8_processes_write_and_loses_nothing) {
+    temp_dir dir;
+    const fs::path file = dir / "registry.json";
+    procreg::algocline::open(file).insert(procreg::algocline::pool_session::make("seed", self_pid(), "/s", "1"));
+    constexpr int writers = 8;
+    constexpr int per_writer = 40;
+    const std::uint32_t owner = self_pid();
+    const auto dead = static_cast<std::uint32_t>(procreg_test::dead_pid());
+    std::vector<pid_t> children;
+    for (int w = 0; w < writers; ++w) {
+        children.push_back(procreg_test::spawn([&, w] {
+            auto reg = procreg::algocline::open(file);
+            for (int n = 0; n < per_writer; ++n) {
+                const std::string suffix = std::to_string(w) + "-" + std::to_string(n);
+                reg.insert(procreg::algocline::pool_session::make("live-" + suffix, owner, "/s", "1"));
+                reg.insert(procreg::algocline::pool_session::make("dead-" + suffix, dead, "/s", "1"));
+            }
+            return 0;
+        }));
+    }
+    // The tool reaps, lists and repairs while they write.
+    int runs = 0;
+    const auto all_done = [&] {
+        for (const pid_t child : children) {
+            int status = 0;
+            if (::waitpid(child, &status, WNOHANG) == 0) return false;
+        }
+        return true;
+    };
+    bool finished = false;
+    while (!finished) {
+        finished = all_done();
+        const auto reap = run_tool({"reap", "--json", file.string()});
+        BOOST_TEST_REQUIRE(reap.code == 0, reap.err);
+        (void)json_of(reap);
+        const auto ls = run_tool({"ls", "--json", file.string()});
+        BOOST_TEST_REQUIRE(ls.code == 0, ls.err);
+        (void)json_of(ls);
+        ++runs;
+    }
+    BOOST_TEST(runs >= 1);
+    const auto r = run_tool({"reap", file.string()});
+    BOOST_TEST_REQUIRE(r.code == 0, r.err);
+    auto reg = procreg::algocline::open(file);
+    const auto rows = reg.list();
+    BOOST_TEST(rows.size() == std::size_t{writers * per_writer + 1});
+    for (int w = 0; w < writers; ++w) {
+        for (int n = 0; n < per_writer; ++n) {
+            const std::string suffix = std::to_string(w) + "-" + std::to_string(n);
+            BOOST_TEST(reg.find("live-" + suffix).has_value(), suffix);
+            BOOST_TEST(!reg.find("dead-" + suffix).has_value(), suffix);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -31,8 +31,8 @@ struct run_result {
     std::string err;
 };
 
-/// Runs `procreg args...` (stdin /dev/null, NO_COLOR unset or as given) to completion.
-inline run_result run_tool(const std::vector<std::string>& args) {
+/// Runs `program args...` (stdin /dev/null) to completion.
+inline run_result run_program(const std::string& program, const std::vector<std::string>& args) {
     procreg_test::temp_dir capture;
     const std::string out_path = (capture / "out").string();
     const std::string err_path = (capture / "err").string();
@@ -44,12 +44,12 @@ inline run_result run_tool(const std::vector<std::string>& args) {
         ::dup2(in, 0);
         ::dup2(out, 1);
         ::dup2(err, 2);
-        std::vector<std::string> storage{PROCREG_TOOL};
+        std::vector<std::string> storage{program};
         storage.insert(storage.end(), args.begin(), args.end());
         std::vector<char*> argv;
         for (auto& arg : storage) argv.push_back(arg.data());
         argv.push_back(nullptr);
-        ::execv(PROCREG_TOOL, argv.data());
+        ::execv(program.c_str(), argv.data());
         return 72;
     });
     run_result result;
@@ -58,6 +58,9 @@ inline run_result run_tool(const std::vector<std::string>& args) {
     result.err = procreg_test::read_text(err_path);
     return result;
 }
+
+/// Runs `procreg args...` to completion.
+inline run_result run_tool(const std::vector<std::string>& args) { return run_program(PROCREG_TOOL, args); }
 
 /// The tool's stdout parsed as one JSON object (throws when it is not one).
 inline boost::json::object json_of(const run_result& r) {
