@@ -267,6 +267,15 @@ BOOST_AUTO_TEST_CASE(held_stale_free_exit_codes) {
     BOOST_TEST(r.code == 1, r.out << r.err);
     BOOST_TEST(json_of(r).at("format").as_string() == "claim_json");
     BOOST_TEST(json_of(r).at("fields").at("pod_name").as_string() == "p");
+    // A claim that does not parse is stale, as the seeds say, with the reason.
+    procreg_test::write_text(lock, "not a pid\n");
+    r = run_tool({"claim", "--json", lock.string()});
+    BOOST_TEST(r.code == 1, r.out << r.err);
+    BOOST_TEST(json_of(r).at("state").as_string() == "stale");
+    BOOST_TEST(!json_of(r).at("reason").is_null());
+    procreg_test::write_text(staging_lock, "{\"pod_name\": \"p\"");
+    r = run_tool({"claim", staging_lock.string()});
+    BOOST_TEST(r.code == 1, r.out << r.err);
     // Not a claim file: a usage error.
     r = run_tool({"claim", algocline_registry(dir).string()});
     BOOST_TEST(r.code == 2);

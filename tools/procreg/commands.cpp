@@ -9,6 +9,7 @@
 #include <procreg/error.hpp>
 
 #include <cerrno>
+#include <fstream>
 #include <iostream>
 
 #include <sys/stat.h>
@@ -21,6 +22,15 @@ boost::json::object header(const target& t) {
 }
 
 std::string quoted(const std::string& text) { return procreg::detail::quote_untrusted(text); }
+
+// A claim file that is no claim: JSON when it starts with '{', else pid text.
+format claim_kind_by_first_byte(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    char c = 0;
+    while (in.get(c) && (c == ' ' || c == '\t' || c == '\n' || c == '\r')) {
+    }
+    return in && c == '{' ? format::claim_json : format::claim_pid;
+}
 
 }  // namespace
 
@@ -158,7 +168,18 @@ int cmd_claim(const common_options& common) {
         t.path = common.target.path;  // no file: the claim is free
         t.kind = format::claim_pid;
     } else {
-        t = resolve(common.target);
+        try {
+            t = resolve(common.target);
+        } catch (const procreg::error& e) {
+            // A regular file that is no registry, asked about as a claim: a
+            // claim that does not parse, which the seeds call stale.
+            const bool unparseable =
+                e.code() == procreg::errc::corrupted_file || e.code() == procreg::errc::unsupported_file;
+            if (!unparseable || !S_ISREG(st.st_mode) || st.st_size > (off_t{1} << 20)) throw;
+            t.path = common.target.path;
+            t.kind = claim_kind_by_first_byte(t.path);
+            t.layout = {"", "pid", "claim"};
+        }
         if (t.kind != format::claim_pid && t.kind != format::claim_json) {
             throw usage_error("claim: " + t.path.string() + " is a " + to_string(t.kind) +
                               " registry, not a claim file");
