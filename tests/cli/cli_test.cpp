@@ -13,6 +13,7 @@
 #include <procreg/dynamic_record.hpp>
 #include <procreg/presets/agentmux.hpp>
 #include <procreg/presets/algocline.hpp>
+#include <procreg/lock/named_mutex_lock.hpp>
 #include <procreg/presets/trusty.hpp>
 
 #include <chrono>
@@ -569,6 +570,79 @@ BOOST_AUTO_TEST_CASE(tool_runs_while_8_processes_write_and_loses_nothing) {
             BOOST_TEST(!reg.find("dead-" + suffix).has_value(), suffix);
         }
     }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(locking)
+
+// The tool waits for the registry's own lock: a writer holding it inserts a
+// dead record before committing, and `reap`, started while it holds the
+// lock, must see (and remove) that record. Without the lock it would read
+// the registry before the commit and remove nothing. Run for flock and for
+// the named mutex.
+void reap_waits_for_the_lock(bool named_mutex) {
+    temp_dir dir;
+    const fs::path file = dir / "registry.json";
+    using named = procreg::with_lock_t<procreg::algocline::pool_registry, procreg::lock::named_mutex_lock>;
+    const auto open_and_insert = [&](const std::string& sid, std::uint32_t pid) {
+        const auto session = procreg::algocline::pool_session::make(sid, pid, "/s", "1");
+        if (named_mutex) {
+            procreg::algocline::open<named>(file).insert(session);
+        } else {
+            procreg::algocline::open(file).insert(session);
+        }
+    };
+    open_and_insert("live", self_pid());
+    const auto dead = static_cast<std::uint32_t>(procreg_test::dead_pid());
+    procreg_test::signal_pipe holding, go;
+    const pid_t writer = procreg_test::spawn([&] {
+        const auto steps = [&](auto& tx) {
+            holding.notify();
+            if (!go.wait(std::chrono::seconds(30))) throw std::runtime_error("no go");
+            tx.insert(procreg::algocline::pool_session::make("dead", dead, "/s", "1"));
+        };
+        if (named_mutex) {
+            procreg::algocline::open<named>(file).transact(steps);
+        } else {
+            procreg::algocline::open(file).transact(steps);
+        }
+        return 0;
+    });
+    BOOST_TEST_REQUIRE(holding.wait(std::chrono::seconds(30)));
+    std::vector<std::string> args{"reap", "--json", file.string()};
+    if (named_mutex) args.push_back("--named-mutex");
+    procreg_test::temp_dir capture;
+    const pid_t tool = procreg_test::spawn([&] {
+        const auto r = run_tool(args);
+        procreg_test::write_text(capture / "out", r.out);
+        return r.code;
+    });
+    // Give an unlocked reader every chance to read before the commit.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    go.notify();
+    BOOST_TEST(procreg_test::wait_exit(writer) == 0);
+    BOOST_TEST_REQUIRE(procreg_test::wait_exit(tool) == 0);
+    const json::object out = json::parse(procreg_test::read_text(capture / "out")).as_object();
+    BOOST_TEST_REQUIRE(out.at("removed").as_array().size() == 1u);
+    BOOST_TEST(out.at("removed").as_array()[0].at("key").as_string() == "dead");
+}
+
+BOOST_AUTO_TEST_CASE(reap_waits_for_flock) { reap_waits_for_the_lock(false); }
+
+BOOST_AUTO_TEST_CASE(reap_waits_for_the_named_mutex_and_doctor_sees_its_segment) {
+    reap_waits_for_the_lock(true);
+    temp_dir dir;
+    const fs::path file = dir / "registry.json";
+    using named = procreg::with_lock_t<procreg::algocline::pool_registry, procreg::lock::named_mutex_lock>;
+    procreg::algocline::open<named>(file).insert(procreg::algocline::pool_session::make("live", self_pid(), "/s", "1"));
+    const auto r = run_tool({"doctor", "--json", file.string()});
+    BOOST_TEST(r.code == 1, r.out << r.err);
+    bool saw = false;
+    const json::object found = json_of(r);
+    for (const auto& p : found.at("problems").as_array()) saw = saw || p.at("kind").as_string() == "named_mutex_segment";
+    BOOST_TEST(saw);
+    procreg::lock::named_mutex_lock::remove(dir / "registry.lock");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

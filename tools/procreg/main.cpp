@@ -28,6 +28,8 @@ void add_target_options(CLI::App& sub, common_options& common, bool table_output
     sub.add_option("--key", common.target.key_field, "dotted path of the key field (e.g. data.instance_id)");
     sub.add_option("--pid", common.target.pid_field, "dotted path of the pid field");
     sub.add_option("--lock", common.target.lock, "the lock file to take instead of the format's own");
+    sub.add_flag("--named-mutex", common.target.named_mutex,
+                 "lock as lock::named_mutex_lock does (for registries whose programs use it)");
     sub.add_flag("--json", common.json, "one JSON object on stdout (docs/cli.md)");
     if (table_output) sub.add_flag("-n,--no-headings", common.no_headings, "print no heading line");
 }

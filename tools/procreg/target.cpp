@@ -246,6 +246,7 @@ target resolve(const target_options& options) {
         }
     }
     if (!options.lock.empty()) out.lock = options.lock;
+    out.named_mutex = options.named_mutex;
     return out;
 }
 

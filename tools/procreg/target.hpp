@@ -33,6 +33,7 @@ struct target_options {
     std::string key_field;   ///< --key
     std::string pid_field;   ///< --pid
     std::filesystem::path lock;  ///< --lock
+    bool named_mutex = false;    ///< --named-mutex
 };
 
 /// A registry found and described: everything needed to open it.
@@ -42,6 +43,7 @@ struct target {
     std::string array;                  ///< json_table only
     procreg::dynamic_layout layout;     ///< where key and pid are
     std::filesystem::path lock;         ///< the lock file every writer takes
+    bool named_mutex = false;           ///< the writers lock with lock::named_mutex_lock on `lock`
     std::optional<std::string> schema_field;  ///< record_files schema guard (agentmux)
     std::uint64_t max_schema_version = 0;
 };
