@@ -22,6 +22,7 @@
 #include <fstream>
 #include <thread>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -323,6 +324,33 @@ BOOST_AUTO_TEST_CASE(dead_records_temp_files_and_fix) {
     BOOST_TEST(procreg::algocline::open(file).find("live").has_value());
     BOOST_TEST(!fs::exists(temp));
     BOOST_TEST(run_tool({"doctor", file.string()}).code == 0);
+}
+
+BOOST_AUTO_TEST_CASE(seed_temp_files_reported_unless_held_open) {
+    // Rust's tempfile crate names ".tmpXXXXXX"; yoi and trusty "<name>.tmp".
+    temp_dir dir;
+    const fs::path file = dir / "registry.json";
+    procreg::algocline::open(file).insert(procreg::algocline::pool_session::make("live", self_pid(), "/s", "1"));
+    procreg_test::write_text(dir / ".tmpAb3x9Z", "{");
+    procreg_test::write_text(dir / "registry.json.tmp", "{");
+    procreg_test::write_text(dir / ".tmpInUse1", "{");
+    const int in_use = ::open((dir / ".tmpInUse1").c_str(), O_RDONLY | O_CLOEXEC);  // a save in progress
+    BOOST_TEST_REQUIRE(in_use >= 0);
+    auto r = run_tool({"doctor", "--json", file.string()});
+    BOOST_TEST(r.code == 1, r.out << r.err);
+    std::vector<std::string> reported;
+    const json::object found = json_of(r);
+    for (const auto& p : found.at("problems").as_array()) {
+        if (p.at("kind").as_string() == "temp_file") reported.emplace_back(p.at("path").as_string());
+    }
+    BOOST_TEST(reported.size() == 2u);
+    for (const auto& path : reported) BOOST_TEST(path.find("InUse") == std::string::npos, path);
+    r = run_tool({"doctor", "--fix", file.string()});
+    BOOST_TEST(r.code == 0, r.out << r.err);
+    BOOST_TEST(!fs::exists(dir / ".tmpAb3x9Z"));
+    BOOST_TEST(!fs::exists(dir / "registry.json.tmp"));
+    BOOST_TEST(fs::exists(dir / ".tmpInUse1"));
+    ::close(in_use);
 }
 
 BOOST_AUTO_TEST_CASE(unparseable_file_and_odd_lock_file) {

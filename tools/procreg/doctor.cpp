@@ -35,21 +35,52 @@ struct problem {
     bool fixed = false;
 };
 
-// A temp file a save left: ".<target>.tmp-<pid>-..." (detail/file_io.hpp).
+// A temp file a save left. procreg names its own ".<target>.tmp-<pid>-..."
+// (detail/file_io.hpp), so its writer is known; the seeds' writers use
+// Rust's tempfile crate (".tmpXXXXXX") or "<name>.tmp", whose writer is
+// known only while it holds the file open.
 struct temp_file {
     fs::path path;
-    std::optional<pid_t> writer;
+    std::optional<pid_t> writer;  ///< procreg's own temp files
+    bool held_open = false;       ///< another kind, open in some process: a save in progress
 };
+
+bool is_foreign_temp_name(const std::string& name) {
+    const bool tempfile_crate = name.size() == 10 && name.compare(0, 4, ".tmp") == 0;
+    const bool suffixed = name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0;
+    return tempfile_crate || suffixed;
+}
+
+// Whether any process has the file (device, inode) open: /proc/<pid>/fd/*.
+bool open_in_any_process(const struct ::stat& file) {
+    std::error_code ec;
+    for (fs::directory_iterator proc("/proc", ec), end; !ec && proc != end; proc.increment(ec)) {
+        const std::string pid = proc->path().filename().string();
+        if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+        std::error_code fd_ec;
+        for (fs::directory_iterator fd(proc->path() / "fd", fd_ec); !fd_ec && fd != end; fd.increment(fd_ec)) {
+            struct ::stat st {};
+            if (::stat(fd->path().c_str(), &st) == 0 && st.st_dev == file.st_dev && st.st_ino == file.st_ino) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
 
 std::vector<temp_file> temp_files_in(const fs::path& dir) {
     std::vector<temp_file> out;
     std::error_code ec;
     for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
         const std::string name = it->path().filename().string();
-        if (name.size() < 2 || name.front() != '.') continue;
         const auto marker = name.find(".tmp-", 1);
-        if (marker == std::string::npos) continue;
-        out.push_back({it->path(), procreg::detail::temp_writer_pid(std::string_view(name).substr(marker + 5))});
+        if (name.size() > 1 && name.front() == '.' && marker != std::string::npos) {
+            out.push_back({it->path(), procreg::detail::temp_writer_pid(std::string_view(name).substr(marker + 5))});
+            continue;
+        }
+        struct ::stat st {};
+        if (!is_foreign_temp_name(name) || ::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        out.push_back({it->path(), std::nullopt, open_in_any_process(st)});
     }
     return out;
 }
@@ -113,12 +144,13 @@ void run_checks(const common_options& common, bool fix, std::optional<target>& t
     for (const auto& d : dirs) {
         for (auto& temp : temp_files_in(d)) {
             const bool writer_alive =
-                temp.writer && procreg::liveness::pid_alive(static_cast<std::uint64_t>(*temp.writer));
+                temp.held_open ||
+                (temp.writer && procreg::liveness::pid_alive(static_cast<std::uint64_t>(*temp.writer)));
             if (writer_alive) continue;  // a save in progress, not a leftover
             temps.emplace_back(temp, found.size());
             found.push_back({"temp_file", temp.path.string(),
                              temp.writer ? "left by pid " + std::to_string(*temp.writer) + ", which is dead"
-                                         : "a temp file whose writer is unknown"});
+                                         : "left by a writer that is gone (no process has it open)"});
         }
     }
 
@@ -139,9 +171,12 @@ void run_checks(const common_options& common, bool fix, std::optional<target>& t
                                          std::to_string(*item.record.pid())});
                 }
                 if (fix) {
-                    // Under the lock no save runs, so a dead writer's file is garbage.
+                    // Under the lock no save runs, so a dead writer's file is
+                    // garbage. A claim's seed writers do not take the lock
+                    // (trusty renames "daemon.lock.tmp" into place after
+                    // closing it): their files are left.
                     for (const auto& [temp, index] : temps) {
-                        if (found[index].kind == "temp_file" && temp.writer) (void)::unlink(temp.path.c_str());
+                        if (temp.writer || !claim) (void)::unlink(temp.path.c_str());
                     }
                 }
                 if (fix) {
