@@ -16,6 +16,7 @@
 #include <procreg/lock/named_mutex_lock.hpp>
 
 #include <cerrno>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <optional>
@@ -85,6 +86,12 @@ std::vector<temp_file> temp_files_in(const fs::path& dir) {
     return out;
 }
 
+std::string octal_mode(mode_t mode) {
+    char text[8];
+    std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
+    return text;
+}
+
 void check_mode(const fs::path& path, bool is_directory, bool fix, std::vector<problem>& found) {
     struct ::stat st {};
     if (::lstat(path.c_str(), &st) != 0) return;
@@ -96,7 +103,7 @@ void check_mode(const fs::path& path, bool is_directory, bool fix, std::vector<p
     if ((st.st_mode & 022) != 0) {
         problem p{"unsafe_permissions", path.string(),
                   std::string(is_directory ? "directory" : "file") + " writable by group or others (mode " +
-                      [&] { char b[8]; std::snprintf(b, sizeof b, "%04o", static_cast<unsigned>(st.st_mode & 07777)); return std::string(b); }() + ")"};
+                      octal_mode(st.st_mode) + ")"};
         if (fix && !S_ISLNK(st.st_mode) && ::chmod(path.c_str(), st.st_mode & 07755) == 0) p.fixed = true;
         found.push_back(std::move(p));
     }
@@ -178,8 +185,6 @@ void run_checks(const common_options& common, bool fix, std::optional<target>& t
                     for (const auto& [temp, index] : temps) {
                         if (temp.writer || !claim) (void)::unlink(temp.path.c_str());
                     }
-                }
-                if (fix) {
                     // The library's reap, in this same transaction (committed when it returns).
                     for (const auto& [key, index] : dead) found[index].fixed = tx.erase(key);
                 }
