@@ -1,4 +1,8 @@
 // tools/procreg/listing.hpp — a registry's records, read in one transaction.
+//
+// Invariant: rows and skipped files come from one lock cycle, so a listing
+// never mixes two versions of the registry; liveness is the registry's own
+// (open_registry.hpp), and a record without a pid is "unknown", never dead.
 #pragma once
 
 #include "output.hpp"

@@ -9,7 +9,9 @@
 #include <procreg/dynamic_record.hpp>
 
 #include <filesystem>
+#include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 
 namespace procreg_cli {
