@@ -123,6 +123,48 @@ BOOST_AUTO_TEST_CASE(yoi_pods_listed_by_preset_and_by_detection) {
     }
 }
 
+BOOST_AUTO_TEST_CASE(yoi_show_and_rm_then_the_seed_reads_the_result) {
+    temp_dir dir;
+    const fs::path file = dir / "pods.json";
+    const std::pair<const char*, const char*> pods[] = {{"a", "0b6f6c0e-7f8a-4c55-9a0e-3c1d2b4a5f60"},
+                                                        {"b", "5d1c3e2a-9b8f-47a6-8e0d-1f2a3b4c5d6e"}};
+    for (const auto& [pod, segment] : pods) {
+        seedio({"yoi", "write", file.string(),
+                std::string("{\"pod_name\":\"") + pod + "\",\"pid\":" + self_pid() +
+                    ",\"socket\":\"/run/yoi/x.sock\",\"scope_allow\":[],\"scope_deny\":[],"
+                    "\"delegated_from\":null,\"segment_id\":\"" + segment + "\"}"});
+    }
+    auto r = run_tool({"show", "--json", file.string(), "b"});
+    BOOST_TEST_REQUIRE(r.code == 0, r.err);
+    BOOST_TEST(json_of(r).at("record").at("fields").at("socket").as_string() == "/run/yoi/x.sock");
+    r = run_tool({"rm", "--preset", "yoi", file.string(), "a"});
+    BOOST_TEST_REQUIRE(r.code == 0, r.err);
+    BOOST_TEST(run_tool({"show", file.string(), "a"}).code == 1);
+    const json::object dumped = json::parse(seedio({"yoi", "dump", file.string()}).out).as_object();
+    BOOST_TEST_REQUIRE(dumped.at("allocations").as_array().size() == 1u);
+    BOOST_TEST(dumped.at("allocations").as_array()[0].at("pod_name").as_string() == "b");
+}
+
+BOOST_AUTO_TEST_CASE(watch_sees_what_the_rust_writer_writes) {
+    temp_dir dir;
+    const fs::path file = dir / "registry.json";
+    seedio({"algocline", "write", file.string(), "first", self_pid(), "/s/1.sock", "0.30.0"});
+    const std::string owner = self_pid();
+    const pid_t writer = procreg_test::spawn([&] {
+        ::usleep(500 * 1000);
+        return procreg_cli_test::run_program(PROCREG_SEEDIO, {"algocline", "write", file.string(), "second", owner,
+                                                              "/s/2.sock", "0.30.0"})
+            .code;
+    });
+    const auto r = run_tool({"watch", "--json", "--count", "1", "--timeout", "30", file.string()});
+    BOOST_TEST(procreg_test::wait_exit(writer) == 0);
+    BOOST_TEST_REQUIRE(r.code == 0, r.err);
+    const json::object event = json::parse(r.out).as_object();
+    BOOST_TEST(event.at("event").as_string() == "added");
+    BOOST_TEST(event.at("key").as_string() == "second");
+    BOOST_TEST(event.at("alive").as_bool());
+}
+
 BOOST_AUTO_TEST_CASE(agentmux_retire_then_the_seed_finds_it_retired) {
     temp_dir dir;
     const fs::path root = dir / "registry";
