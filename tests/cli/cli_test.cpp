@@ -437,6 +437,24 @@ BOOST_AUTO_TEST_CASE(huge_file_is_refused_unread) {
     BOOST_TEST(fs::file_size(file) == std::uintmax_t{65} << 20);
 }
 
+BOOST_AUTO_TEST_CASE(colour_only_on_a_terminal_and_never_with_NO_COLOR) {
+    // script(1) gives the tool a terminal for its stdout.
+    BOOST_TEST_REQUIRE(::access("/usr/bin/script", X_OK) == 0, "needs /usr/bin/script (util-linux)");
+    temp_dir dir;
+    const fs::path file = algocline_registry(dir);
+    const std::string tool = PROCREG_TOOL;
+    auto r = procreg_cli_test::run_program("/usr/bin/script",
+                                           {"-qec", "env -u NO_COLOR " + tool + " ls " + file.string(), "/dev/null"});
+    BOOST_TEST_REQUIRE(r.code == 0, r.err);
+    BOOST_TEST(r.out.find("\033[31mdead\033[0m") != std::string::npos, r.out);
+    BOOST_TEST(r.out.find('\t') == std::string::npos);  // aligned, not tab-separated
+    r = procreg_cli_test::run_program("/usr/bin/script",
+                                      {"-qec", "env NO_COLOR=1 " + tool + " ls " + file.string(), "/dev/null"});
+    BOOST_TEST_REQUIRE(r.code == 0, r.err);
+    BOOST_TEST(r.out.find('\033') == std::string::npos, r.out);
+    BOOST_TEST(r.out.find("dead") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(escape_sequences_never_reach_the_output) {
     temp_dir dir;
     const fs::path file = dir / "registry.json";
