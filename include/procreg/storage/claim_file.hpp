@@ -314,6 +314,11 @@ public:
     const std::filesystem::path& path() const noexcept { return options_.file; }
     /// The lock file the registry's lock policy should use.
     const std::filesystem::path& lock_path() const noexcept { return options_.lock_file; }
+    /// The lock file a claim file at `file` gets when `claim_file_options::lock_file`
+    /// is empty (for tools that must take the same lock without opening the claim).
+    static std::filesystem::path default_lock_path(const std::filesystem::path& file) {
+        return default_lock_file(file);
+    }
     /// The lock file, reached through this storage's own directory
     /// descriptor when it lies in that directory (detail/located_file.hpp).
     detail::located_file lock_location() const {

@@ -1,0 +1,51 @@
+// tools/procreg/listing.hpp — a registry's records, read in one transaction.
+//
+// Invariant: rows and skipped files come from one lock cycle, so a listing
+// never mixes two versions of the registry; liveness is the registry's own
+// (open_registry.hpp), and a record without a pid is "unknown", never dead.
+#pragma once
+
+#include "output.hpp"
+
+#include <procreg/dynamic_record.hpp>
+#include <procreg/stored_record.hpp>
+
+#include <vector>
+
+namespace procreg_cli {
+
+/// Every record with its liveness, and every file the storage passed over.
+struct listing {
+    std::vector<row> rows;
+    std::vector<procreg::skipped_file> skipped;
+};
+
+/// The row for `record`, judged alive or not (unknown without a pid).
+inline row make_row(const procreg::dynamic_record& record, bool alive) {
+    row out;
+    out.key = record.key();
+    out.pid = record.pid();
+    if (out.pid) out.alive = alive;
+    out.fields = record.fields();
+    return out;
+}
+
+/// Lists `reg` under its lock.
+template <class Registry>
+listing collect(Registry& reg) {
+    return reg.transact([](auto& tx) {
+        listing out;
+        for (auto& item : tx.list()) out.rows.push_back(make_row(item.record, item.alive));
+        out.skipped = tx.skipped_files();
+        return out;
+    });
+}
+
+/// `skipped` as the `--json` array: [{"path", "reason"}].
+inline boost::json::array skipped_json(const std::vector<procreg::skipped_file>& skipped) {
+    boost::json::array out;
+    for (const auto& s : skipped) out.push_back(boost::json::object{{"path", s.path.string()}, {"reason", s.reason}});
+    return out;
+}
+
+}  // namespace procreg_cli
