@@ -10,6 +10,7 @@
 
 #include <procreg/detail/json_strict_parse.hpp>
 #include <procreg/detail/owner_identity.hpp>
+#include <procreg/detail/policy_checks.hpp>
 #include <procreg/error.hpp>
 #include <procreg/liveness/pidfd_liveness.hpp>
 #include <procreg/record_traits.hpp>
@@ -128,6 +129,8 @@ public:
         if (!same_owner) {
             detail::drop_owner_identity(next.json);
             liveness_.stamp_identity(pid, next.json);
+        } else if (!detail::has_owner_identity(next.json)) {
+            liveness_.stamp_identity(pid, next.json);  // the owner, now with an identity where its policy keeps one
         }
         const upsert_status status = existing ? upsert_status::replaced : upsert_status::inserted;
         if (auto refused = session_.put(std::move(next))) return {upsert_status::skipped, std::move(refused)};

@@ -33,6 +33,7 @@
 #include <string>
 #include <thread>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -352,6 +353,44 @@ BOOST_AUTO_TEST_CASE(a_child_forked_inside_the_steps_neither_releases_nor_commit
     }
 }
 
+// The holder forks a worker that never touches the registry, then is
+// SIGKILLed: the worker must not keep the dead holder's lock alive.
+BOOST_AUTO_TEST_CASE(a_child_that_outlives_a_killed_holder_does_not_keep_its_lock) {
+    temp_dir dir;
+    const fs::path file = dir.path() / "registry.json";
+    int worker_pipe[2];
+    BOOST_TEST_REQUIRE(::pipe2(worker_pipe, O_CLOEXEC) == 0);
+    const pid_t holder = spawn([&] {
+        auto reg = procreg::algocline::open(file);
+        reg.transact([&](auto&) {
+            const pid_t worker = spawn([] {
+                ::sleep(60);  // a long-lived worker that never uses the registry
+                return 0;
+            });
+            (void)!::write(worker_pipe[1], &worker, sizeof worker);
+            for (;;) ::pause();
+        });
+        return 0;
+    });
+    pid_t worker = -1;
+    BOOST_TEST_REQUIRE(::read(worker_pipe[0], &worker, sizeof worker) == static_cast<ssize_t>(sizeof worker));
+    ::close(worker_pipe[0]);
+    ::close(worker_pipe[1]);
+    ::kill(holder, SIGKILL);
+    (void)wait_exit(holder);
+    const int rc = in_child_with_deadline(30, [&] {
+        auto reg = procreg::algocline::open(file);
+        try {
+            reg.transact_for(std::chrono::seconds(5), [](auto&) {});
+            return 0;
+        } catch (const procreg::error& e) {
+            return e.code() == procreg::errc::lock_timeout ? 1 : 2;
+        }
+    });
+    ::kill(worker, SIGKILL);  // an orphan now, reaped by init
+    BOOST_TEST(rc == 0, "exit " << rc << " (1: the orphaned worker kept the dead holder's lock)");
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 // ---------------------------------------------------------------------------
@@ -402,19 +441,47 @@ BOOST_AUTO_TEST_CASE(a_second_object_in_another_thread_waits) {
     auto a = procreg::algocline::open(file);
     auto b = procreg::algocline::open(file);
     std::atomic<bool> b_done{false};
+    std::thread t;
     a.transact([&](auto& tx) {
         tx.insert(procreg::algocline::pool_session::make("a", static_cast<std::uint32_t>(::getpid()), "/a", "1"));
-        std::thread t([&] {
+        t = std::thread([&] {
             b.insert(procreg::algocline::pool_session::make("b", static_cast<std::uint32_t>(::getpid()), "/b", "1"));
             b_done = true;
         });
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        BOOST_TEST(!b_done.load());
-        t.detach();
+        BOOST_TEST(!b_done.load(), "the second object did not wait for the lock");
     });
-    for (int i = 0; i < 500 && !b_done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    t.join();
     BOOST_TEST(b_done.load());
     BOOST_TEST(a.list().size() == 2u);
+}
+
+// Thread T2 waits in the second object's flock behind T1; T1, still in its
+// transaction, calls that second object: an error for T1, not a deadlock
+// (T1 must not wait for the second object's thread mutex, which T2 holds
+// while it waits for T1).
+BOOST_AUTO_TEST_CASE(a_second_object_waited_on_by_another_thread_is_refused_not_deadlocked) {
+    temp_dir dir;
+    const fs::path file = dir.path() / "registry.json";
+    const int rc = in_child_with_deadline(30, [&] {
+        auto a = procreg::algocline::open(file);
+        auto b = procreg::algocline::open(file);
+        int outcome = 1;
+        std::thread t;
+        a.transact([&](auto&) {
+            t = std::thread([&] { (void)b.list(); });  // blocks in flock behind this transaction
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+            try {
+                (void)b.list();
+                outcome = 2;
+            } catch (const procreg::error& e) {
+                outcome = e.code() == procreg::errc::nested_transaction ? 0 : 3;
+            }
+        });
+        t.join();
+        return outcome;
+    });
+    BOOST_TEST(rc == 0, "exit " << rc << (rc == hung ? " (hung)" : ""));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

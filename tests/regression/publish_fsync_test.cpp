@@ -158,6 +158,39 @@ BOOST_AUTO_TEST_CASE(record_files_undoes_a_removal) {
     BOOST_TEST(!reg.find("a").has_value());
 }
 
+// A retire that replaces an earlier retired copy, and an unretire that
+// replaces an active file: the undo brings back the file the move replaced
+// too (a move fsyncs the destination directory first, then the source).
+BOOST_AUTO_TEST_CASE(record_files_undoes_a_retire_over_a_retired_copy) {
+    procreg_test::temp_dir dir;
+    counter_registry<record_files_kind::storage> reg(record_files_kind::open(dir.path()));
+    reg.insert(row("a", 1));
+    (void)reg.retire("a");
+    reg.insert(row("a", 2));
+    for (const unsigned long nth : {1ul, 2ul}) {
+        const auto before = state_of(dir.path());
+        const std::string what = with_failing_fsync(nth, [&] { (void)reg.retire("a"); });
+        BOOST_TEST(what.find("the change was undone") != std::string::npos, what);
+        BOOST_TEST((state_of(dir.path()) == before), "fsync " << nth << ": the undo lost the replaced retired copy");
+        BOOST_TEST(temp_files_in(dir.path()).empty());
+    }
+}
+
+BOOST_AUTO_TEST_CASE(record_files_undoes_an_unretire_over_an_active_file) {
+    procreg_test::temp_dir dir;
+    counter_registry<record_files_kind::storage> reg(record_files_kind::open(dir.path()));
+    reg.insert(row("a", 1));
+    (void)reg.retire("a");
+    reg.insert(row("a", 2));
+    for (const unsigned long nth : {1ul, 2ul}) {
+        const auto before = state_of(dir.path());
+        const std::string what = with_failing_fsync(nth, [&] { (void)reg.unretire("a"); });
+        BOOST_TEST(what.find("the change was undone") != std::string::npos, what);
+        BOOST_TEST((state_of(dir.path()) == before), "fsync " << nth << ": the undo lost the replaced active file");
+        BOOST_TEST(temp_files_in(dir.path()).empty());
+    }
+}
+
 BOOST_AUTO_TEST_CASE(claim_file_undoes_a_claim) {
     procreg_test::temp_dir dir;
     counter_registry<claim_file_kind::storage> reg(claim_file_kind::open(dir.path()));

@@ -144,7 +144,13 @@ BOOST_AUTO_TEST_CASE(a_conflict_check_sees_live_records_only) {
     reg.insert(entry("dead", dead));
     const auto same_sock = [](const pool_session& a, const pool_session& b) { return a.version == b.version; };
     reg.insert(entry("new", self_pid()), same_sock);  // the only competitor is dead
-    BOOST_CHECK_THROW(reg.insert(entry("third", self_pid()), same_sock), procreg::error);
+    try {
+        reg.insert(entry("third", self_pid()), same_sock);
+        BOOST_ERROR("a live competitor did not conflict");
+    } catch (const procreg::error& e) {
+        BOOST_TEST((e.code() == procreg::errc::conflict));
+        BOOST_TEST(e.key() == "new");
+    }
 }
 
 // Owner identities are JSON like any other key: pidfd_liveness stamps them
@@ -153,11 +159,13 @@ BOOST_AUTO_TEST_CASE(owner_identities_live_in_the_records_json) {
     auto store = std::make_shared<memory_store>();
     auto reg = open<procreg::liveness::pidfd_liveness>(store);
     reg.insert(entry("s", self_pid()));
-    auto& json = store->records.at("s");
-    BOOST_TEST_REQUIRE(json.contains("procreg_start_time"));
+    BOOST_TEST_REQUIRE(store->records.at("s").contains("procreg_start_time"));
     BOOST_TEST(reg.list().at(0).alive);
-    json["procreg_start_time"] = json.at("procreg_start_time").to_number<std::uint64_t>() + 7;
-    json.erase("procreg_pidfs_inode");
+    {
+        auto& json = store->records.at("s");
+        json["procreg_start_time"] = json.at("procreg_start_time").to_number<std::uint64_t>() + 7;
+        json.erase("procreg_pidfs_inode");
+    }
     BOOST_TEST(!reg.list().at(0).alive);
 }
 

@@ -18,17 +18,21 @@
 //   acquisitions. Kept open is not kept locked: every release is an
 //   explicit LOCK_UN, so an exec'd child (the descriptor is not inherited)
 //   never keeps it held;
-// - fork(): everything this object knows is per process. A child finds the
-//   parent's state (thread mutex, descriptor, holder) and leaves it alone:
-//   it opens its own descriptor, takes a fresh thread mutex, and waits for
-//   the lock like any other process; an `unlock()` in the child of a lock
-//   the parent holds does nothing, so a child that unwinds a transaction it
-//   was forked in never releases the parent's lock;
-// - a lock is held on the file the directory holds *now*: after each flock
-//   the name is checked to still name the locked inode, and when the file
-//   was removed or replaced meanwhile (a tmp cleaner, an operator) the lock
-//   is let go and taken on the new file, so two processes never lock two
-//   different inodes under one name;
+// - fork(): everything this object knows is per process. A child's copies
+//   of the lock descriptors are closed as it is born (a pthread_atfork
+//   handler), so a child never keeps its parent's lock alive, even one that
+//   never touches the registry and outlives a parent killed while holding
+//   it. On first use the child takes a fresh thread mutex and its own
+//   descriptor and waits for the lock like any other process; its
+//   `unlock()` of a lock the parent holds does nothing, so a child that
+//   unwinds a transaction it was forked in never releases the parent's lock;
+// - a lock is taken on the file the directory holds *now*: after each
+//   flock the name is checked to still name the locked inode, and when the
+//   file was removed or replaced meanwhile (a tmp cleaner, an operator) the
+//   lock is let go and taken on the new file, so every process that waits
+//   ends up on the file there now. (A holder whose lock file is removed
+//   while it holds it keeps a lock nobody else sees: lock files must never
+//   be removed while the registry is in use.)
 // - an in-process mutex is taken first, so threads sharing one lock object
 //   exclude each other too (flock would let one description in twice);
 // - a thread that already holds a lock file, through this object or any
@@ -50,6 +54,7 @@
 #include <utility>
 #include <vector>
 
+#include <pthread.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -58,37 +63,39 @@ namespace procreg::lock {
 
 namespace flock_detail {
 
-/// The lock files this process's threads hold, by (device, inode), with
-/// the holding thread: how a second lock object on the same file sees that
-/// its own thread holds it already. Entries of another process (inherited
-/// through fork) are ignored.
+/// The lock files the calling thread holds, by (device, inode): how a second
+/// lock object on the same file sees that its own thread holds it already.
+/// Per thread, so it needs no mutex (a fork can never find one locked);
+/// entries carry the process, so a forked child ignores what it inherited.
 class held_files {
 public:
     /// Whether this thread of this process holds the file.
-    static bool held_by_this_thread(dev_t device, ino_t inode) {
-        std::lock_guard<std::mutex> guard(mutex());
+    static bool held_by_this_thread(dev_t device, ino_t inode) noexcept {
         const pid_t self = ::getpid();
-        const auto me = std::this_thread::get_id();
         for (const auto& e : entries())
-            if (e.device == device && e.inode == inode && e.process == self && e.thread == me) return true;
+            if (e.device == device && e.inode == inode && e.process == self) return true;
+        return false;
+    }
+    /// Whether this thread of this process holds any lock file.
+    static bool any_held_by_this_thread() noexcept {
+        const pid_t self = ::getpid();
+        for (const auto& e : entries())
+            if (e.process == self) return true;
         return false;
     }
     /// Records that this thread holds the file.
     static void add(dev_t device, ino_t inode) {
-        std::lock_guard<std::mutex> guard(mutex());
         const pid_t self = ::getpid();
         auto& all = entries();
         all.erase(std::remove_if(all.begin(), all.end(), [&](const entry& e) { return e.process != self; }), all.end());
-        all.push_back(entry{device, inode, self, std::this_thread::get_id()});
+        all.push_back(entry{device, inode, self});
     }
     /// Records that this thread no longer holds the file.
     static void remove(dev_t device, ino_t inode) noexcept {
-        std::lock_guard<std::mutex> guard(mutex());
         const pid_t self = ::getpid();
-        const auto me = std::this_thread::get_id();
         auto& all = entries();
         for (auto it = all.begin(); it != all.end(); ++it) {
-            if (it->device == device && it->inode == inode && it->process == self && it->thread == me) {
+            if (it->device == device && it->inode == inode && it->process == self) {
                 all.erase(it);
                 return;
             }
@@ -100,19 +107,58 @@ private:
         dev_t device;
         ino_t inode;
         pid_t process;
-        std::thread::id thread;
     };
-    // A child forked while another thread held this mutex would inherit it
-    // locked: the table is only touched for a few instructions, and a
-    // program that forks from a threaded process and then locks in the
-    // child already relies on the same of malloc's own locks.
-    static std::mutex& mutex() {
+    static std::vector<entry>& entries() noexcept {
+        static thread_local std::vector<entry> all;
+        return all;
+    }
+};
+
+/// Every lock descriptor this process keeps open, closed in a forked child
+/// the moment it is born (a pthread_atfork child handler), before any of
+/// its code runs: a child that never touches the registry must not keep its
+/// parent's open file description — and with it a lock the parent held —
+/// alive after the parent dies, and a descriptor number the child may later
+/// reuse for a file of its own is never closed behind its back.
+class fork_guard {
+public:
+    /// Registers `fd` (a lock object's descriptor slot) for the life of the object.
+    static void add(detail::unique_fd* fd) {
+        install();
+        std::lock_guard<std::mutex> guard(mutex());
+        slots().push_back(fd);
+    }
+    /// Deregisters `fd`.
+    static void remove(detail::unique_fd* fd) noexcept {
+        std::lock_guard<std::mutex> guard(mutex());
+        auto& all = slots();
+        all.erase(std::remove(all.begin(), all.end(), fd), all.end());
+    }
+
+private:
+    static std::mutex& mutex() noexcept {
         static std::mutex m;
         return m;
     }
-    static std::vector<entry>& entries() {
-        static std::vector<entry> all;
+    static std::vector<detail::unique_fd*>& slots() noexcept {
+        static std::vector<detail::unique_fd*> all;
         return all;
+    }
+    static void install() {
+        static std::once_flag once;
+        std::call_once(once, [] { (void)::pthread_atfork(&prepare, &parent, &child); });
+    }
+    // The forking thread holds the mutex across fork(), so the child finds
+    // the list whole and the mutex held by its only thread, which unlocks it.
+    static void prepare() noexcept { mutex().lock(); }
+    static void parent() noexcept { mutex().unlock(); }
+    static void child() noexcept {
+        for (detail::unique_fd* fd : slots()) {
+            const int number = fd->release();
+            if (number >= 0) (void)::close(number);  // close, not LOCK_UN: the lock is the parent's
+        }
+        slots().clear();
+        mutex().unlock();
     }
 };
 
@@ -205,7 +251,10 @@ private:
     // What one process knows of the lock. A forked child replaces it with
     // its own (see the invariants).
     struct process_state {
-        explicit process_state(pid_t self) noexcept : process(self) {}
+        explicit process_state(pid_t self) : process(self) { flock_detail::fork_guard::add(&fd); }
+        ~process_state() { flock_detail::fork_guard::remove(&fd); }
+        process_state(const process_state&) = delete;
+        process_state& operator=(const process_state&) = delete;
         const pid_t process;
         std::timed_mutex thread_mutex;
         std::atomic<std::thread::id> owner{};  // the holding thread, for refuse_relock and unlock
@@ -217,20 +266,14 @@ private:
 
     // This process's state, made on first use in a forked child. The
     // inherited one is abandoned, not freed: its mutex may be locked by a
-    // thread that does not exist here, and its descriptor is the parent's
-    // open file description, which this process must not unlock.
+    // thread that does not exist here. Its descriptor, the parent's open
+    // file description, was closed when the child was born (fork_guard).
     process_state& here() {
         const pid_t self = ::getpid();
         process_state* current = state_.load(std::memory_order_acquire);
         while (current->process != self) {
             auto* fresh = new process_state(self);
-            if (state_.compare_exchange_strong(current, fresh, std::memory_order_acq_rel)) {
-                // The parent's description: closed here without LOCK_UN (that
-                // would release the parent's lock), so that should the parent
-                // die holding it, this process does not keep it held.
-                current->fd.reset();
-                return *fresh;
-            }
+            if (state_.compare_exchange_strong(current, fresh, std::memory_order_acq_rel)) return *fresh;
             delete fresh;  // another thread of this child made one first; `current` is it now
         }
         return *current;
@@ -238,8 +281,17 @@ private:
 
     // Relocking a std::timed_mutex from its owner thread is undefined (in
     // practice a silent hang); a nested transaction gets an error instead.
+    // Also refused before the thread mutex is touched: a second lock object
+    // on a file this thread holds (found by the file's identity), since
+    // waiting for its thread mutex could wait for a thread that waits for us.
     void refuse_relock(const process_state& state) const {
         if (state.owner.load(std::memory_order_relaxed) == std::this_thread::get_id()) throw_relock();
+        if (!flock_detail::held_files::any_held_by_this_thread()) return;  // the common case: no system call
+        struct ::stat st {};
+        if (detail::sys::fstatat(where_.directory.get(), where_.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            flock_detail::held_files::held_by_this_thread(st.st_dev, st.st_ino)) {
+            throw_relock();
+        }
     }
 
     [[noreturn]] void throw_relock() const {

@@ -630,19 +630,35 @@ public:
         // the one rule of docs/errors.md).
         void move_file(int from_dir, const std::filesystem::path& from, int to_dir, const std::filesystem::path& to,
                        const std::string& name) const {
+            const bool durable = files_->options_.durable;
+            // A move may replace the file at its destination; until both
+            // directories are synced that file stays reachable under a
+            // private name, so that an undo restores it too.
+            std::string kept;
+            if (durable) {
+                kept = detail::temp_prefix(name) + detail::temp_writer_tag();
+                if (detail::sys::linkat(to_dir, name.c_str(), to_dir, kept.c_str(), 0) != 0) kept.clear();
+            }
             if (detail::sys::renameat(from_dir, name.c_str(), to_dir, name.c_str()) != 0) {
                 const int err = errno;
+                if (!kept.empty()) (void)detail::discard_private(to_dir, kept);
                 detail::throw_os_error(errc::io_failure, from / name, "cannot move to " + (to / name).string(), err);
             }
-            if (!files_->options_.durable) return;
+            if (!durable) return;
             for (const auto& [dirfd, dir] : {std::pair<int, const std::filesystem::path*>{to_dir, &to},
                                              std::pair<int, const std::filesystem::path*>{from_dir, &from}}) {
                 if (detail::sys::fsync(dirfd) != 0) {
                     const int err = errno;
-                    const bool undone = detail::sys::renameat(to_dir, name.c_str(), from_dir, name.c_str()) == 0;
+                    bool undone = detail::sys::renameat(to_dir, name.c_str(), from_dir, name.c_str()) == 0;
+                    if (undone && !kept.empty()) {
+                        undone = detail::sys::renameat(to_dir, kept.c_str(), to_dir, name.c_str()) == 0;
+                    } else if (!kept.empty()) {
+                        (void)detail::discard_private(to_dir, kept);
+                    }
                     detail::throw_unsynced(detail::path_ref(*dir, name), undone, err);
                 }
             }
+            if (!kept.empty()) note_left_temp(!detail::discard_private(to_dir, kept));
         }
 
         // Records that a private name could not be removed after a
