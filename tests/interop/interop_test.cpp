@@ -293,6 +293,32 @@ BOOST_AUTO_TEST_CASE(rust_writes_procreg_reads_every_field) {
     BOOST_TEST(rows[0].alive);
 }
 
+// An existing pool directory of this user that is not 0700 (0755, or 0775
+// as a umask-002 mkdir leaves it): the seed's save() sets it to 0700 and
+// writes; so does the preset, on a copy of the same directory.
+BOOST_AUTO_TEST_CASE(both_tighten_an_existing_directory_of_this_user_to_0700) {
+    for (const unsigned mode : {0755u, 0775u}) {
+        BOOST_TEST_CONTEXT("mode " << std::oct << mode) {
+            temp_dir dir;
+            const fs::path rust_dir = dir / "rust";
+            const fs::path cpp_dir = dir / "cpp";
+            for (const auto& pool : {rust_dir, cpp_dir}) {
+                fs::create_directory(pool);
+                BOOST_TEST_REQUIRE(::chmod(pool.c_str(), mode) == 0);
+            }
+            seedio_ok({"algocline", "write", (rust_dir / "registry.json").string(), "sid-r", std::to_string(self_pid()),
+                       "/tmp/alc-pool/sid-r.sock", "0.30.0"});
+            auto reg = algocline::open(cpp_dir / "registry.json");
+            reg.insert(algocline::pool_session::make("sid-c", self_pid(), "/tmp/alc-pool/sid-c.sock", "0.30.0"));
+            BOOST_TEST(procreg_test::mode_of(rust_dir) == 0700u);
+            BOOST_TEST(procreg_test::mode_of(cpp_dir) == 0700u);
+            // Each reads the other's registry in the tightened directory.
+            BOOST_TEST(algocline::open(rust_dir / "registry.json").list().size() == 1u);
+            seedio_ok({"algocline", "dump", (cpp_dir / "registry.json").string()});
+        }
+    }
+}
+
 BOOST_AUTO_TEST_CASE(procreg_writes_rust_reads_every_field) {
     temp_dir dir;
     const fs::path file = dir / "pool" / "registry.json";

@@ -334,6 +334,7 @@ std::vector<storage_case> storages() {
          [](const fs::path& dir, bool shared) {
              auto opts = procreg::algocline::options(dir / "registry.json");
              opts.directory.allow_shared = shared;
+             opts.directory.tighten_own = false;  // json_table's own rule (the algocline preset tightens)
              procreg::algocline::open(opts).insert(procreg::algocline::pool_session::make("a", live_pid, "/s", "1"));
          }},
         {"record_files root",
