@@ -963,6 +963,38 @@ BOOST_AUTO_TEST_CASE(procreg_writes_rust_reads_every_field) {
     seedio_ok({"agentmux", "check", root.string(), records_json({full, bare})});
 }
 
+// Instance ids the seed accepts but procreg's strict key pattern refused
+// (a space, a leading dot or dash, 129 characters, non-ASCII): each side
+// lists what the other wrote, and retires it.
+BOOST_AUTO_TEST_CASE(names_the_seed_accepts_are_shared_both_ways) {
+    temp_dir dir;
+    const fs::path root = dir / "registry";
+    const std::vector<std::string> rust_ids = {"bad name", ".hidden-rust", std::string(129, 'r')};
+    const std::vector<std::string> cpp_ids = {"other name", ".hidden-cpp", "-dash", "\xc3\xa9t\xc3\xa9"};
+    std::vector<agentmux::agent_record> all;
+    for (const auto& id : rust_ids) {
+        all.push_back(full_record(id));
+        seedio_ok({"agentmux", "write", root.string(), record_json(all.back())});
+    }
+    auto reg = agentmux::open(root);
+    for (const auto& id : cpp_ids) {
+        all.push_back(full_record(id));
+        BOOST_TEST((reg.upsert(all.back()).status == procreg::upsert_status::inserted));
+    }
+    const auto listing = reg.list_active();
+    BOOST_TEST(listing.skipped.empty());
+    BOOST_TEST(listing.records.size() == all.size());
+    for (const auto& rec : all) BOOST_TEST((reg.find(rec.data.instance_id) == std::optional<agentmux::agent_record>(rec)));
+    seedio_ok({"agentmux", "check", root.string(), records_json(all)});
+
+    // Each retires one the other wrote.
+    BOOST_TEST((reg.retire("bad name").status == procreg::tombstone_status::moved));
+    seedio_ok({"agentmux", "retire", root.string(), ".hidden-cpp"});
+    seedio_ok({"agentmux", "exists", root.string(), "bad name", "retired"});
+    BOOST_TEST(!reg.exists(".hidden-cpp"));
+    BOOST_TEST(reg.exists_anywhere(".hidden-cpp"));
+}
+
 BOOST_AUTO_TEST_CASE(unknown_fields_survive_both_writers) {
     // A newer AgentMux added fields; both writers merge instead of dropping them.
     temp_dir dir;

@@ -297,13 +297,15 @@ BOOST_AUTO_TEST_CASE(list_active_skips_invalid_files_and_reports_each) {
     write_text(active("unversioned"), R"({"data": {"instance_id": "unversioned"}})");
     write_text(active("no-data"), R"({"schema_version": 1})");
     write_text(root / "bad name.json", R"({"schema_version": 1, "data": {"instance_id": "bad name"}})");
+    write_text(root / ".hidden.json", R"({"schema_version": 1, "data": {"instance_id": ".hidden"}})");
     // Not record files at all: passed over silently.
     write_text(root / "notes.txt", "hello");
     write_text(root / ".good-1.json.tmp-999999-1-2", "{");  // someone's temp file
     fs::create_directory(root / "dir.json");
 
     const auto listing = reg.list_active();
-    BOOST_TEST((ids(listing.records) == std::set<std::string>{"good-1", "good-2"}));
+    // Names the seed lists are listed: a space, a leading dot.
+    BOOST_TEST((ids(listing.records) == std::set<std::string>{"good-1", "good-2", "bad name", ".hidden"}));
 
     const auto expect = [&](const std::string& name, const std::string& word) {
         const auto* s = skipped_named(listing.skipped, name);
@@ -317,8 +319,7 @@ BOOST_AUTO_TEST_CASE(list_active_skips_invalid_files_and_reports_each) {
     expect("newer.json", "above the highest");
     expect("unversioned.json", "schema_version");
     expect("no-data.json", "data");
-    expect("bad name.json", "not a valid record key");
-    BOOST_TEST(listing.skipped.size() == 6u);
+    BOOST_TEST(listing.skipped.size() == 5u);
 
     // Nothing was repaired or removed by listing.
     BOOST_TEST(read_text(active("corrupt")) == "{ nope");
@@ -326,7 +327,7 @@ BOOST_AUTO_TEST_CASE(list_active_skips_invalid_files_and_reports_each) {
 
     // The generic list() agrees, and every record is alive (no liveness).
     const auto rows = reg.list();
-    BOOST_TEST(rows.size() == 2u);
+    BOOST_TEST(rows.size() == 4u);
     for (const auto& row : rows) BOOST_TEST(row.alive);
     BOOST_TEST(reg.reap().empty());
 }
@@ -337,9 +338,12 @@ BOOST_AUTO_TEST_CASE(keys_that_are_not_file_names_are_rejected_before_touching_t
     const auto before_root = snapshot(root);
     const auto before_parent = snapshot(dir.path());
 
-    const std::vector<std::string> bad = {"../x", "a/b", "", ".", "..", ".hidden", "-rf", "a b",
-                                          std::string("a\0b", 3), std::string(129, 'k'), "/abs", "a\\b",
-                                          "..\\x", "x.json/../y"};
+    // Only what is unsafe as a file name: separators, NUL, "." and "..", a
+    // name too long for its temp file, procreg's temp-file shape, the lock file.
+    const std::size_t longest = procreg::agentmux::max_instance_id_length();
+    const std::vector<std::string> bad = {"../x", "a/b", "", ".", "..", std::string("a\0b", 3),
+                                          std::string(longest + 1, 'k'), "/abs", "x.json/../y",
+                                          ".a.json.tmp-1-2-3"};
     for (const std::string& key : bad) {
         BOOST_TEST_CONTEXT("key " << procreg::detail::quote_record_key(key)) {
             const auto expect_invalid = [&](auto&& call) {
@@ -367,10 +371,45 @@ BOOST_AUTO_TEST_CASE(keys_that_are_not_file_names_are_rejected_before_touching_t
     }
     BOOST_TEST((snapshot(root) == before_root));
     BOOST_TEST((snapshot(dir.path()) == before_parent));
-    // The longest legal key works.
-    const std::string longest(128, 'k');
-    BOOST_TEST((reg.upsert(record(longest)).status == procreg::upsert_status::inserted));
-    BOOST_TEST(fs::exists(active(longest)));
+    // The longest legal key works, its temp file name included, twice (insert, then merge).
+    const std::string longest_key(longest, 'k');
+    BOOST_TEST((reg.upsert(record(longest_key)).status == procreg::upsert_status::inserted));
+    BOOST_TEST((reg.upsert(record(longest_key, "again")).status == procreg::upsert_status::replaced));
+    BOOST_TEST(fs::exists(active(longest_key)));
+}
+
+// Every other name is accepted, as the seed accepts it: spaces, a leading
+// dot or dash, backslashes, long names, non-ASCII, a name ending in ".json".
+BOOST_AUTO_TEST_CASE(keys_the_seed_accepts_are_accepted) {
+    BOOST_TEST(procreg::agentmux::max_instance_id_length() == 202u);
+    const std::vector<std::string> keys = {"a b", ".hidden", "-rf", "a\\b", "..\\x", std::string(129, 'k'),
+                                           "ünïcødé", "x.json", "registry", ".registry", "retired"};
+    for (const std::string& key : keys) {
+        BOOST_TEST_CONTEXT("key " << procreg::detail::quote_record_key(key)) {
+            BOOST_TEST((reg.upsert(record(key)).status == procreg::upsert_status::inserted));
+            BOOST_TEST(fs::exists(active(key)));
+            BOOST_TEST(reg.find(key).has_value());
+            BOOST_TEST((reg.retire(key).status == procreg::tombstone_status::moved));
+            BOOST_TEST(fs::exists(retired(key)));
+            BOOST_TEST((reg.unretire(key).status == procreg::tombstone_status::moved));
+        }
+    }
+    const auto listing = reg.list_active();
+    BOOST_TEST(listing.skipped.empty());
+    BOOST_TEST(ids(listing.records) == std::set<std::string>(keys.begin(), keys.end()));
+    for (const std::string& key : keys) BOOST_TEST(reg.hard_delete(key));
+    BOOST_TEST(reg.list_active().records.empty());
+
+    // A key whose file would be the registry's lock file is refused.
+    auto opts = procreg::agentmux::options(dir / "other");
+    opts.lock_file = dir / "other" / "lockname.json";
+    auto other = procreg::agentmux::open<test_registry>(opts);
+    try {
+        other.upsert(record("lockname"));
+        BOOST_FAIL("a key naming the lock file was accepted");
+    } catch (const procreg::error& e) {
+        BOOST_TEST((e.code() == procreg::errc::invalid_key));
+    }
 }
 
 BOOST_AUTO_TEST_CASE(several_processes_upserting_different_records_lose_nothing) {

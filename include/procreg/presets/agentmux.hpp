@@ -46,6 +46,7 @@
 
 #include <boost/describe/class.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -116,6 +117,18 @@ struct record_traits<agentmux::agent_record> {
 
 namespace procreg::agentmux {
 
+/// The longest instance id the preset accepts, in bytes: NAME_MAX (255)
+/// minus what record_files adds to a key in its longest file name, the temp
+/// file `.<id>.json.tmp-<pid>-<counter>-<noise>` ("." 1, ".json" 5,
+/// ".tmp-" 5, pid up to 10 digits, "-" 1, counter up to 20, "-" 1, noise up
+/// to 10: 53 bytes). One function, so that it can follow record_files when
+/// its temp names change.
+constexpr std::size_t max_instance_id_length() noexcept {
+    constexpr std::size_t name_max = 255;
+    constexpr std::size_t longest_temp_addition = 1 + 5 + 5 + 10 + 1 + 20 + 1 + 10;
+    return name_max - longest_temp_addition;
+}
+
 /// The AgentMux registry: flock on `<root>/.registry.lock`, one file per
 /// agent with a `retired/` tree, no liveness.
 using agent_registry =
@@ -123,10 +136,15 @@ using agent_registry =
 
 /// The storage options the seed implies for `root`: schema guard on
 /// `schema_version` up to `max_supported_schema`, erase removes the active
-/// file, fsync on.
+/// file, fsync on, and every instance id safe as a file name accepted (the
+/// seed lists `bad name.json`; only separators, NUL, "." / "..", procreg's
+/// temp and lock names and ids longer than `max_instance_id_length()` are
+/// refused).
 inline storage::record_files_options options(std::filesystem::path root) {
     storage::record_files_options opts;
     opts.root = std::move(root);
+    opts.key_rule = detail::record_key_rule::file_name;
+    opts.max_key_length = max_instance_id_length();
     opts.schema_field = "schema_version";
     opts.max_schema_version = max_supported_schema;
     opts.on_erase = storage::erase_action::remove;

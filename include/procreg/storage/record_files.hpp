@@ -7,8 +7,10 @@
 //     <root>/.registry.lock        the default lock file of the registry
 //
 // Invariants:
-// - a key is a file name only if it matches detail/record_key.hpp's strict
-//   pattern; anything else is `errc::invalid_key` before any file is touched;
+// - a key is a file name only if detail/record_key.hpp's rule accepts it
+//   (the strict pattern, or with `record_key_rule::file_name` any name safe
+//   as `<key>.json`) and it does not name the lock file; anything else is
+//   `errc::invalid_key` before any file is touched;
 // - a session is lazy: `find(key)` reads that one file, listing reads the
 //   directory once, and no file is read twice in one session; nothing is
 //   cached across sessions, so the files stay the single source of truth;
@@ -90,6 +92,11 @@ struct record_files_options {
     std::size_t max_depth = 32;
     /// Ownership and permission rules for `root` and the retired directory.
     detail::directory_policy directory;
+    /// Which keys name files (detail/record_key.hpp): the strict pattern, or
+    /// every name safe as `<key>.json` (for a seed whose files need it).
+    detail::record_key_rule key_rule = detail::record_key_rule::pattern;
+    /// With `record_key_rule::file_name`, the longest key accepted (bytes).
+    std::size_t max_key_length = detail::max_record_key_length;
 };
 
 /// Storage policy: one JSON file per record under a root directory, and
@@ -417,7 +424,13 @@ public:
 
         // The key is checked here, before any file is touched.
         slot& slot_of(std::string_view key) const {
-            detail::check_record_key(key, files_->options_.root);
+            const auto& opts = files_->options_;
+            detail::check_record_key(key, opts.root, opts.key_rule, opts.max_key_length);
+            if (opts.lock_file == opts.root / (std::string(key) + ".json")) {
+                throw error(errc::invalid_key, opts.root,
+                            "record key " + detail::quote_record_key(key) + " names the registry's lock file",
+                            error::details{std::string(key), {}, 0});
+            }
             auto found = slots_.find(key);
             if (found != slots_.end()) return found->second;
             return slots_.emplace(std::string(key), slot{}).first->second;
@@ -558,15 +571,18 @@ public:
                 const dirent* entry = ::readdir(stream);
                 if (!entry) break;
                 const std::string_view name(entry->d_name);
-                // Hidden names: ".", "..", temp files ".<name>.tmp-…", the lock file.
-                if (name.empty() || name.front() == '.') continue;
                 if (name.size() <= 5 || name.substr(name.size() - 5) != ".json") continue;
                 if (entry->d_type == DT_DIR) continue;
                 const std::string_view stem = name.substr(0, name.size() - 5);
-                if (!detail::is_valid_record_key(stem)) {
+                const auto& opts = files_->options_;
+                if (!detail::is_accepted_record_key(stem, opts.key_rule, opts.max_key_length)) {
+                    // Hidden names the rule refuses (procreg's temp files among them) are passed over.
+                    if (name.front() == '.') continue;
+                    const char* why = opts.key_rule == detail::record_key_rule::pattern
+                                          ? detail::record_key_pattern
+                                          : detail::file_name_key_problem(stem, opts.max_key_length);
                     skipped_.push_back(skipped_file{root / std::string(name),
-                                                    "file name is not a valid record key (" +
-                                                        std::string(detail::record_key_pattern) + ")"});
+                                                    "file name is not a valid record key (" + std::string(why) + ")"});
                     continue;
                 }
                 keys.emplace_back(stem);
