@@ -995,6 +995,27 @@ BOOST_AUTO_TEST_CASE(names_the_seed_accepts_are_shared_both_ways) {
     BOOST_TEST(reg.exists_anywhere(".hidden-cpp"));
 }
 
+// A file neither program can read as a record (unparseable, newer schema):
+// the seed's retire renames it into retired/, and so does procreg, bytes
+// intact; each side then unretires what the other retired.
+BOOST_AUTO_TEST_CASE(both_retire_files_they_cannot_read) {
+    temp_dir dir;
+    const fs::path root = dir / "registry";
+    auto reg = agentmux::open(root);
+    const std::string corrupt = "{ nope";
+    const std::string newer = R"({"schema_version": 9, "data": {"instance_id": "n"}})";
+    procreg_test::write_text(root / "c.json", corrupt);
+    procreg_test::write_text(root / "n.json", newer);
+    seedio_ok({"agentmux", "retire", root.string(), "c"});
+    BOOST_TEST((reg.retire("n").status == procreg::tombstone_status::moved));
+    BOOST_TEST(procreg_test::read_text(root / "retired" / "c.json") == corrupt);
+    BOOST_TEST(procreg_test::read_text(root / "retired" / "n.json") == newer);
+    BOOST_TEST((reg.unretire("c").status == procreg::tombstone_status::moved));
+    seedio_ok({"agentmux", "unretire", root.string(), "n"});
+    BOOST_TEST(procreg_test::read_text(root / "c.json") == corrupt);
+    BOOST_TEST(procreg_test::read_text(root / "n.json") == newer);
+}
+
 BOOST_AUTO_TEST_CASE(unknown_fields_survive_both_writers) {
     // A newer AgentMux added fields; both writers merge instead of dropping them.
     temp_dir dir;

@@ -245,6 +245,57 @@ BOOST_AUTO_TEST_CASE(retire_and_unretire_are_idempotent) {
     BOOST_TEST(read_text(retired("a1")) == bytes);
 }
 
+// The seed's retire and unretire rename whatever file is there. So does the
+// preset when the file is one it cannot read as a record (unparseable,
+// without schema_version, of a newer schema, of another key): a move keeps
+// its bytes, so nothing is lost, and the agent leaves (or rejoins) the list
+// as the user asked. Symbolic links and other non-regular files are refused.
+BOOST_AUTO_TEST_CASE(retire_and_unretire_move_files_this_program_cannot_read) {
+    const std::map<std::string, std::string> files = {
+        {"corrupt", "{ nope"},
+        {"unversioned", R"({"data": {"instance_id": "unversioned"}})"},
+        {"newer", R"({"schema_version": 9, "data": {"instance_id": "newer", "v9": true}})"},
+        {"mismatch", R"({"schema_version": 1, "data": {"instance_id": "someone-else"}})"},
+    };
+    for (const auto& [id, bytes] : files) {
+        BOOST_TEST_CONTEXT(id) {
+            write_text(active(id), bytes);
+            BOOST_TEST((reg.retire(id).status == procreg::tombstone_status::moved));
+            BOOST_TEST(!fs::exists(active(id)));
+            BOOST_TEST(read_text(retired(id)) == bytes);
+            BOOST_TEST((reg.unretire(id).status == procreg::tombstone_status::moved));
+            BOOST_TEST(read_text(active(id)) == bytes);
+            BOOST_TEST(!fs::exists(retired(id)));
+        }
+    }
+    fs::create_symlink(active("corrupt"), active("link"));
+    const auto refused = reg.retire("link");
+    BOOST_TEST((refused.status == procreg::tombstone_status::skipped));
+    BOOST_TEST(fs::is_symlink(active("link")));
+}
+
+// A move never overwrites a file at its target that may be a newer
+// program's record (unparseable, without schema_version, of a newer
+// schema): that could lose it. The seed's rename would; this is the seed's
+// own upsert rule applied to the target of a move.
+BOOST_AUTO_TEST_CASE(a_move_never_overwrites_a_target_it_cannot_read) {
+    const std::string newer = R"({"schema_version": 9, "data": {"instance_id": "a1"}})";
+    reg.upsert(record("a1"));
+    write_text(retired("a1"), newer);
+    const auto retire = reg.retire("a1");
+    BOOST_TEST((retire.status == procreg::tombstone_status::skipped));
+    BOOST_TEST(retire.skipped->path == retired("a1"));
+    BOOST_TEST(read_text(retired("a1")) == newer);
+    BOOST_TEST(fs::exists(active("a1")));
+
+    write_text(active("b1"), "{ nope");
+    write_text(retired("b1"), R"({"schema_version": 1, "data": {"instance_id": "b1"}})");
+    const auto unretire = reg.unretire("b1");
+    BOOST_TEST((unretire.status == procreg::tombstone_status::skipped));
+    BOOST_TEST(unretire.skipped->path == active("b1"));
+    BOOST_TEST(read_text(active("b1")) == "{ nope");
+}
+
 BOOST_AUTO_TEST_CASE(hard_delete_drops_both_copies) {
     reg.upsert(record("a1", "first"));
     reg.retire("a1");
@@ -522,19 +573,15 @@ BOOST_AUTO_TEST_CASE(a_newer_schema_file_survives_every_operation_unchanged) {
     unchanged();
     reg.transact([](auto& tx) { BOOST_TEST(!tx.modify("n", [](agent_record& r) { r.data.name = "x"; })); });
     unchanged();
-    const auto retire_n = reg.retire("n");
-    BOOST_TEST((retire_n.status == procreg::tombstone_status::skipped));
-    BOOST_TEST(retire_n.skipped->path == active("n"));
-    unchanged();
-    BOOST_TEST((reg.unretire("n").status == procreg::tombstone_status::unchanged));
+    // Retire and unretire move it as the seed does: its bytes go and come back intact.
+    BOOST_TEST((reg.retire("n").status == procreg::tombstone_status::moved));
+    BOOST_TEST(read_text(retired("n")) == newer);
+    BOOST_TEST((reg.unretire("n").status == procreg::tombstone_status::moved));
     unchanged();
     // Retiring "r" would overwrite the newer retired copy: refused.
     const auto retire_r = reg.retire("r");
     BOOST_TEST((retire_r.status == procreg::tombstone_status::skipped));
     BOOST_TEST(retire_r.skipped->path == retired("r"));
-    unchanged();
-    // Unretiring the newer retired "r": refused too (not a record for this program).
-    BOOST_TEST((reg.unretire("r").status == procreg::tombstone_status::skipped));
     unchanged();
     const auto listing = reg.list_active();
     BOOST_TEST(ids(listing.records) == std::set<std::string>{"r"});
@@ -547,6 +594,12 @@ BOOST_AUTO_TEST_CASE(a_newer_schema_file_survives_every_operation_unchanged) {
     // A fresh process opening the registry (temp sweep) leaves it alone too.
     { auto other = procreg::agentmux::open<test_registry>(root); (void)other.list_active(); }
     unchanged();
+    // Unretiring the newer retired "r" moves it over the active copy, which
+    // this program can read (a valid record may be replaced, as by upsert):
+    // the seed's rename. The newer file itself is intact.
+    BOOST_TEST((reg.unretire("r").status == procreg::tombstone_status::moved));
+    BOOST_TEST(read_text(active("r")) == newer_retired);
+    BOOST_TEST(!fs::exists(retired("r")));
 }
 
 BOOST_AUTO_TEST_CASE(a_transaction_that_throws_writes_nothing) {

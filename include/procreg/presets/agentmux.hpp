@@ -12,13 +12,22 @@
 // one registry directory. It keeps the seed's behaviours:
 // - upsert merges into the existing file: fields this program does not
 //   know, at the top level and inside `data`, survive;
-// - a file with `schema_version` above `max_supported_schema`, without
-//   `schema_version`, or that does not parse is never overwritten or moved;
-//   unlike the seed (which only logs), the refusal is returned to the caller
-//   (`upsert_status::skipped` / `tombstone_status::skipped`, with path and reason);
+// - upsert never overwrites a file with `schema_version` above
+//   `max_supported_schema`, without `schema_version`, or that does not
+//   parse; unlike the seed (which only logs), the refusal is returned to
+//   the caller (`upsert_status::skipped`, with path and reason);
 // - a record is valid when it decodes, its schema is supported and
 //   `data.instance_id` equals the file's stem; listing skips and reports the rest;
-// - retire / unretire are idempotent moves, hard_delete drops both copies.
+// - retire / unretire are idempotent moves of whatever file is there (a
+//   rename keeps its bytes), hard_delete drops both copies;
+// - every instance id that is safe as a file name is accepted
+//   (`max_instance_id_length()`).
+// Where it differs from the seed, on purpose: a move never overwrites a
+// target this program cannot read (newer schema, no schema, unparseable:
+// the seed's rename would, and could lose a newer program's record; this
+// is the seed's upsert rule applied to moves), symbolic links are never
+// moved or followed, ids that are not safe file names are refused, and each
+// operation also takes a flock. The full list: docs/seeds.md.
 //
 // Concurrency: the seed relies on atomic rename plus an in-process mutex.
 // procreg keeps every write an atomic rename (so the Rust binary and

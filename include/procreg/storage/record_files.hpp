@@ -20,9 +20,12 @@
 //   throws writes nothing;
 // - a file this program must not overwrite — it does not parse, or (when a
 //   schema field is configured) lacks that field or carries a version above
-//   the highest supported — is never replaced, merged or moved: `put`,
-//   `retire` and `unretire` refuse with a `skipped_file` naming the file and
-//   the reason, and the file stays byte for byte as it was. Only
+//   the highest supported — is never replaced or merged, nor overwritten by
+//   a move: `put`, and `retire` / `unretire` onto it, refuse with a
+//   `skipped_file` naming the file and the reason, and the file stays byte
+//   for byte as it was. As the source of `retire` / `unretire` it is moved,
+//   as the AgentMux seed moves any file: a rename keeps its bytes. Symbolic
+//   links and other unsafe files are never replaced or moved. Only
 //   `hard_delete` removes files regardless of their contents (the operator's
 //   explicit "drop both copies");
 // - keys on disk the record type does not know, at every depth, survive a
@@ -268,14 +271,15 @@ public:
         const std::filesystem::path& path() const noexcept { return files_->path(); }
 
         /// Moves `<key>.json` to `retired/<key>.json`. Idempotent: without an
-        /// active file it does nothing (`unchanged`). Refuses (`skipped`)
-        /// when the active file is not a valid record, or a retired copy
-        /// exists that must not be overwritten.
+        /// active file it does nothing (`unchanged`). The file moves whatever
+        /// it holds (a rename keeps its bytes: nothing is lost), but not a
+        /// symbolic link or other unsafe file, and not over a retired copy
+        /// that must not be overwritten (`skipped`).
         tombstone_result retire(std::string_view key) {
             slot& s = slot_of(key);
             file_state& active = load_active(s, key);
             if (active.kind == file_kind::absent) return {tombstone_status::unchanged, std::nullopt};
-            if (active.kind != file_kind::valid) {
+            if (!active.movable()) {
                 return {tombstone_status::skipped, skipped_file{active_file(key), "not retired: " + active.reason}};
             }
             file_state& retired = load_retired(s, key);
@@ -290,14 +294,14 @@ public:
         }
 
         /// Moves `retired/<key>.json` back to `<key>.json`. Idempotent:
-        /// without a retired file it does nothing (`unchanged`). Refuses
-        /// (`skipped`) when the retired file is not a valid record, or an
-        /// active file exists that must not be overwritten.
+        /// without a retired file it does nothing (`unchanged`). As
+        /// `retire`: the file moves whatever it holds, but not an unsafe
+        /// file, and not over an active file that must not be overwritten.
         tombstone_result unretire(std::string_view key) {
             slot& s = slot_of(key);
             file_state& retired = load_retired(s, key);
             if (retired.kind == file_kind::absent) return {tombstone_status::unchanged, std::nullopt};
-            if (retired.kind != file_kind::valid) {
+            if (!retired.movable()) {
                 return {tombstone_status::skipped,
                         skipped_file{retired_file(key), "not unretired: " + retired.reason}};
             }
@@ -380,7 +384,10 @@ public:
             valid,               // a record
             not_a_record,        // parsed, of a supported schema, but does not decode or has another key:
                                  // skipped, yet may be overwritten (its unknown keys kept) or removed
-            must_not_overwrite,  // unsafe, unparseable or of an unsupported schema: skipped, never replaced or moved
+            must_not_overwrite,  // unparseable or of an unsupported schema: skipped, never replaced; moved
+                                 // only as the source of retire / unretire (a rename keeps its bytes)
+            unsafe,              // a symbolic link, not a regular file, too large or unreadable: never
+                                 // replaced or moved
         };
 
         // One side (active or retired) of one key, as read in this session
@@ -395,7 +402,11 @@ public:
             static file_state holding(stored_record<Record> record) {
                 return file_state{file_kind::valid, std::move(record), {}, {}};
             }
-            bool writable() const noexcept { return kind != file_kind::must_not_overwrite; }
+            bool writable() const noexcept {
+                return kind != file_kind::must_not_overwrite && kind != file_kind::unsafe;
+            }
+            // A move (retire / unretire) may take it: a regular file, whatever it holds.
+            bool movable() const noexcept { return kind != file_kind::absent && kind != file_kind::unsafe; }
         };
 
         // create_active: write_active that must not replace a file (create_unread).
@@ -476,7 +487,7 @@ public:
                 contents = detail::read_file_at(dirfd, detail::path_ref(dir, name), name.c_str(), opts.max_file_bytes);
             } catch (const error& e) {
                 if (e.code() != errc::unsafe_path && e.code() != errc::corrupted_file) throw;
-                return refuse(without_path(e, dir / name), file_kind::must_not_overwrite);
+                return refuse(without_path(e, dir / name), file_kind::unsafe);
             }
             if (!contents) return file_state::absent();
             std::string parse_error;
