@@ -1,7 +1,14 @@
 // The AgentMux seed (`agentmux_srv/registry/store.rs`) as a procreg
-// instantiation: its behaviours ported as tests, plus the checks
-// (keys that are not file names, several processes at once, a newer
-// schema's file surviving every operation).
+// instantiation. The seed ships no tests of its own: every case here was
+// written from the seed's code (upsert's merge and its refusals, retire /
+// unretire / hard_delete, exists / exists_anywhere, list_active), plus the
+// issue's checks (keys that are not file names, several processes at once,
+// a newer schema's file surviving every operation). What the seed imports
+// from `schema.rs` is reconstructed, not copied: `MAX_SUPPORTED_SCHEMA`
+// (1), the fields of `data` other than `instance_id` (`name`,
+// `display_name`, `working_dir`, `last_launched_at_ms`) and `validate`
+// (the instance id equals the file stem). Where the preset differs from
+// the seed, docs/seeds.md lists it with the test that pins it.
 #define BOOST_TEST_MODULE agentmux
 #include <boost/test/unit_test.hpp>
 

@@ -66,11 +66,15 @@
 namespace procreg::agentmux {
 
 /// The highest `schema_version` this program reads and writes (the seed's
-/// `MAX_SUPPORTED_SCHEMA`). Files above it are left untouched.
+/// `MAX_SUPPORTED_SCHEMA`, which lives in `schema.rs`, outside the seed
+/// file: the value 1 is reconstructed). Upsert never overwrites a file above it.
 inline constexpr std::uint32_t max_supported_schema = 1;
 
 /// The `data` object of a record file. Every member but `instance_id` is
-/// optional (absent on disk reads as empty; empty is written as null).
+/// optional (absent on disk reads as empty; empty is written as null). The
+/// seed's `NamedAgentRecord` lives in `schema.rs`, outside the seed file:
+/// these fields are reconstructed; fields other programs add survive
+/// upserts all the same.
 struct agent_data {
     std::string instance_id;                         ///< the agent instance id; equals the file's stem
     std::optional<std::string> name;                 ///< agent kind / template name
