@@ -1,9 +1,10 @@
 // procreg/liveness/kill_liveness.hpp — "is the owner alive?" by kill(pid, 0).
 //
-// Invariant (the seeds' guards, engineering notes §4): pid 0 and pids above
-// INT_MAX are dead without a system call (kill would address a process
-// group or every process); kill returning 0 or failing with EPERM is alive
-// (the process exists but is not ours); only ESRCH is dead.
+// Invariant (the guards of the trusty and INSOMNIA seeds; algocline's and
+// yoi's seeds keep only part of them, see docs/seeds.md): pid 0 and pids
+// above INT_MAX are dead without a system call (kill would address a
+// process group or every process); kill returning 0 or failing with EPERM
+// is alive (the process exists but is not ours); only ESRCH is dead.
 //
 // Caveat: a zombie answers kill, and a reused pid looks alive. Use
 // `pidfd_liveness` where that matters.
