@@ -8,7 +8,10 @@
 //
 // guarded by an exclusive flock on the sibling `registry.lock`, with
 // liveness by kill(pid, 0). This preset reads and writes exactly that file,
-// so a C++ program and the Rust original can share one registry.
+// so a C++ program and the Rust original can share one registry. Unlike the
+// seed, which counts a worker alive only when kill returns 0, EPERM (another
+// user's process) is alive and pid 0 is dead (docs/policy-liveness.md; the
+// full list of differences: docs/seeds.md).
 //
 //     auto reg = procreg::algocline::open(dir / "registry.json");
 //     reg.insert(procreg::algocline::pool_session::make("sid-1", pid, sock, "0.30.0"));
