@@ -106,11 +106,14 @@ inline void check_record_key(std::string_view key, const std::filesystem::path& 
 inline void check_record_key(std::string_view key, const std::filesystem::path& where, record_key_rule rule,
                              std::size_t max_length) {
     if (rule == record_key_rule::pattern) return check_record_key(key, where);
-    const char* why = file_name_key_problem(key, max_length);
-    if (!why) return;
+    const char* problem = file_name_key_problem(key, max_length);
+    if (!problem) return;
+    std::string why = problem;
+    if (key.size() > max_length) {
+        why += " (" + std::to_string(key.size()) + " bytes, at most " + std::to_string(max_length) + ")";
+    }
     throw error(errc::invalid_key, where,
-                "record key " + quote_record_key(key) + " " + why + " (at most " + std::to_string(max_length) +
-                    " bytes); it cannot be used as a file name",
+                "record key " + quote_record_key(key) + " " + why + "; it cannot be used as a file name",
                 error::details{std::string(key), {}, 0});
 }
 
