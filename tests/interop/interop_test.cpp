@@ -293,6 +293,32 @@ BOOST_AUTO_TEST_CASE(rust_writes_procreg_reads_every_field) {
     BOOST_TEST(rows[0].alive);
 }
 
+// An existing pool directory of this user that is not 0700 (0755, or 0775
+// as a umask-002 mkdir leaves it): the seed's save() sets it to 0700 and
+// writes; so does the preset, on a copy of the same directory.
+BOOST_AUTO_TEST_CASE(both_tighten_an_existing_directory_of_this_user_to_0700) {
+    for (const unsigned mode : {0755u, 0775u}) {
+        BOOST_TEST_CONTEXT("mode " << std::oct << mode) {
+            temp_dir dir;
+            const fs::path rust_dir = dir / "rust";
+            const fs::path cpp_dir = dir / "cpp";
+            for (const auto& pool : {rust_dir, cpp_dir}) {
+                fs::create_directory(pool);
+                BOOST_TEST_REQUIRE(::chmod(pool.c_str(), mode) == 0);
+            }
+            seedio_ok({"algocline", "write", (rust_dir / "registry.json").string(), "sid-r", std::to_string(self_pid()),
+                       "/tmp/alc-pool/sid-r.sock", "0.30.0"});
+            auto reg = algocline::open(cpp_dir / "registry.json");
+            reg.insert(algocline::pool_session::make("sid-c", self_pid(), "/tmp/alc-pool/sid-c.sock", "0.30.0"));
+            BOOST_TEST(procreg_test::mode_of(rust_dir) == 0700u);
+            BOOST_TEST(procreg_test::mode_of(cpp_dir) == 0700u);
+            // Each reads the other's registry in the tightened directory.
+            BOOST_TEST(algocline::open(rust_dir / "registry.json").list().size() == 1u);
+            seedio_ok({"algocline", "dump", (cpp_dir / "registry.json").string()});
+        }
+    }
+}
+
 BOOST_AUTO_TEST_CASE(procreg_writes_rust_reads_every_field) {
     temp_dir dir;
     const fs::path file = dir / "pool" / "registry.json";
@@ -561,6 +587,108 @@ BOOST_AUTO_TEST_CASE(rust_release_and_reclaim_on_a_procreg_table) {
         yoi::register_pod(tx, "e", self_pid(), "/s/e", {yoi::scope_rule::write("/other", true)}, segment_c);
     });
     BOOST_TEST(reg.list().size() == 3u);
+}
+
+/// One registration decided twice on copies of the same `pods.json`: by the
+/// seed's `register_pod_with_deny` (seedio yoi write) and by the preset's
+/// registry form. Both must refuse (naming the same competitor) or both
+/// admit, and leave tables the seed's own reader finds equal.
+struct same_decision {
+    temp_dir dir;
+    fs::path rust_file = dir / "rust" / "pods.json";
+    fs::path cpp_file = dir / "cpp" / "pods.json";
+
+    /// Builds the starting table with procreg, then copies it for the Rust side.
+    template <class Steps>
+    explicit same_decision(Steps&& steps) {
+        auto reg = yoi::open(cpp_file);
+        reg.transact(steps);
+        fs::create_directories(rust_file.parent_path());
+        fs::copy_file(cpp_file, rust_file);
+    }
+
+    /// Registers `pod` (write `allow`, write `deny`, recursive) on both
+    /// copies; returns the competitor both named, or "" when both admitted.
+    std::string register_both(const std::string& pod, const std::vector<std::string>& allow,
+                              const std::vector<std::string>& deny, const char* segment) {
+        std::string allow_json, deny_json;
+        std::vector<yoi::scope_rule> allow_rules, deny_rules;
+        for (const auto& target : allow) {
+            allow_json += (allow_json.empty() ? "" : ",") + rule(target.c_str(), "write", true);
+            allow_rules.push_back(yoi::scope_rule::write(target, true));
+        }
+        for (const auto& target : deny) {
+            deny_json += (deny_json.empty() ? "" : ",") + rule(target.c_str(), "write", true);
+            deny_rules.push_back(yoi::scope_rule::write(target, true));
+        }
+        const outcome rust = seedio({"yoi", "write", rust_file.string(),
+                                     "{\"pod_name\":\"" + pod + "\",\"pid\":" + std::to_string(self_pid()) +
+                                         ",\"socket\":\"/s/" + pod + "\",\"scope_allow\":[" + allow_json +
+                                         "],\"scope_deny\":[" + deny_json +
+                                         "],\"delegated_from\":null,\"segment_id\":\"" + segment + "\"}"});
+        BOOST_TEST_REQUIRE((rust.code == ok || rust.code == refused), rust.describe());
+        std::string cpp_competitor;
+        auto reg = yoi::open(cpp_file);
+        try {
+            yoi::register_pod_with_deny(reg, pod, self_pid(), "/s/" + pod, allow_rules, deny_rules, segment);
+        } catch (const yoi::scope_error& e) {
+            BOOST_TEST((e.reason() == yoi::errc::write_conflict), e.what());
+            cpp_competitor = e.competitor();
+        }
+        BOOST_TEST((rust.code == refused) == !cpp_competitor.empty(),
+                   "the seed " << (rust.code == refused ? "refused" : "admitted") << ", procreg "
+                               << (cpp_competitor.empty() ? "admitted" : "refused") << "\n" << rust.describe());
+        if (!cpp_competitor.empty()) {
+            BOOST_TEST(rust.err.find("conflicts with pod \"" + cpp_competitor + "\"") != std::string::npos,
+                       "procreg named " << cpp_competitor << "; the seed said: " << rust.err);
+        }
+        BOOST_TEST(printed(seedio_ok({"yoi", "dump", rust_file.string()})) ==
+                   printed(seedio_ok({"yoi", "dump", cpp_file.string()})));
+        return cpp_competitor;
+    }
+};
+
+const char* const segment_p = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+
+// The seed excuses a conflict only when every competitor's rule is fully
+// covered by one deny rule, and otherwise names the first competitor, even
+// a covered one: the preset decides the same on the same file.
+BOOST_AUTO_TEST_CASE(deny_rules_decide_conflicts_as_the_seed) {
+    {  // A request its own deny rule cancels does not excuse a wider holder.
+        same_decision both([&](auto& tx) {
+            yoi::register_pod(tx, "q", self_pid(), "/s/q", {yoi::scope_rule::write("/src", true)}, segment_a);
+        });
+        BOOST_TEST(both.register_both("p", {"/src/core"}, {"/src/core"}, segment_p) == "q");
+    }
+    {  // One uncovered competitor refuses, naming the first (covered) one.
+        same_decision both([&](auto& tx) {
+            yoi::register_pod(tx, "child", self_pid(), "/s/child", {yoi::scope_rule::write("/src/core", true)},
+                              segment_a);
+            yoi::register_pod(tx, "stranger", self_pid(), "/s/stranger", {yoi::scope_rule::write("/src/docs", true)},
+                              segment_c);
+        });
+        BOOST_TEST(both.register_both("restored", {"/src"}, {"/src/core"}, segment_p) == "child");
+        // Every competitor covered: both admit, and the tables stay equal.
+        BOOST_TEST(both.register_both("restored", {"/src"}, {"/src/core", "/src/docs"}, segment_p) == "");
+    }
+}
+
+// A refused registration still saves the stale reclaim that preceded its
+// checks (the seed's reclaim_stale saves at once): on both sides the dead
+// pod is gone and the refused pod was not added.
+BOOST_AUTO_TEST_CASE(a_refused_registration_keeps_the_stale_reclaim) {
+    const auto dead = static_cast<std::uint32_t>(procreg_test::dead_pid());
+    same_decision both([&](auto& tx) {
+        yoi::register_pod(tx, "q", self_pid(), "/s/q", {yoi::scope_rule::write("/src", true)}, segment_a);
+        tx.insert(yoi::allocation{"gone", dead, "/s/gone", {yoi::scope_rule::write("/docs", true)}, {}, std::nullopt,
+                                  std::string(segment_c)});
+    });
+    BOOST_TEST(both.register_both("p", {"/src/core"}, {}, segment_p) == "q");
+    for (const auto& file : {both.rust_file, both.cpp_file}) {
+        const auto table = printed(seedio_ok({"yoi", "dump", file.string()}));
+        BOOST_TEST(table.at("allocations").as_array().size() == 1u, file << ": " << table);
+        BOOST_TEST(table.at("allocations").at(0).at("pod_name") == "q");
+    }
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -833,6 +961,59 @@ BOOST_AUTO_TEST_CASE(procreg_writes_rust_reads_every_field) {
     reg.upsert(bare);
     // procreg's own lock file sits in the root; the seed's list_active skips it (not .json).
     seedio_ok({"agentmux", "check", root.string(), records_json({full, bare})});
+}
+
+// Instance ids the seed accepts but procreg's strict key pattern refused
+// (a space, a leading dot or dash, 129 characters, non-ASCII): each side
+// lists what the other wrote, and retires it.
+BOOST_AUTO_TEST_CASE(names_the_seed_accepts_are_shared_both_ways) {
+    temp_dir dir;
+    const fs::path root = dir / "registry";
+    const std::vector<std::string> rust_ids = {"bad name", ".hidden-rust", std::string(129, 'r')};
+    const std::vector<std::string> cpp_ids = {"other name", ".hidden-cpp", "-dash", "\xc3\xa9t\xc3\xa9"};
+    std::vector<agentmux::agent_record> all;
+    for (const auto& id : rust_ids) {
+        all.push_back(full_record(id));
+        seedio_ok({"agentmux", "write", root.string(), record_json(all.back())});
+    }
+    auto reg = agentmux::open(root);
+    for (const auto& id : cpp_ids) {
+        all.push_back(full_record(id));
+        BOOST_TEST((reg.upsert(all.back()).status == procreg::upsert_status::inserted));
+    }
+    const auto listing = reg.list_active();
+    BOOST_TEST(listing.skipped.empty());
+    BOOST_TEST(listing.records.size() == all.size());
+    for (const auto& rec : all) BOOST_TEST((reg.find(rec.data.instance_id) == std::optional<agentmux::agent_record>(rec)));
+    seedio_ok({"agentmux", "check", root.string(), records_json(all)});
+
+    // Each retires one the other wrote.
+    BOOST_TEST((reg.retire("bad name").status == procreg::tombstone_status::moved));
+    seedio_ok({"agentmux", "retire", root.string(), ".hidden-cpp"});
+    seedio_ok({"agentmux", "exists", root.string(), "bad name", "retired"});
+    BOOST_TEST(!reg.exists(".hidden-cpp"));
+    BOOST_TEST(reg.exists_anywhere(".hidden-cpp"));
+}
+
+// A file neither program can read as a record (unparseable, newer schema):
+// the seed's retire renames it into retired/, and so does procreg, bytes
+// intact; each side then unretires what the other retired.
+BOOST_AUTO_TEST_CASE(both_retire_files_they_cannot_read) {
+    temp_dir dir;
+    const fs::path root = dir / "registry";
+    auto reg = agentmux::open(root);
+    const std::string corrupt = "{ nope";
+    const std::string newer = R"({"schema_version": 9, "data": {"instance_id": "n"}})";
+    procreg_test::write_text(root / "c.json", corrupt);
+    procreg_test::write_text(root / "n.json", newer);
+    seedio_ok({"agentmux", "retire", root.string(), "c"});
+    BOOST_TEST((reg.retire("n").status == procreg::tombstone_status::moved));
+    BOOST_TEST(procreg_test::read_text(root / "retired" / "c.json") == corrupt);
+    BOOST_TEST(procreg_test::read_text(root / "retired" / "n.json") == newer);
+    BOOST_TEST((reg.unretire("c").status == procreg::tombstone_status::moved));
+    seedio_ok({"agentmux", "unretire", root.string(), "n"});
+    BOOST_TEST(procreg_test::read_text(root / "c.json") == corrupt);
+    BOOST_TEST(procreg_test::read_text(root / "n.json") == newer);
 }
 
 BOOST_AUTO_TEST_CASE(unknown_fields_survive_both_writers) {

@@ -336,6 +336,7 @@ std::vector<storage_case> storages() {
          [](const fs::path& dir, bool shared) {
              auto opts = procreg::algocline::options(dir / "registry.json");
              opts.directory.allow_shared = shared;
+             opts.directory.tighten_own = false;  // json_table's own rule (the algocline preset tightens)
              procreg::algocline::open(opts).insert(procreg::algocline::pool_session::make("a", live_pid, "/s", "1"));
          }},
         {"record_files root",
@@ -427,34 +428,46 @@ const std::vector<std::string> hostile_keys = {
     "..\\x", std::string(129, 'k'), "\xc3\xa9t\xc3\xa9", "x\n{\"forged\": 1}",
 };
 
+// Under the strict pattern (record_files' default) every hostile key is
+// refused; under record_key_rule::file_name (the AgentMux preset, whose seed
+// accepts any file name) those that are safe file names are accepted
+// (tests/seed/agentmux_test.cpp) and the rest refused the same way.
 BOOST_AUTO_TEST_CASE(record_files_rejects_traversal_keys_in_every_operation) {
-    temp_dir dir;
-    const fs::path root = dir / "in" / "reg";
-    auto reg = procreg::agentmux::open(root);
-    (void)reg.list_active();  // creates the lock file
-    const std::string before = tree(dir.path());
-    for (const auto& key : hostile_keys) {
-        BOOST_TEST_CONTEXT("key " << procreg::detail::quote_record_key(key)) {
-            const auto rec = procreg::agentmux::agent_record::make(key);
-            const std::vector<std::pair<const char*, std::function<void()>>> ops = {
-                {"insert", [&] { reg.insert(rec); }},
-                {"upsert", [&] { reg.upsert(rec); }},
-                {"find", [&] { (void)reg.find(key); }},
-                {"erase", [&] { (void)reg.erase(key); }},
-                {"retire", [&] { (void)reg.retire(key); }},
-                {"unretire", [&] { (void)reg.unretire(key); }},
-                {"hard_delete", [&] { (void)reg.hard_delete(key); }},
-                {"exists", [&] { (void)reg.exists(key); }},
-                {"exists_anywhere", [&] { (void)reg.exists_anywhere(key); }},
-            };
-            for (const auto& [name, op] : ops) {
-                std::string what;
-                BOOST_TEST((code_of(op, &what) == procreg::errc::invalid_key), name << ": " << what);
-                BOOST_TEST(what.find('\n') == std::string::npos, name << ": the message carries a raw newline");
+    for (const auto rule : {procreg::detail::record_key_rule::pattern, procreg::detail::record_key_rule::file_name}) {
+        temp_dir dir;
+        const fs::path root = dir / "in" / "reg";
+        auto opts = procreg::agentmux::options(root);
+        opts.key_rule = rule;
+        auto reg = procreg::agentmux::open(opts);
+        (void)reg.list_active();  // creates the lock file
+        const std::string before = tree(dir.path());
+        for (const auto& key : hostile_keys) {
+            if (rule == procreg::detail::record_key_rule::file_name &&
+                !procreg::detail::file_name_key_problem(key, opts.max_key_length)) {
+                continue;
+            }
+            BOOST_TEST_CONTEXT("key " << procreg::detail::quote_record_key(key)) {
+                const auto rec = procreg::agentmux::agent_record::make(key);
+                const std::vector<std::pair<const char*, std::function<void()>>> ops = {
+                    {"insert", [&] { reg.insert(rec); }},
+                    {"upsert", [&] { reg.upsert(rec); }},
+                    {"find", [&] { (void)reg.find(key); }},
+                    {"erase", [&] { (void)reg.erase(key); }},
+                    {"retire", [&] { (void)reg.retire(key); }},
+                    {"unretire", [&] { (void)reg.unretire(key); }},
+                    {"hard_delete", [&] { (void)reg.hard_delete(key); }},
+                    {"exists", [&] { (void)reg.exists(key); }},
+                    {"exists_anywhere", [&] { (void)reg.exists_anywhere(key); }},
+                };
+                for (const auto& [name, op] : ops) {
+                    std::string what;
+                    BOOST_TEST((code_of(op, &what) == procreg::errc::invalid_key), name << ": " << what);
+                    BOOST_TEST(what.find('\n') == std::string::npos, name << ": the message carries a raw newline");
+                }
             }
         }
+        BOOST_TEST(tree(dir.path()) == before, "a hostile key created or removed a file");
     }
-    BOOST_TEST(tree(dir.path()) == before, "a hostile key created or removed a file");
 }
 
 BOOST_AUTO_TEST_CASE(record_files_rejects_a_retired_dir_that_is_not_one_name) {
@@ -579,7 +592,6 @@ BOOST_AUTO_TEST_CASE(record_files_skips_hostile_files_and_never_rewrites_them) {
             }
             BOOST_TEST(contains(reason, f.reason), "skip reason: \"" << reason << "\"");
             BOOST_TEST(!reg.find(f.what));
-            BOOST_TEST((reg.retire(f.what).status == procreg::tombstone_status::skipped));
             BOOST_TEST(!reg.erase(f.what));
             BOOST_TEST(reg.exists(f.what));
             if (std::string(f.what) != "types") {
@@ -589,6 +601,18 @@ BOOST_AUTO_TEST_CASE(record_files_skips_hostile_files_and_never_rewrites_them) {
                             procreg::upsert_status::skipped));
             }
             BOOST_TEST(read_text(path) == f.bytes);
+            // Retire and unretire move it as the seed does, bytes intact; a
+            // file too large to read is never touched.
+            const fs::path retired = root / "retired" / (std::string(f.what) + ".json");
+            if (std::string(f.what) == "big") {
+                BOOST_TEST((reg.retire(f.what).status == procreg::tombstone_status::skipped));
+            } else {
+                BOOST_TEST((reg.retire(f.what).status == procreg::tombstone_status::moved));
+                BOOST_TEST(read_text(retired) == f.bytes);
+                BOOST_TEST((reg.unretire(f.what).status == procreg::tombstone_status::moved));
+            }
+            BOOST_TEST(read_text(path) == f.bytes);
+            BOOST_TEST(!fs::exists(retired));
         }
     }
 }

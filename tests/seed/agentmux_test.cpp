@@ -1,7 +1,14 @@
 // The AgentMux seed (`agentmux_srv/registry/store.rs`) as a procreg
-// instantiation: its behaviours ported as tests, plus the issue's checks
-// (keys that are not file names, several processes at once, a newer
-// schema's file surviving every operation).
+// instantiation. The seed ships no tests of its own: every case here was
+// written from the seed's code (upsert's merge and its refusals, retire /
+// unretire / hard_delete, exists / exists_anywhere, list_active), plus the
+// issue's checks (keys that are not file names, several processes at once,
+// a newer schema's file surviving every operation). What the seed imports
+// from `schema.rs` is reconstructed, not copied: `MAX_SUPPORTED_SCHEMA`
+// (1), the fields of `data` other than `instance_id` (`name`,
+// `display_name`, `working_dir`, `last_launched_at_ms`) and `validate`
+// (the instance id equals the file stem). Where the preset differs from
+// the seed, docs/seeds.md lists it with the test that pins it.
 #define BOOST_TEST_MODULE agentmux
 #include <boost/test/unit_test.hpp>
 
@@ -245,6 +252,57 @@ BOOST_AUTO_TEST_CASE(retire_and_unretire_are_idempotent) {
     BOOST_TEST(read_text(retired("a1")) == bytes);
 }
 
+// The seed's retire and unretire rename whatever file is there. So does the
+// preset when the file is one it cannot read as a record (unparseable,
+// without schema_version, of a newer schema, of another key): a move keeps
+// its bytes, so nothing is lost, and the agent leaves (or rejoins) the list
+// as the user asked. Symbolic links and other non-regular files are refused.
+BOOST_AUTO_TEST_CASE(retire_and_unretire_move_files_this_program_cannot_read) {
+    const std::map<std::string, std::string> files = {
+        {"corrupt", "{ nope"},
+        {"unversioned", R"({"data": {"instance_id": "unversioned"}})"},
+        {"newer", R"({"schema_version": 9, "data": {"instance_id": "newer", "v9": true}})"},
+        {"mismatch", R"({"schema_version": 1, "data": {"instance_id": "someone-else"}})"},
+    };
+    for (const auto& [id, bytes] : files) {
+        BOOST_TEST_CONTEXT(id) {
+            write_text(active(id), bytes);
+            BOOST_TEST((reg.retire(id).status == procreg::tombstone_status::moved));
+            BOOST_TEST(!fs::exists(active(id)));
+            BOOST_TEST(read_text(retired(id)) == bytes);
+            BOOST_TEST((reg.unretire(id).status == procreg::tombstone_status::moved));
+            BOOST_TEST(read_text(active(id)) == bytes);
+            BOOST_TEST(!fs::exists(retired(id)));
+        }
+    }
+    fs::create_symlink(active("corrupt"), active("link"));
+    const auto refused = reg.retire("link");
+    BOOST_TEST((refused.status == procreg::tombstone_status::skipped));
+    BOOST_TEST(fs::is_symlink(active("link")));
+}
+
+// A move never overwrites a file at its target that may be a newer
+// program's record (unparseable, without schema_version, of a newer
+// schema): that could lose it. The seed's rename would; this is the seed's
+// own upsert rule applied to the target of a move.
+BOOST_AUTO_TEST_CASE(a_move_never_overwrites_a_target_it_cannot_read) {
+    const std::string newer = R"({"schema_version": 9, "data": {"instance_id": "a1"}})";
+    reg.upsert(record("a1"));
+    write_text(retired("a1"), newer);
+    const auto retire = reg.retire("a1");
+    BOOST_TEST((retire.status == procreg::tombstone_status::skipped));
+    BOOST_TEST(retire.skipped->path == retired("a1"));
+    BOOST_TEST(read_text(retired("a1")) == newer);
+    BOOST_TEST(fs::exists(active("a1")));
+
+    write_text(active("b1"), "{ nope");
+    write_text(retired("b1"), R"({"schema_version": 1, "data": {"instance_id": "b1"}})");
+    const auto unretire = reg.unretire("b1");
+    BOOST_TEST((unretire.status == procreg::tombstone_status::skipped));
+    BOOST_TEST(unretire.skipped->path == active("b1"));
+    BOOST_TEST(read_text(active("b1")) == "{ nope");
+}
+
 BOOST_AUTO_TEST_CASE(hard_delete_drops_both_copies) {
     reg.upsert(record("a1", "first"));
     reg.retire("a1");
@@ -297,13 +355,15 @@ BOOST_AUTO_TEST_CASE(list_active_skips_invalid_files_and_reports_each) {
     write_text(active("unversioned"), R"({"data": {"instance_id": "unversioned"}})");
     write_text(active("no-data"), R"({"schema_version": 1})");
     write_text(root / "bad name.json", R"({"schema_version": 1, "data": {"instance_id": "bad name"}})");
+    write_text(root / ".hidden.json", R"({"schema_version": 1, "data": {"instance_id": ".hidden"}})");
     // Not record files at all: passed over silently.
     write_text(root / "notes.txt", "hello");
     write_text(root / ".good-1.json.tmp-999999-1-2", "{");  // someone's temp file
     fs::create_directory(root / "dir.json");
 
     const auto listing = reg.list_active();
-    BOOST_TEST((ids(listing.records) == std::set<std::string>{"good-1", "good-2"}));
+    // Names the seed lists are listed: a space, a leading dot.
+    BOOST_TEST((ids(listing.records) == std::set<std::string>{"good-1", "good-2", "bad name", ".hidden"}));
 
     const auto expect = [&](const std::string& name, const std::string& word) {
         const auto* s = skipped_named(listing.skipped, name);
@@ -317,8 +377,7 @@ BOOST_AUTO_TEST_CASE(list_active_skips_invalid_files_and_reports_each) {
     expect("newer.json", "above the highest");
     expect("unversioned.json", "schema_version");
     expect("no-data.json", "data");
-    expect("bad name.json", "not a valid record key");
-    BOOST_TEST(listing.skipped.size() == 6u);
+    BOOST_TEST(listing.skipped.size() == 5u);
 
     // Nothing was repaired or removed by listing.
     BOOST_TEST(read_text(active("corrupt")) == "{ nope");
@@ -326,7 +385,7 @@ BOOST_AUTO_TEST_CASE(list_active_skips_invalid_files_and_reports_each) {
 
     // The generic list() agrees, and every record is alive (no liveness).
     const auto rows = reg.list();
-    BOOST_TEST(rows.size() == 2u);
+    BOOST_TEST(rows.size() == 4u);
     for (const auto& row : rows) BOOST_TEST(row.alive);
     BOOST_TEST(reg.reap().empty());
 }
@@ -337,9 +396,12 @@ BOOST_AUTO_TEST_CASE(keys_that_are_not_file_names_are_rejected_before_touching_t
     const auto before_root = snapshot(root);
     const auto before_parent = snapshot(dir.path());
 
-    const std::vector<std::string> bad = {"../x", "a/b", "", ".", "..", ".hidden", "-rf", "a b",
-                                          std::string("a\0b", 3), std::string(129, 'k'), "/abs", "a\\b",
-                                          "..\\x", "x.json/../y"};
+    // Only what is unsafe as a file name: separators, NUL, "." and "..", a
+    // name too long for its temp file, procreg's temp-file shape, the lock file.
+    const std::size_t longest = procreg::agentmux::max_instance_id_length();
+    const std::vector<std::string> bad = {"../x", "a/b", "", ".", "..", std::string("a\0b", 3),
+                                          std::string(longest + 1, 'k'), "/abs", "x.json/../y",
+                                          ".a.json.tmp-1-2-3"};
     for (const std::string& key : bad) {
         BOOST_TEST_CONTEXT("key " << procreg::detail::quote_record_key(key)) {
             const auto expect_invalid = [&](auto&& call) {
@@ -367,10 +429,45 @@ BOOST_AUTO_TEST_CASE(keys_that_are_not_file_names_are_rejected_before_touching_t
     }
     BOOST_TEST((snapshot(root) == before_root));
     BOOST_TEST((snapshot(dir.path()) == before_parent));
-    // The longest legal key works.
-    const std::string longest(128, 'k');
-    BOOST_TEST((reg.upsert(record(longest)).status == procreg::upsert_status::inserted));
-    BOOST_TEST(fs::exists(active(longest)));
+    // The longest legal key works, its temp file name included, twice (insert, then merge).
+    const std::string longest_key(longest, 'k');
+    BOOST_TEST((reg.upsert(record(longest_key)).status == procreg::upsert_status::inserted));
+    BOOST_TEST((reg.upsert(record(longest_key, "again")).status == procreg::upsert_status::replaced));
+    BOOST_TEST(fs::exists(active(longest_key)));
+}
+
+// Every other name is accepted, as the seed accepts it: spaces, a leading
+// dot or dash, backslashes, long names, non-ASCII, a name ending in ".json".
+BOOST_AUTO_TEST_CASE(keys_the_seed_accepts_are_accepted) {
+    BOOST_TEST(procreg::agentmux::max_instance_id_length() == 179u);  // 255 less ".json" and the 71-byte temp suffix
+    const std::vector<std::string> keys = {"a b", ".hidden", "-rf", "a\\b", "..\\x", std::string(129, 'k'),
+                                           "ünïcødé", "x.json", "registry", ".registry", "retired"};
+    for (const std::string& key : keys) {
+        BOOST_TEST_CONTEXT("key " << procreg::detail::quote_record_key(key)) {
+            BOOST_TEST((reg.upsert(record(key)).status == procreg::upsert_status::inserted));
+            BOOST_TEST(fs::exists(active(key)));
+            BOOST_TEST(reg.find(key).has_value());
+            BOOST_TEST((reg.retire(key).status == procreg::tombstone_status::moved));
+            BOOST_TEST(fs::exists(retired(key)));
+            BOOST_TEST((reg.unretire(key).status == procreg::tombstone_status::moved));
+        }
+    }
+    const auto listing = reg.list_active();
+    BOOST_TEST(listing.skipped.empty());
+    BOOST_TEST(ids(listing.records) == std::set<std::string>(keys.begin(), keys.end()));
+    for (const std::string& key : keys) BOOST_TEST(reg.hard_delete(key));
+    BOOST_TEST(reg.list_active().records.empty());
+
+    // A key whose file would be the registry's lock file is refused.
+    auto opts = procreg::agentmux::options(dir / "other");
+    opts.lock_file = dir / "other" / "lockname.json";
+    auto other = procreg::agentmux::open<test_registry>(opts);
+    try {
+        other.upsert(record("lockname"));
+        BOOST_FAIL("a key naming the lock file was accepted");
+    } catch (const procreg::error& e) {
+        BOOST_TEST((e.code() == procreg::errc::invalid_key));
+    }
 }
 
 BOOST_AUTO_TEST_CASE(several_processes_upserting_different_records_lose_nothing) {
@@ -483,19 +580,15 @@ BOOST_AUTO_TEST_CASE(a_newer_schema_file_survives_every_operation_unchanged) {
     unchanged();
     reg.transact([](auto& tx) { BOOST_TEST(!tx.modify("n", [](agent_record& r) { r.data.name = "x"; })); });
     unchanged();
-    const auto retire_n = reg.retire("n");
-    BOOST_TEST((retire_n.status == procreg::tombstone_status::skipped));
-    BOOST_TEST(retire_n.skipped->path == active("n"));
-    unchanged();
-    BOOST_TEST((reg.unretire("n").status == procreg::tombstone_status::unchanged));
+    // Retire and unretire move it as the seed does: its bytes go and come back intact.
+    BOOST_TEST((reg.retire("n").status == procreg::tombstone_status::moved));
+    BOOST_TEST(read_text(retired("n")) == newer);
+    BOOST_TEST((reg.unretire("n").status == procreg::tombstone_status::moved));
     unchanged();
     // Retiring "r" would overwrite the newer retired copy: refused.
     const auto retire_r = reg.retire("r");
     BOOST_TEST((retire_r.status == procreg::tombstone_status::skipped));
     BOOST_TEST(retire_r.skipped->path == retired("r"));
-    unchanged();
-    // Unretiring the newer retired "r": refused too (not a record for this program).
-    BOOST_TEST((reg.unretire("r").status == procreg::tombstone_status::skipped));
     unchanged();
     const auto listing = reg.list_active();
     BOOST_TEST(ids(listing.records) == std::set<std::string>{"r"});
@@ -508,6 +601,12 @@ BOOST_AUTO_TEST_CASE(a_newer_schema_file_survives_every_operation_unchanged) {
     // A fresh process opening the registry (temp sweep) leaves it alone too.
     { auto other = procreg::agentmux::open<test_registry>(root); (void)other.list_active(); }
     unchanged();
+    // Unretiring the newer retired "r" moves it over the active copy, which
+    // this program can read (a valid record may be replaced, as by upsert):
+    // the seed's rename. The newer file itself is intact.
+    BOOST_TEST((reg.unretire("r").status == procreg::tombstone_status::moved));
+    BOOST_TEST(read_text(active("r")) == newer_retired);
+    BOOST_TEST(!fs::exists(retired("r")));
 }
 
 BOOST_AUTO_TEST_CASE(a_transaction_that_throws_writes_nothing) {

@@ -24,6 +24,9 @@
 #include <thread>
 #include <vector>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 using procreg::algocline::pool_session;
 using procreg::algocline::pool_registry;
 using test_registry = procreg_test::under_test<pool_registry>;
@@ -267,8 +270,13 @@ BOOST_AUTO_TEST_CASE(writes_exactly_the_seed_format) {
     BOOST_TEST(entry.at("created_at").as_string().size() == 20u);  // 2026-11-21T09:30:05Z
 }
 
-// The seed's K-52 guard: a pid above i32::MAX (and pid 0) is dead and pruned,
-// never sent to kill() where it would mean a process group or broadcast.
+// The seed's K-52 guard: a pid above i32::MAX is dead and pruned, never
+// sent to kill() where it would mean a process group or broadcast. Pid 0 is
+// NOT the seed's guard: the seed sends kill(0, 0), which succeeds (it
+// addresses the caller's own process group), so the seed keeps a pid-0
+// entry alive forever. procreg counts it dead, deliberately
+// (docs/policy-liveness.md; listed in docs/seeds.md with the other
+// differences).
 BOOST_AUTO_TEST_CASE(pids_out_of_range_are_dead) {
     temp_dir dir;
     auto reg = procreg::algocline::open<test_registry>(dir / "registry.json");
@@ -294,6 +302,49 @@ BOOST_AUTO_TEST_CASE(wrong_field_type_is_corruption_naming_the_field) {
     } catch (const procreg::error& e) {
         BOOST_TEST(e.code() == procreg::errc::corrupted_file);
         BOOST_TEST(std::string(e.what()).find("sessions[0].pid") != std::string::npos);
+    }
+}
+
+// The seed's save() sets the pool directory to 0700 every time: an existing
+// directory of this user that is more open (0755, or group-writable 0775,
+// as a umask-002 mkdir -p leaves it) is tightened and used, not refused.
+BOOST_AUTO_TEST_CASE(an_existing_directory_of_this_user_is_tightened_to_0700) {
+    for (const unsigned mode : {0755u, 0775u, 0777u, 02770u, 0700u}) {
+        BOOST_TEST_CONTEXT("mode " << std::oct << mode) {
+            temp_dir dir;
+            const auto pool = dir / "pool";
+            std::filesystem::create_directory(pool);
+            BOOST_TEST_REQUIRE(::chmod(pool.c_str(), mode) == 0);
+            auto reg = procreg::algocline::open<test_registry>(pool / "registry.json");
+            reg.insert(make_entry("s", self_pid()));
+            BOOST_TEST(procreg_test::mode_of(pool) == 0700u);
+            BOOST_TEST(reg.list().size() == 1u);
+        }
+    }
+}
+
+// A directory owned by another user is still refused (unsafe_path), and
+// left as it is: another user could plant files and symlinks there.
+BOOST_AUTO_TEST_CASE(a_directory_of_another_user_is_refused_and_left_alone) {
+    BOOST_TEST_REQUIRE(::geteuid() == 0u, "this test chowns a directory to another user: run it as root");
+    for (const unsigned mode : {0700u, 0775u}) {
+        BOOST_TEST_CONTEXT("mode " << std::oct << mode) {
+            temp_dir dir;
+            const auto pool = dir / "pool";
+            std::filesystem::create_directory(pool);
+            BOOST_TEST_REQUIRE(::chmod(pool.c_str(), mode) == 0);
+            BOOST_TEST_REQUIRE(::chown(pool.c_str(), 65534, 65534) == 0);
+            try {
+                auto reg = procreg::algocline::open<test_registry>(pool / "registry.json");
+                reg.list();
+                BOOST_FAIL("a directory of another user must be refused");
+            } catch (const procreg::error& e) {
+                BOOST_TEST(e.code() == procreg::errc::unsafe_path);
+                BOOST_TEST(std::string(e.what()).find(pool.string()) != std::string::npos);
+            }
+            BOOST_TEST(procreg_test::mode_of(pool) == mode);
+            BOOST_TEST(!std::filesystem::exists(pool / "registry.json"));
+        }
     }
 }
 

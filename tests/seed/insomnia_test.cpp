@@ -25,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include <sched.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 namespace fs = std::filesystem;
@@ -162,6 +164,42 @@ BOOST_AUTO_TEST_CASE(release_only_keeps_staging_entries) {
     BOOST_TEST(!fs::exists(ws.staging / ".consolidation.lock"));
     BOOST_TEST(fs::exists(ws.staging / (id_a + ".json")));
     BOOST_TEST((lock.release_only() == procreg::release_status::absent));
+}
+
+// Where the seed's release_only logs a failure to remove the lock and
+// returns, the preset's raises a procreg::error and keeps the handle
+// holding, so the caller knows the lock is still there and may retry.
+// The failure is real: in a child's own mount namespace the lock file is
+// bind-mounted onto itself, and a mount point cannot be removed (EBUSY).
+// Root only.
+BOOST_AUTO_TEST_CASE(release_only_raises_on_an_io_error_and_keeps_holding) {
+    BOOST_TEST_REQUIRE(::geteuid() == 0u, "this test remounts the staging directory read-only: run it as root");
+    layout ws;
+    write_staging(ws.staging, id_a);
+    const std::string lock_file = (ws.staging / ".consolidation.lock").string();
+    const pid_t child = procreg_test::spawn([&] {
+        if (::unshare(CLONE_NEWNS) != 0) return 10;
+        if (::mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return 11;
+        auto lock = staging_lock::acquire(ws.staging, static_cast<std::uint32_t>(::getpid()), "pod", {id_a});
+        if (::mount(lock_file.c_str(), lock_file.c_str(), nullptr, MS_BIND, nullptr) != 0) return 12;
+        try {
+            (void)lock.release_only();
+            return 20;  // no error: the failure went unreported
+        } catch (const procreg::error& e) {
+            if (std::string(e.what()).find(lock_file) == std::string::npos) return 21;  // names the file
+        }
+        if (!lock.held()) return 22;
+        // release_with_cleanup, as the seed's, reports instead of raising.
+        const insomnia::cleanup_report report = lock.release_with_cleanup();
+        return report.failures.empty() ? 23 : 0;
+    });
+    BOOST_TEST(procreg_test::wait_exit(child) == 0);
+    // The consumed entry went (release_with_cleanup removes entries first, as
+    // the seed's); the lock, which could not be removed, is still the child's.
+    BOOST_TEST(!fs::exists(ws.staging / (id_a + ".json")));
+    const auto holder = insomnia::open<test_registry>(ws.staging).holder();
+    BOOST_TEST_REQUIRE(holder.has_value());
+    BOOST_TEST(holder->pid == static_cast<std::uint32_t>(child));
 }
 
 // A lock taken over after its holder was judged dead belongs to the new

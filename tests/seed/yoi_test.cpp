@@ -12,7 +12,8 @@
 // Suites `scope_paths`, `semantics`, `errors`, `format`, `policies`: the
 // scope-rule path logic, the readings of the seed this preset commits to
 // (docs/example-yoi.md), the error contract, the on-disk format, and the
-// operations under a caller-supplied liveness policy.
+// operations under a caller-supplied liveness policy. Where the preset
+// differs from the seed, docs/seeds.md lists it with the test that pins it.
 #define BOOST_TEST_MODULE yoi
 #include <boost/test/unit_test.hpp>
 
@@ -571,7 +572,8 @@ BOOST_AUTO_TEST_CASE(deny_rules_carve_out_exactly_the_denied_region) {
 }
 
 // A restored pod may re-register around what a live child still holds,
-// but its deny rules must cover every competitor, not just one.
+// but its deny rules must cover every competitor, not just one; the
+// refusal names the first competitor, even a covered one (the seed's loop).
 BOOST_AUTO_TEST_CASE(register_with_deny_skips_only_covered_competitors) {
     table t;
     t.register_pod("child", {write_rule("/src/core", true)});
@@ -579,9 +581,38 @@ BOOST_AUTO_TEST_CASE(register_with_deny_skips_only_covered_competitors) {
     const auto err = expect_scope_error(
         [&] { t.register_pod_with_deny("restored", {write_rule("/src", true)}, {write_rule("/src/core", true)}); });
     BOOST_TEST(err.reason() == yoi::errc::write_conflict);
-    BOOST_TEST(err.competitor() == "stranger");
+    BOOST_TEST(err.competitor() == "child");
     BOOST_CHECK_NO_THROW(t.register_pod_with_deny("restored", {write_rule("/src", true)},
                                                   {write_rule("/src/core", true), write_rule("/src/docs", true)}));
+}
+
+// The seed's deny rule (the default): a deny rule excuses a competitor only
+// when it covers the competitor's whole rule, so a request that its own
+// deny rule cancels is still refused by a wider holder. procreg's other
+// reading, subtracting the deny rules from the request, admits it.
+BOOST_AUTO_TEST_CASE(deny_rules_excuse_only_competitors_they_cover_fully) {
+    table t;
+    t.register_pod("q", {write_rule("/src", true)});
+    const auto err = expect_scope_error(
+        [&] { t.register_pod_with_deny("p", {write_rule("/src/core", true)}, {write_rule("/src/core", true)}); });
+    BOOST_TEST(err.reason() == yoi::errc::write_conflict);
+    BOOST_TEST(err.competitor() == "q");
+    BOOST_TEST(*err.competitor_rule() == write_rule("/src", true));
+    BOOST_TEST(!t.find("p").has_value());
+    // A competitor with two overlapping rules is excused only if both are covered.
+    t.register_pod("r", {write_rule("/lib/a", true), write_rule("/lib/b", true)});
+    BOOST_TEST(expect_scope_error([&] {
+                   t.register_pod_with_deny("s", {write_rule("/lib", true)}, {write_rule("/lib/a", true)});
+               }).competitor() == "r");
+    BOOST_CHECK_NO_THROW(t.register_pod_with_deny("s", {write_rule("/lib", true)},
+                                                  {write_rule("/lib/a", true), write_rule("/lib/b", true)}));
+
+    t.reg.transact([&](auto& tx) {
+        yoi::register_pod_with_deny(tx, "p", self_pid(), sock("p"), {write_rule("/src/core", true)},
+                                    {write_rule("/src/core", true)}, sid(),
+                                    yoi::deny_reading::subtracted_from_request);
+    });
+    BOOST_TEST(t.find("p").has_value());
 }
 
 // A pod whose parent denies a region, or whose parent only reads it, still
@@ -831,8 +862,10 @@ BOOST_AUTO_TEST_CASE(register_reclaims_through_the_registry_liveness_policy) {
     BOOST_CHECK_THROW(add("z", 1009, "/src/core"), scope_error);
 
     dead.insert(1002);  // b dies: its region goes back to a, c is reparented to a
-    // A refused registration rolls back its whole transaction, the reclaim
-    // included; a reclaim of its own is committed.
+    // In the caller's transaction, a refused registration rolls back the
+    // whole transaction, the reclaim included (the registry form keeps it:
+    // registry_form_keeps_the_reclaim_of_a_refused_registration); a reclaim
+    // of its own is committed.
     BOOST_CHECK_THROW(add("z", 1009, "/src/core"), scope_error);  // a holds it again
     BOOST_TEST(reg.find("b").has_value());
     const auto removed = reg.transact([](auto& tx) { return yoi::reclaim_stale(tx); });
@@ -847,6 +880,57 @@ BOOST_AUTO_TEST_CASE(register_reclaims_through_the_registry_liveness_policy) {
     BOOST_TEST(!reg.find("c")->delegated_from.has_value());
     BOOST_TEST(reg.transact([](auto& tx) { return yoi::reclaim_stale(tx).size(); }) == 0u);
     BOOST_TEST(reg.transact([](auto& tx) { return yoi::find_by_segment(tx, "none") == nullptr; }));
+}
+
+// The registry form of each registration is the seed's: the stale reclaim
+// that precedes its checks is saved even when the registration is refused
+// (the refused pod is not added), and a registration that passes is saved
+// together with the reclaim.
+BOOST_AUTO_TEST_CASE(registry_form_keeps_the_reclaim_of_a_refused_registration) {
+    using probe_registry = procreg::registry<allocation, procreg::lock::flock_lock, procreg::storage::json_table,
+                                             procreg::liveness::callable_liveness>;
+    temp_dir dir;
+    std::set<std::uint64_t> dead;
+    probe_registry reg(procreg::storage::json_table(yoi::options(dir / "pods.json")),
+                       procreg::liveness::callable_liveness([&](std::uint64_t pid) { return dead.count(pid) == 0; }));
+    yoi::register_pod(reg, "a", 1001, sock("a"), {write_rule("/src", true)}, sid());
+    yoi::register_pod(reg, "gone", 1002, sock("gone"), {write_rule("/docs", true)}, sid());
+    yoi::delegate_scope(reg, "gone", "child", 1003, sock("child"), {write_rule("/docs/x", true)},
+                        delegation({write_rule("/docs", true)}));
+
+    dead.insert(1002);
+    // register_pod_with_deny: refused by a (live), yet gone is reaped and its child reparented.
+    const auto refused = expect_scope_error([&] {
+        yoi::register_pod_with_deny(reg, "b", 1004, sock("b"), {write_rule("/src/core", true)}, {}, sid());
+    });
+    BOOST_TEST(refused.reason() == yoi::errc::write_conflict);
+    BOOST_TEST(refused.competitor() == "a");
+    BOOST_TEST(!reg.find("gone").has_value());
+    BOOST_TEST(!reg.find("b").has_value());
+    BOOST_TEST(!reg.find("child")->delegated_from.has_value());
+
+    // register_pod and delegate_scope: the same, for each kind of refusal.
+    dead.insert(1003);
+    BOOST_TEST(expect_scope_error([&] {
+                   yoi::register_pod(reg, "a", 1005, sock("a2"), {write_rule("/x", true)}, sid());
+               }).reason() == yoi::errc::duplicate_pod_name);
+    BOOST_TEST(!reg.find("child").has_value());
+    yoi::register_pod(reg, "c", 1006, sock("c"), {write_rule("/c", true)}, sid());
+    dead.insert(1006);
+    BOOST_TEST(expect_scope_error([&] {
+                   yoi::delegate_scope(reg, "a", "d", 1007, sock("d"), {write_rule("/etc", true)},
+                                       delegation({write_rule("/src", true)}));
+               }).reason() == yoi::errc::not_subset);
+    BOOST_TEST(!reg.find("c").has_value());
+    BOOST_TEST(!reg.find("d").has_value());
+
+    // A registration that passes: the pod and the reclaim, in one save.
+    yoi::register_pod(reg, "e", 1008, sock("e"), {write_rule("/e", true)}, sid());
+    dead.insert(1008);
+    yoi::register_pod(reg, "f", 1009, sock("f"), {write_rule("/e", true)}, sid());
+    BOOST_TEST(!reg.find("e").has_value());
+    BOOST_TEST(reg.find("f").has_value());
+    BOOST_TEST(reg.transact([](auto& tx) { return tx.size(); }) == 2u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -108,6 +108,11 @@ struct directory_policy {
     /// Off by default: such a directory lets another user plant files and
     /// symlinks in the registry. Turn on only for a directory shared on purpose.
     bool allow_shared = false;
+    /// Set an existing directory of this user whose mode is not 0700 to
+    /// 0700 (through the descriptor just checked), instead of refusing it
+    /// when group/others may write. algocline's seed does this at every
+    /// save. A directory of another user is refused all the same.
+    bool tighten_own = false;
 };
 
 /// Opens `dir` as a descriptor after checking it is a real directory that
@@ -159,7 +164,9 @@ inline unique_fd open_directory(const std::filesystem::path& dir, const director
                             ", not by this user (uid " + std::to_string(::geteuid()) +
                             "); refusing to keep a registry there");
         }
-        if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+        if (policy.tighten_own && (st.st_mode & 07777) != 0700) {
+            if (sys::fchmod(fd, 0700) != 0) throw_os_error(errc::io_failure, dir, "cannot chmod 0700", errno);
+        } else if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
             throw error(errc::unsafe_path, dir,
                         "directory is writable by group or others; refusing to keep a registry "
                         "there (chmod 0700 it, or set directory_policy::allow_shared)");

@@ -1,9 +1,11 @@
 // procreg/liveness/kill_liveness.hpp — "is the owner alive?" by kill(pid, 0).
 //
-// Invariant (the seeds' guards, docs/engineering.md §4): pid 0 and pids above
-// INT_MAX are dead without a system call (kill would address a process
-// group or every process); kill returning 0 or failing with EPERM is alive
-// (the process exists but is not ours); only ESRCH is dead.
+// Invariant (docs/engineering.md §4; the guards of the trusty and INSOMNIA
+// seeds, of which algocline's and yoi's seeds keep only part, see
+// docs/seeds.md): pid 0 and pids above INT_MAX are dead without a system
+// call (kill would address a process group or every process); kill
+// returning 0 or failing with EPERM is alive (the process exists but is
+// not ours); only ESRCH is dead.
 //
 // Caveat: a zombie answers kill, and a reused pid looks alive. Use
 // `pidfd_liveness` where that matters.

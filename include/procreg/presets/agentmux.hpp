@@ -12,13 +12,22 @@
 // one registry directory. It keeps the seed's behaviours:
 // - upsert merges into the existing file: fields this program does not
 //   know, at the top level and inside `data`, survive;
-// - a file with `schema_version` above `max_supported_schema`, without
-//   `schema_version`, or that does not parse is never overwritten or moved;
-//   unlike the seed (which only logs), the refusal is returned to the caller
-//   (`upsert_status::skipped` / `tombstone_status::skipped`, with path and reason);
+// - upsert never overwrites a file with `schema_version` above
+//   `max_supported_schema`, without `schema_version`, or that does not
+//   parse; unlike the seed (which only logs), the refusal is returned to
+//   the caller (`upsert_status::skipped`, with path and reason);
 // - a record is valid when it decodes, its schema is supported and
 //   `data.instance_id` equals the file's stem; listing skips and reports the rest;
-// - retire / unretire are idempotent moves, hard_delete drops both copies.
+// - retire / unretire are idempotent moves of whatever file is there (a
+//   rename keeps its bytes), hard_delete drops both copies;
+// - every instance id that is safe as a file name is accepted
+//   (`max_instance_id_length()`).
+// Where it differs from the seed, on purpose: a move never overwrites a
+// target this program cannot read (newer schema, no schema, unparseable:
+// the seed's rename would, and could lose a newer program's record; this
+// is the seed's upsert rule applied to moves), symbolic links are never
+// moved or followed, ids that are not safe file names are refused, and each
+// operation also takes a flock. The full list: docs/seeds.md.
 //
 // Concurrency: the seed relies on atomic rename plus an in-process mutex.
 // procreg keeps every write an atomic rename (so the Rust binary and
@@ -46,6 +55,7 @@
 
 #include <boost/describe/class.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -56,11 +66,15 @@
 namespace procreg::agentmux {
 
 /// The highest `schema_version` this program reads and writes (the seed's
-/// `MAX_SUPPORTED_SCHEMA`). Files above it are left untouched.
+/// `MAX_SUPPORTED_SCHEMA`, which lives in `schema.rs`, outside the seed
+/// file: the value 1 is reconstructed). Upsert never overwrites a file above it.
 inline constexpr std::uint32_t max_supported_schema = 1;
 
 /// The `data` object of a record file. Every member but `instance_id` is
-/// optional (absent on disk reads as empty; empty is written as null).
+/// optional (absent on disk reads as empty; empty is written as null). The
+/// seed's `NamedAgentRecord` lives in `schema.rs`, outside the seed file:
+/// these fields are reconstructed; fields other programs add survive
+/// upserts all the same.
 struct agent_data {
     std::string instance_id;                         ///< the agent instance id; equals the file's stem
     std::optional<std::string> name;                 ///< agent kind / template name
@@ -116,6 +130,11 @@ struct record_traits<agentmux::agent_record> {
 
 namespace procreg::agentmux {
 
+/// The longest instance id the preset accepts, in bytes: the longest key
+/// record_files can write, `<id>.json` plus its temp-file suffix within
+/// NAME_MAX (detail::max_storable_name_length(5), docs/errors.md "Limits").
+constexpr std::size_t max_instance_id_length() noexcept { return detail::max_storable_name_length(5); }
+
 /// The AgentMux registry: flock on `<root>/.registry.lock`, one file per
 /// agent with a `retired/` tree, no liveness.
 using agent_registry =
@@ -123,10 +142,15 @@ using agent_registry =
 
 /// The storage options the seed implies for `root`: schema guard on
 /// `schema_version` up to `max_supported_schema`, erase removes the active
-/// file, fsync on.
+/// file, fsync on, and every instance id safe as a file name accepted (the
+/// seed lists `bad name.json`; only separators, NUL, "." / "..", procreg's
+/// temp and lock names and ids longer than `max_instance_id_length()` are
+/// refused).
 inline storage::record_files_options options(std::filesystem::path root) {
     storage::record_files_options opts;
     opts.root = std::move(root);
+    opts.key_rule = detail::record_key_rule::file_name;
+    opts.max_key_length = max_instance_id_length();
     opts.schema_field = "schema_version";
     opts.max_schema_version = max_supported_schema;
     opts.on_erase = storage::erase_action::remove;

@@ -8,7 +8,10 @@
 //
 // guarded by an exclusive flock on the sibling `registry.lock`, with
 // liveness by kill(pid, 0). This preset reads and writes exactly that file,
-// so a C++ program and the Rust original can share one registry.
+// so a C++ program and the Rust original can share one registry. Unlike the
+// seed, which counts a worker alive only when kill returns 0, EPERM (another
+// user's process) is alive and pid 0 is dead (docs/policy-liveness.md; the
+// full list of differences: docs/seeds.md).
 //
 //     auto reg = procreg::algocline::open(dir / "registry.json");
 //     reg.insert(procreg::algocline::pool_session::make("sid-1", pid, sock, "0.30.0"));
@@ -78,17 +81,20 @@ using pool_registry =
     procreg::registry<pool_session, lock::flock_lock, storage::json_table, liveness::kill_liveness>;
 
 /// The storage options the seed uses for `registry_json`: array key
-/// "sessions", lock file `registry.lock` beside it, fsync on.
+/// "sessions", lock file `registry.lock` beside it, fsync on, and the pool
+/// directory set to 0700 when it is this user's but more open (the seed's
+/// save() does so; one of another user is still refused).
 inline storage::json_table_options options(std::filesystem::path registry_json) {
     storage::json_table_options opts;
+    opts.directory.tighten_own = true;
     opts.lock_file = registry_json.parent_path() / "registry.lock";
     opts.file = std::move(registry_json);
     opts.array_key = "sessions";
     return opts;
 }
 
-/// Opens (creating the directory 0700 if needed) the registry at
-/// `registry_json`. `Registry` may be `pool_registry` with another lock or
+/// Opens (creating the directory 0700 if needed, or setting this user's
+/// existing one to 0700) the registry at `registry_json`. `Registry` may be `pool_registry` with another lock or
 /// liveness policy (`procreg::with_lock_t`, `procreg::with_liveness_t`).
 template <class Registry = pool_registry>
 Registry open(std::filesystem::path registry_json) {

@@ -19,8 +19,10 @@
 //   `<staging>/<id>.json` for each consumed id (ignoring ones already gone),
 //   then the lock; `release_only` removes the lock alone.
 // Unlike the seed, two pods racing for a stale lock cannot both win (flock on
-// `_staging/.consolidation.lock.flock` plus a compare-and-swap publish), and
-// a release never removes a lock another pod has taken over.
+// `_staging/.consolidation.lock.flock` plus a compare-and-swap publish), a
+// release never removes a lock another pod has taken over, a symlinked lock
+// file is refused, and `release_only` raises on an I/O failure where the
+// seed logs it (the full list: docs/seeds.md).
 #pragma once
 
 #include <procreg/claim.hpp>

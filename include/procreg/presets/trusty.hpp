@@ -12,8 +12,9 @@
 //   a stale lock by hand.
 // Unlike the seed, the stale takeover cannot be won twice: it is decided
 // under a flock on `.daemon.lock.flock` and published with a
-// compare-and-swap (see docs/storage-claim-file.md), and the guard removes
-// the file only while it is still the one it wrote.
+// compare-and-swap (see docs/storage-claim-file.md), the guard removes the
+// file only while it is still the one it wrote, and a symlinked lock file is
+// refused (the full list: docs/seeds.md).
 //
 //     auto guard = procreg::trusty::acquire_lock(procreg::trusty::lock_file_path_for_dir(dir));
 //     if (auto pid = procreg::trusty::read_lock_pid(path)) ...;

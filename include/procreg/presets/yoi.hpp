@@ -16,21 +16,27 @@
 // `procreg::registry<yoi::allocation, Lock, Storage, Liveness>`.
 //
 //     auto reg = procreg::yoi::open(runtime_dir / "pods.json");
-//     reg.transact([&](auto& tx) {
-//         procreg::yoi::register_pod(tx, "a", pid, sock, {scope_rule::write("/src", true)}, segment);
+//     procreg::yoi::register_pod(reg, "a", pid, sock, {scope_rule::write("/src", true)}, segment);
+//     reg.transact([&](auto& tx) {   // several steps, all or nothing
+//         procreg::yoi::delegate_scope(tx, "a", "b", child_pid, child_sock, child_rules, authority);
 //     });
 //
 // Invariant (what every operation keeps): the *effective write scopes* of
 // the allocations in the table never overlap. A pod's effective write scope
 // is its write allow rules, minus its write deny rules, minus the write
 // allow rules of the pods delegated from it (its children). A registration
-// is refused with `write_conflict` when one of its write rules (minus its
-// own deny rules) meets another pod's effective write scope; a delegation
-// may overlap its spawner (that is what delegating means) but nobody else.
-// Read rules never conflict. Dead pods are reclaimed first, their children
-// reparented to the dead pod's parent so the delegation tree stays
-// connected. Each operation runs inside the caller's transaction: if it
-// throws, nothing it did (including the reclaim) is written.
+// is refused with `write_conflict` when one of its write rules meets
+// another pod's effective write scope, unless its own deny rules fully
+// cover every competitor's overlapping rule (the seed's rule; see
+// `deny_reading`); a delegation may overlap its spawner (that is what
+// delegating means) but nobody else. Read rules never conflict. Dead pods
+// are reclaimed first, their children reparented to the dead pod's parent
+// so the delegation tree stays connected.
+//
+// Each operation has a transaction form (inside the caller's transaction:
+// if it throws, nothing it did, the reclaim included, is written) and the
+// registrations also a registry form (one transaction of their own that,
+// like the seed, keeps the reclaim when the registration is refused).
 #pragma once
 
 #include <procreg/liveness/kill_liveness.hpp>
@@ -301,9 +307,12 @@ public:
 
     /// The pods, other than `exempt`, whose effective write scope meets
     /// `request` outside `extra` (the requester's own deny rules), deepest
-    /// in the delegation tree first, then in storage order.
+    /// in the delegation tree first, then in storage order. Each pod is
+    /// listed once, with its first write rule that meets `request`; with
+    /// `every_rule`, once for each such rule (what the seed's deny check
+    /// must see: a competitor is excused only if all its overlapping rules are).
     std::vector<conflict_owner> owners(const scope_rule& request, std::optional<std::string_view> exempt,
-                                       const std::vector<region>& extra) const {
+                                       const std::vector<region>& extra, bool every_rule = false) const {
         struct hit {
             std::size_t pod;
             const scope_rule* rule;
@@ -313,7 +322,7 @@ public:
         const region wanted = region_of(request);
         for (std::size_t i = 0; i < pods_.size(); ++i) {
             if (exempt && pods_[i]->pod_name == *exempt) continue;
-            if (const scope_rule* rule = claim(i, wanted, extra)) hits.push_back(hit{i, rule});
+            for (const scope_rule* rule : claims(i, wanted, extra, every_rule)) hits.push_back(hit{i, rule});
         }
         std::stable_sort(hits.begin(), hits.end(),
                          [&](const hit& a, const hit& b) { return depth_[a.pod] > depth_[b.pod]; });
@@ -351,9 +360,12 @@ private:
         return found->second;
     }
 
-    /// The first write allow rule of pod `i` through which its effective
-    /// write scope meets `wanted` outside `extra`, or null.
-    const scope_rule* claim(std::size_t i, const region& wanted, const std::vector<region>& extra) const {
+    /// The write allow rules of pod `i` through which its effective write
+    /// scope meets `wanted` outside `extra`: the first one only, or with
+    /// `every_rule` all of them.
+    std::vector<const scope_rule*> claims(std::size_t i, const region& wanted, const std::vector<region>& extra,
+                                          bool every_rule) const {
+        std::vector<const scope_rule*> out;
         std::optional<std::vector<region>> cover;  // built only once a rule meets `wanted`
         std::size_t k = 0;                         // allow_w_[i][k] is the region of the k-th write rule
         for (const auto& rule : pods_[i]->scope_allow) {
@@ -364,9 +376,11 @@ private:
                 cover = subtracted_[i];
                 cover->insert(cover->end(), extra.begin(), extra.end());
             }
-            if (!covered_by(*shared, *cover)) return &rule;
+            if (covered_by(*shared, *cover)) continue;
+            out.push_back(&rule);
+            if (!every_rule) break;
         }
-        return nullptr;
+        return out;
     }
 
     std::vector<const allocation*> pods_;  ///< the transaction's records, in storage order
@@ -513,22 +527,42 @@ bool is_within_effective_write(const Tx& tx, std::string_view pod, const scope_r
     return view.within_effective(pod, fixed.front());
 }
 
+/// How `register_pod_with_deny` lets its deny rules excuse a write conflict.
+enum class deny_reading {
+    /// The seed's rule, and the default: the conflicts of a requested write
+    /// rule are excused only when every write allow rule through which a
+    /// competitor meets it is fully covered by one write deny rule;
+    /// otherwise the registration is refused, naming the first competitor
+    /// (even one that is covered). A Rust pod and a C++ pod sharing
+    /// `pods.json` then agree on who may write.
+    competitors_covered,
+    /// procreg's earlier reading: the deny rules are subtracted from the
+    /// request, and only what is left must be clear of every other pod. It
+    /// admits all the seed admits and more: a request its own deny rules
+    /// cancel (write `/src/core`, deny `/src/core`, while another pod holds
+    /// `/src`) is admitted where the seed refuses it.
+    subtracted_from_request,
+};
+
 /// Registers a top-level pod whose write scope is `scope_allow` minus the
 /// write rules of `scope_deny` (the seed's `register_pod_with_deny`).
 ///
 /// Steps, in the seed's order: normalise every rule (`invalid_scope`);
 /// reclaim stale allocations; refuse a taken name (`duplicate_pod_name`),
 /// a segment another allocation writes (`segment_conflict`, naming it and
-/// its socket), and any write rule whose part outside `scope_deny` meets
-/// another pod's effective write scope (`write_conflict`, naming the pod
-/// and both rules). The deny rules thus let a restored pod re-register
-/// around what its children still hold. The check is structural, as in the
-/// seed: it does not verify that what the deny rules skip belongs to this
-/// pod's descendants.
+/// its socket), and any write rule that meets another pod's effective write
+/// scope unless `scope_deny` excuses it as `reading` says (`write_conflict`,
+/// naming the pod and both rules). The deny rules thus let a restored pod
+/// re-register around what its children still hold. The check is
+/// structural, as in the seed: it does not verify that what the deny rules
+/// excuse belongs to this pod's descendants.
+///
+/// Inside the caller's transaction, a refusal undoes the reclaim with
+/// everything else; the registry form below keeps it, as the seed does.
 template <class Tx>
 void register_pod_with_deny(Tx& tx, std::string pod_name, std::uint32_t pid, std::string socket,
                             std::vector<scope_rule> scope_allow, std::vector<scope_rule> scope_deny,
-                            std::string segment_id) {
+                            std::string segment_id, deny_reading reading = deny_reading::competitors_covered) {
     static_assert(detail::check_transaction<Tx>());
     scope_allow = detail::normalize_rules(tx, scope_allow, pod_name);
     scope_deny = detail::normalize_rules(tx, scope_deny, pod_name);
@@ -548,10 +582,21 @@ void register_pod_with_deny(Tx& tx, std::string pod_name, std::uint32_t pid, std
     {
         const detail::scope_table view(tx);
         const auto own_deny = detail::regions_of(scope_deny, permission::write);
+        const auto excused = [&](const conflict_owner& owner) {
+            return std::any_of(scope_deny.begin(), scope_deny.end(), [&](const scope_rule& deny) {
+                return deny.perm == permission::write && covers_fully(deny, owner.rule);
+            });
+        };
         for (const auto& rule : scope_allow) {
             if (rule.perm != permission::write) continue;
-            const auto owners = view.owners(rule, std::nullopt, own_deny);
-            if (!owners.empty()) detail::throw_write_conflict(tx, pod_name, rule, owners.front());
+            if (reading == deny_reading::subtracted_from_request) {
+                const auto owners = view.owners(rule, std::nullopt, own_deny);
+                if (!owners.empty()) detail::throw_write_conflict(tx, pod_name, rule, owners.front());
+                continue;
+            }
+            const auto owners = view.owners(rule, std::nullopt, {}, true);
+            if (owners.empty() || std::all_of(owners.begin(), owners.end(), excused)) continue;
+            detail::throw_write_conflict(tx, pod_name, rule, owners.front());
         }
     }
     tx.insert(allocation{std::move(pod_name), pid, std::move(socket), std::move(scope_allow), std::move(scope_deny),
@@ -637,6 +682,70 @@ void reclaim_delegated_scope(Tx& tx, std::string_view parent, std::string_view c
         if (changed) tx.modify(parent, [&](allocation& a) { a.scope_deny = std::move(deny); });
     }
     detail::remove_pod(tx, child);
+}
+
+namespace detail {
+
+/// Runs the registration `steps(tx)` as one transaction of `reg` that is
+/// saved even when `steps` refuses with a `scope_error`: every refusal comes
+/// before the registration's only write (its insert), so what is saved then
+/// is exactly the stale reclaim, which the seed saves before its checks
+/// (`reclaim_stale` in `mutate.rs`). The refusal is rethrown after the
+/// save; as in the seed, where that save's errors are ignored, a failure to
+/// save the reclaim does not hide the refusal. A registration that passes
+/// is saved with the reclaim in one atomic write, or not at all.
+template <class Registry, class Steps>
+void register_keeping_reclaim(Registry& reg, Steps&& steps) {
+    std::optional<scope_error> refusal;
+    try {
+        reg.transact([&](auto& tx) {
+            try {
+                steps(tx);
+            } catch (const scope_error& e) {
+                refusal = e;
+            }
+        });
+    } catch (const procreg::error&) {
+        if (!refusal) throw;
+    }
+    if (refusal) throw *refusal;
+}
+
+}  // namespace detail
+
+/// `register_pod_with_deny` as one transaction of `reg`, with the seed's
+/// effect on refusal: the stale pods it reclaimed stay reclaimed (saved),
+/// the pod is not registered, and the `scope_error` propagates.
+template <class Lock, class Storage, class Liveness>
+void register_pod_with_deny(registry<allocation, Lock, Storage, Liveness>& reg, std::string pod_name,
+                            std::uint32_t pid, std::string socket, std::vector<scope_rule> scope_allow,
+                            std::vector<scope_rule> scope_deny, std::string segment_id,
+                            deny_reading reading = deny_reading::competitors_covered) {
+    detail::register_keeping_reclaim(reg, [&](auto& tx) {
+        register_pod_with_deny(tx, std::move(pod_name), pid, std::move(socket), std::move(scope_allow),
+                               std::move(scope_deny), std::move(segment_id), reading);
+    });
+}
+
+/// `register_pod` as one transaction of `reg`; a refusal keeps the reclaim
+/// (see the registry form of `register_pod_with_deny`).
+template <class Lock, class Storage, class Liveness>
+void register_pod(registry<allocation, Lock, Storage, Liveness>& reg, std::string pod_name, std::uint32_t pid,
+                  std::string socket, std::vector<scope_rule> scope_allow, std::string segment_id) {
+    detail::register_keeping_reclaim(reg, [&](auto& tx) {
+        register_pod(tx, std::move(pod_name), pid, std::move(socket), std::move(scope_allow), std::move(segment_id));
+    });
+}
+
+/// `delegate_scope` as one transaction of `reg`; a refusal keeps the reclaim
+/// (see the registry form of `register_pod_with_deny`).
+template <class Lock, class Storage, class Liveness>
+void delegate_scope(registry<allocation, Lock, Storage, Liveness>& reg, std::string_view spawner,
+                    std::string spawned, std::uint32_t pid, std::string socket, std::vector<scope_rule> scope_allow,
+                    const delegation_scope& scope) {
+    detail::register_keeping_reclaim(reg, [&](auto& tx) {
+        delegate_scope(tx, spawner, std::move(spawned), pid, std::move(socket), std::move(scope_allow), scope);
+    });
 }
 
 }  // namespace procreg::yoi

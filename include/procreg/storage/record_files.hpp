@@ -7,8 +7,10 @@
 //     <root>/.registry.lock        the default lock file of the registry
 //
 // Invariants:
-// - a key is a file name only if it matches detail/record_key.hpp's strict
-//   pattern; anything else is `errc::invalid_key` before any file is touched;
+// - a key is a file name only if detail/record_key.hpp's rule accepts it
+//   (the strict pattern, or with `record_key_rule::file_name` any name safe
+//   as `<key>.json`) and it does not name the lock file; anything else is
+//   `errc::invalid_key` before any file is touched;
 // - a session is lazy: `find(key)` reads that one file, listing reads the
 //   directory once, and no file is read twice in one session; nothing is
 //   cached across sessions, so the files stay the single source of truth;
@@ -18,9 +20,12 @@
 //   throws writes nothing;
 // - a file this program must not overwrite — it does not parse, or (when a
 //   schema field is configured) lacks that field or carries a version above
-//   the highest supported — is never replaced, merged or moved: `put`,
-//   `retire` and `unretire` refuse with a `skipped_file` naming the file and
-//   the reason, and the file stays byte for byte as it was. Only
+//   the highest supported — is never replaced or merged, nor overwritten by
+//   a move: `put`, and `retire` / `unretire` onto it, refuse with a
+//   `skipped_file` naming the file and the reason, and the file stays byte
+//   for byte as it was. As the source of `retire` / `unretire` it is moved,
+//   as the AgentMux seed moves any file: a rename keeps its bytes. Symbolic
+//   links and other unsafe files are never replaced or moved. Only
 //   `hard_delete` removes files regardless of their contents (the operator's
 //   explicit "drop both copies");
 // - a record whose file its readers would skip (above max_file_bytes, past
@@ -97,6 +102,11 @@ struct record_files_options {
     std::size_t max_depth = 32;
     /// Ownership and permission rules for `root` and the retired directory.
     detail::directory_policy directory;
+    /// Which keys name files (detail/record_key.hpp): the strict pattern, or
+    /// every name safe as `<key>.json` (for a seed whose files need it).
+    detail::record_key_rule key_rule = detail::record_key_rule::pattern;
+    /// With `record_key_rule::file_name`, the longest key accepted (bytes).
+    std::size_t max_key_length = detail::max_record_key_length;
 };
 
 /// Storage policy: one JSON file per record under a root directory, and
@@ -280,14 +290,15 @@ public:
         const std::filesystem::path& path() const noexcept { return files_->path(); }
 
         /// Moves `<key>.json` to `retired/<key>.json`. Idempotent: without an
-        /// active file it does nothing (`unchanged`). Refuses (`skipped`)
-        /// when the active file is not a valid record, or a retired copy
-        /// exists that must not be overwritten.
+        /// active file it does nothing (`unchanged`). The file moves whatever
+        /// it holds (a rename keeps its bytes: nothing is lost), but not a
+        /// symbolic link or other unsafe file, and not over a retired copy
+        /// that must not be overwritten (`skipped`).
         tombstone_result retire(std::string_view key) {
             slot& s = slot_of(key);
             file_state& active = load_active(s, key);
             if (active.kind == file_kind::absent) return {tombstone_status::unchanged, std::nullopt};
-            if (active.kind != file_kind::valid) {
+            if (!active.movable()) {
                 return {tombstone_status::skipped, skipped_file{active_file(key), "not retired: " + active.reason}};
             }
             file_state& retired = load_retired(s, key);
@@ -302,14 +313,14 @@ public:
         }
 
         /// Moves `retired/<key>.json` back to `<key>.json`. Idempotent:
-        /// without a retired file it does nothing (`unchanged`). Refuses
-        /// (`skipped`) when the retired file is not a valid record, or an
-        /// active file exists that must not be overwritten.
+        /// without a retired file it does nothing (`unchanged`). As
+        /// `retire`: the file moves whatever it holds, but not an unsafe
+        /// file, and not over an active file that must not be overwritten.
         tombstone_result unretire(std::string_view key) {
             slot& s = slot_of(key);
             file_state& retired = load_retired(s, key);
             if (retired.kind == file_kind::absent) return {tombstone_status::unchanged, std::nullopt};
-            if (retired.kind != file_kind::valid) {
+            if (!retired.movable()) {
                 return {tombstone_status::skipped,
                         skipped_file{retired_file(key), "not unretired: " + retired.reason}};
             }
@@ -401,7 +412,10 @@ public:
             valid,               // a record
             not_a_record,        // parsed, of a supported schema, but does not decode or has another key:
                                  // skipped, yet may be overwritten (its unknown keys kept) or removed
-            must_not_overwrite,  // unsafe, unparseable or of an unsupported schema: skipped, never replaced or moved
+            must_not_overwrite,  // unparseable or of an unsupported schema: skipped, never replaced; moved
+                                 // only as the source of retire / unretire (a rename keeps its bytes)
+            unsafe,              // a symbolic link, not a regular file, too large or unreadable: never
+                                 // replaced or moved
         };
 
         // One side (active or retired) of one key, as read in this session
@@ -416,7 +430,11 @@ public:
             static file_state holding(stored_record<Record> record) {
                 return file_state{file_kind::valid, std::move(record), {}, {}};
             }
-            bool writable() const noexcept { return kind != file_kind::must_not_overwrite; }
+            bool writable() const noexcept {
+                return kind != file_kind::must_not_overwrite && kind != file_kind::unsafe;
+            }
+            // A move (retire / unretire) may take it: a regular file, whatever it holds.
+            bool movable() const noexcept { return kind != file_kind::absent && kind != file_kind::unsafe; }
         };
 
         enum class op_kind : unsigned char { write_active, remove_active, remove_retired, retire, unretire };
@@ -440,7 +458,13 @@ public:
 
         // The key is checked here, before any file is touched.
         slot& slot_of(std::string_view key) const {
-            detail::check_record_key(key, files_->options_.root);
+            const auto& opts = files_->options_;
+            detail::check_record_key(key, opts.root, opts.key_rule, opts.max_key_length);
+            if (opts.lock_file == opts.root / (std::string(key) + ".json")) {
+                throw error(errc::invalid_key, opts.root,
+                            "record key " + detail::quote_record_key(key) + " names the registry's lock file",
+                            error::details{std::string(key), {}, 0});
+            }
             auto found = slots_.find(key);
             if (found != slots_.end()) return found->second;
             return slots_.emplace(std::string(key), slot{}).first->second;
@@ -482,8 +506,9 @@ public:
                 // unreadable file: one such file must not stop every operation.
                 const bool forbidden =
                     e.code() == errc::io_failure && (e.os_error() == EACCES || e.os_error() == EPERM);
-                if (e.code() != errc::unsafe_path && e.code() != errc::corrupted_file && !forbidden) throw;
-                return refuse(without_path(e, dir / name), file_kind::must_not_overwrite);
+                if (forbidden) return refuse(without_path(e, dir / name), file_kind::must_not_overwrite);
+                if (e.code() != errc::unsafe_path && e.code() != errc::corrupted_file) throw;
+                return refuse(without_path(e, dir / name), file_kind::unsafe);
             }
             if (!contents) return file_state::absent();
             std::string parse_error;
@@ -605,15 +630,18 @@ public:
                 const dirent* entry = ::readdir(stream);
                 if (!entry) break;
                 const std::string_view name(entry->d_name);
-                // Hidden names: ".", "..", temp files ".<name>.tmp-…", the lock file.
-                if (name.empty() || name.front() == '.') continue;
                 if (name.size() <= 5 || name.substr(name.size() - 5) != ".json") continue;
                 if (entry->d_type == DT_DIR) continue;
                 const std::string_view stem = name.substr(0, name.size() - 5);
-                if (!detail::is_valid_record_key(stem)) {
+                const auto& opts = files_->options_;
+                if (!detail::is_accepted_record_key(stem, opts.key_rule, opts.max_key_length)) {
+                    // Hidden names the rule refuses (procreg's temp files among them) are passed over.
+                    if (name.front() == '.') continue;
+                    const char* why = opts.key_rule == detail::record_key_rule::pattern
+                                          ? detail::record_key_pattern
+                                          : detail::file_name_key_problem(stem, opts.max_key_length);
                     skipped_.push_back(skipped_file{root / std::string(name),
-                                                    "file name is not a valid record key (" +
-                                                        std::string(detail::record_key_pattern) + ")"});
+                                                    "file name is not a valid record key (" + std::string(why) + ")"});
                     continue;
                 }
                 keys.emplace_back(stem);
@@ -716,6 +744,12 @@ private:
     // What both constructors do once the options are complete.
     void open() {
         if (options_.root.empty()) throw error(errc::invalid_argument, options_.root, "record_files needs a root directory");
+        if (options_.max_key_length > detail::max_storable_name_length(5)) {
+            throw error(errc::invalid_argument, options_.root,
+                        "max_key_length " + std::to_string(options_.max_key_length) + " is above " +
+                            std::to_string(detail::max_storable_name_length(5)) +
+                            ", the longest key whose file and temp file fit NAME_MAX");
+        }
         if (!detail::is_valid_record_key(options_.retired_dir)) {
             throw error(errc::invalid_key, options_.root,
                         "retired_dir " + detail::quote_record_key(options_.retired_dir) +

@@ -12,7 +12,8 @@
 //! procreg's preset knows (`instance_id`, and optional `name`,
 //! `display_name`, `working_dir`, `last_launched_at_ms`), plain serde
 //! derives; `MAX_SUPPORTED_SCHEMA = 1`; `validate` (instance_id equals the
-//! file stem, schema_version between 1 and the maximum); `write_atomic`
+//! file stem, schema_version at most the maximum: the preset's reading, as
+//! the seed's merge_for_write treats every version up to it as writable); `write_atomic`
 //! (temp file in the same directory, fsync, rename) and `rename_atomic`
 //! (rename). A skipped upsert is reported on stderr where the seed calls
 //! `tracing::warn!`, so the test can see it.
@@ -54,7 +55,7 @@ pub enum ValidationError {
 }
 
 pub fn validate(stem: &str, rec: &NamedAgentRecord) -> Result<(), ValidationError> {
-    if rec.schema_version == 0 || rec.schema_version > MAX_SUPPORTED_SCHEMA {
+    if rec.schema_version > MAX_SUPPORTED_SCHEMA {
         return Err(ValidationError::Schema(rec.schema_version));
     }
     if rec.data.instance_id != stem {

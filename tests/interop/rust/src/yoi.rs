@@ -17,10 +17,24 @@
 //! when absent), `delegated_from` / `segment_id` are `Option` (absent or null
 //! is `None`).
 //!
-//! Left out: the write-conflict and delegation-authority checks (they live in
-//! yoi's `conflict.rs` and `manifest`, which the seed does not contain); the
-//! duplicate-name and segment checks are kept. They decide whether a pod may
-//! register, not how the file looks, and procreg's own seed tests cover them.
+//! `register_pod_with_deny` is the seed's whole function, its write-conflict
+//! loop included (the deny rules excuse a rule's conflicts only when every
+//! competitor's rule is fully covered by one of them). The two functions
+//! that loop calls live in yoi's `conflict.rs`, which the seed does not
+//! contain, and are RECONSTRUCTED here from the seed's tests and comments,
+//! with exactly the reading procreg's preset documents
+//! (include/procreg/presets/yoi/scope.hpp, docs/example-yoi.md):
+//! `covers_fully(cover, inner)` (cover's coverage contains inner's, its
+//! permission at least inner's) and `find_conflict_owners(table, rule,
+//! exempt)` (every write allow rule of another pod through which that pod's
+//! effective write scope, i.e. its write rules minus its write deny rules
+//! minus its children's write rules, meets `rule`; deepest pod in the
+//! delegation tree first, then table order). A rule covers its target and
+//! everything below it when recursive, else its target and direct children;
+//! paths compare by components.
+//!
+//! Left out: the delegation-authority check of `delegate_scope` (it lives in
+//! yoi's `manifest`, which the seed does not contain).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -160,14 +174,195 @@ pub enum ScopeLockError {
         pod_name: String,
         socket: PathBuf,
     },
+    #[error("pod wants {rule:?}, which conflicts with pod {competitor:?} holding {competitor_rule:?}")]
+    WriteConflict {
+        competitor: String,
+        rule: ScopeRule,
+        competitor_rule: ScopeRule,
+    },
     #[error("io: {0}")]
     Io(#[from] io::Error),
 }
 
+// ─── Reconstructed: conflict.rs (see the module comment) ────────────────────
+
+/// The shapes a coverage, or an intersection of coverages, can take.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Subtree,
+    Shallow,
+    Single,
+}
+
+#[derive(Clone)]
+struct Region {
+    at: Vec<String>,
+    kind: Shape,
+}
+
+fn components(path: &Path) -> Vec<String> {
+    path.to_string_lossy()
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(str::to_string)
+        .collect()
+}
+
+fn region_of(rule: &ScopeRule) -> Region {
+    Region {
+        at: components(&rule.target),
+        kind: if rule.recursive { Shape::Subtree } else { Shape::Shallow },
+    }
+}
+
+fn is_prefix(a: &[String], b: &[String]) -> bool {
+    a.len() <= b.len() && a.iter().zip(b.iter()).all(|(x, y)| x == y)
+}
+
+fn is_parent(parent: &[String], child: &[String]) -> bool {
+    child.len() == parent.len() + 1 && is_prefix(parent, child)
+}
+
+fn contains_point(r: &Region, q: &[String]) -> bool {
+    match r.kind {
+        Shape::Subtree => is_prefix(&r.at, q),
+        Shape::Shallow => r.at == q || is_parent(&r.at, q),
+        Shape::Single => r.at == q,
+    }
+}
+
+fn intersect(a: &Region, b: &Region) -> Option<Region> {
+    if a.kind == Shape::Single {
+        return if contains_point(b, &a.at) { Some(a.clone()) } else { None };
+    }
+    if b.kind == Shape::Single {
+        return if contains_point(a, &b.at) { Some(b.clone()) } else { None };
+    }
+    if a.kind == Shape::Subtree && b.kind == Shape::Subtree {
+        if is_prefix(&a.at, &b.at) {
+            return Some(b.clone());
+        }
+        if is_prefix(&b.at, &a.at) {
+            return Some(a.clone());
+        }
+        return None;
+    }
+    let single = |at: &Vec<String>| Region { at: at.clone(), kind: Shape::Single };
+    if a.kind == Shape::Shallow && b.kind == Shape::Shallow {
+        if a.at == b.at {
+            return Some(a.clone());
+        }
+        if is_parent(&a.at, &b.at) {
+            return Some(single(&b.at));
+        }
+        if is_parent(&b.at, &a.at) {
+            return Some(single(&a.at));
+        }
+        return None;
+    }
+    let (deep, shallow) = if a.kind == Shape::Subtree { (a, b) } else { (b, a) };
+    if is_prefix(&deep.at, &shallow.at) {
+        return Some(shallow.clone());
+    }
+    if is_parent(&shallow.at, &deep.at) {
+        return Some(single(&deep.at));
+    }
+    None
+}
+
+fn covered_by(x: &Region, cover: &[Region]) -> bool {
+    let subtree_above = |c: &Region| c.kind == Shape::Subtree && is_prefix(&c.at, &x.at);
+    match x.kind {
+        Shape::Single => cover.iter().any(|c| contains_point(c, &x.at)),
+        Shape::Shallow => {
+            cover.iter().any(|c| contains_point(c, &x.at))
+                && cover
+                    .iter()
+                    .any(|c| subtree_above(c) || (c.kind == Shape::Shallow && c.at == x.at))
+        }
+        Shape::Subtree => cover.iter().any(subtree_above),
+    }
+}
+
+fn write_regions(rules: &[ScopeRule]) -> Vec<Region> {
+    rules
+        .iter()
+        .filter(|r| r.permission == Permission::Write)
+        .map(region_of)
+        .collect()
+}
+
+pub fn covers_fully(cover: &ScopeRule, inner: &ScopeRule) -> bool {
+    if cover.permission == Permission::Read && inner.permission == Permission::Write {
+        return false;
+    }
+    covered_by(&region_of(inner), &[region_of(cover)])
+}
+
+pub struct ConflictOwner {
+    pub pod_name: String,
+    pub rule: ScopeRule,
+}
+
+pub fn find_conflict_owners(
+    table: &AllocationTable,
+    rule: &ScopeRule,
+    exempt: Option<&str>,
+) -> Vec<ConflictOwner> {
+    if rule.permission != Permission::Write {
+        return Vec::new();
+    }
+    let wanted = region_of(rule);
+    let pods = &table.allocations;
+    let depth = |pod: &Allocation| {
+        let mut at = pod;
+        let mut steps = 0;
+        while steps < pods.len() {
+            let parent = match at.delegated_from.as_deref().and_then(|p| table.find(p)) {
+                Some(parent) => parent,
+                None => break,
+            };
+            at = parent;
+            steps += 1;
+        }
+        steps
+    };
+    let mut hits: Vec<(usize, ConflictOwner)> = Vec::new();
+    for pod in pods {
+        if exempt == Some(pod.pod_name.as_str()) {
+            continue;
+        }
+        let mut subtracted = write_regions(&pod.scope_deny);
+        for child in pods {
+            if child.pod_name != pod.pod_name
+                && child.delegated_from.as_deref() == Some(pod.pod_name.as_str())
+            {
+                subtracted.extend(write_regions(&child.scope_allow));
+            }
+        }
+        for own in pod.scope_allow.iter().filter(|r| r.permission == Permission::Write) {
+            if let Some(shared) = intersect(&region_of(own), &wanted) {
+                if !covered_by(&shared, &subtracted) {
+                    hits.push((
+                        depth(pod),
+                        ConflictOwner {
+                            pod_name: pod.pod_name.clone(),
+                            rule: own.clone(),
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    hits.sort_by(|a, b| b.0.cmp(&a.0)); // stable: deepest first, then table order
+    hits.into_iter().map(|(_, owner)| owner).collect()
+}
+
 // ─── Seed: mutate.rs ──────────────────────────────────────────────────────────
 
-/// `register_pod_with_deny` without the conflict checks (see the module
-/// comment): reclaim stale, refuse a taken name or segment, push, save.
+/// The seed's `register_pod_with_deny`, whole (conflict helpers reconstructed
+/// above): reclaim stale (saved at once), refuse a taken name or segment,
+/// refuse a write conflict the deny rules do not excuse, push, save.
 pub fn register_pod_with_deny(
     guard: &mut LockFileGuard,
     pod_name: String,
@@ -187,6 +382,29 @@ pub fn register_pod_with_deny(
             pod_name: existing.pod_name.clone(),
             socket: existing.socket.clone(),
         });
+    }
+    for rule in scope_allow
+        .iter()
+        .filter(|r| r.permission == Permission::Write)
+    {
+        let conflicts = find_conflict_owners(guard.data(), rule, None);
+        let all_denied = !conflicts.is_empty()
+            && conflicts.iter().all(|owner| {
+                scope_deny
+                    .iter()
+                    .filter(|r| r.permission == Permission::Write)
+                    .any(|deny| covers_fully(deny, &owner.rule))
+            });
+        if all_denied {
+            continue;
+        }
+        if let Some(competitor) = conflicts.into_iter().next() {
+            return Err(ScopeLockError::WriteConflict {
+                competitor: competitor.pod_name,
+                rule: rule.clone(),
+                competitor_rule: competitor.rule,
+            });
+        }
     }
     guard.data_mut().allocations.push(Allocation {
         pod_name,
