@@ -48,7 +48,7 @@ inline const char* to_string(watch_event_kind kind) noexcept {
 /// One event.
 template <class Record>
 struct watch_event {
-    watch_event_kind kind = watch_event_kind::added;
+    watch_event_kind kind = watch_event_kind::added;  ///< what happened
     std::string key;                ///< the record's key
     std::optional<Record> record;   ///< see watch_event_kind
     std::uint64_t pid = 0;          ///< the record's owner
