@@ -364,6 +364,11 @@ public:
     /// What a successful acquire returns.
     using handle = claim_handle<Registry, Destroy>;
 
+    /// A claim on `key` in `registry`, which the claim keeps (and shares
+    /// with every handle it gives out).
+    claim(Registry registry, std::string key, options opts = options{})
+        : claim(std::make_shared<Registry>(std::move(registry)), std::move(key), std::move(opts)) {}
+
     /// A claim on `key` in `registry` (shared with every handle it gives out).
     claim(std::shared_ptr<Registry> registry, std::string key, options opts = options{})
         : registry_(std::move(registry)), key_(std::move(key)), options_(std::move(opts)) {

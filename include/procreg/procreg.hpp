@@ -9,6 +9,7 @@
 
 #include <procreg/claim.hpp>
 #include <procreg/common_registries.hpp>
+#include <procreg/directory_policy.hpp>
 #include <procreg/error.hpp>
 #include <procreg/liveness/callable_liveness.hpp>
 #include <procreg/liveness/kill_liveness.hpp>

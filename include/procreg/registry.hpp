@@ -28,6 +28,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string_view>
@@ -77,11 +78,18 @@ public:
               class = std::enable_if_t<std::is_constructible_v<Lock, LockArgument&&>>>
     registry(Storage storage, LockArgument&& lock_argument, Liveness liveness)
         : storage_(std::move(storage)),
-          lock_(std::forward<LockArgument>(lock_argument)),
+          lock_(std::make_unique<Lock>(std::forward<LockArgument>(lock_argument))),
           liveness_(std::move(liveness)) {}
 
     registry(const registry&) = delete;
     registry& operator=(const registry&) = delete;
+    /// Moves the registry (its storage, lock and liveness policy) into a new
+    /// object; the lock object itself stays where it is, so no transaction
+    /// may run while the registry is moved. A moved-from registry may only
+    /// be destroyed or assigned to.
+    registry(registry&&) noexcept = default;
+    /// As the move constructor.
+    registry& operator=(registry&&) noexcept = default;
 
     /// Runs `steps(transaction_type&)` under the lock against the state on
     /// disk, then saves what changed. If `steps` throws, nothing is saved and
@@ -100,7 +108,7 @@ public:
         static_assert(!std::is_reference_v<std::invoke_result_t<Steps&, transaction_type&>>,
                       "procreg: transact() steps must return a value, not a reference: what the transaction "
                       "holds is gone when it ends with the lock");
-        std::unique_lock<Lock> guard(lock_);
+        std::unique_lock<Lock> guard(*lock_);
         return run_locked(std::forward<Steps>(steps));
     }
 
@@ -113,7 +121,7 @@ public:
         static_assert(!std::is_reference_v<std::invoke_result_t<Steps&, transaction_type&>>,
                       "procreg: transact_for() steps must return a value, not a reference: what the transaction "
                       "holds is gone when it ends with the lock");
-        std::unique_lock<Lock> guard(lock_, std::defer_lock);
+        std::unique_lock<Lock> guard(*lock_, std::defer_lock);
         if (!guard.try_lock_for(timeout)) {
             throw error(errc::lock_timeout, detail::lock_location_of(storage_), "lock not acquired in time");
         }
@@ -297,8 +305,8 @@ public:
 
     /// The storage policy.
     Storage& storage() noexcept { return storage_; }
-    /// The lock policy.
-    Lock& lock() noexcept { return lock_; }
+    /// The lock policy object (to take the lock, run a transaction).
+    Lock& lock_policy() noexcept { return *lock_; }
     /// The liveness policy.
     const Liveness& liveness() const noexcept { return liveness_; }
 
@@ -325,19 +333,19 @@ private:
         }
     }
 
-    // Each branch returns a prvalue, so a lock that cannot be moved is
-    // built in place all the same.
-    static Lock make_lock(Storage& storage) {
+    // Each branch initialises the lock from a prvalue, so a lock that
+    // cannot be moved is built in place all the same.
+    static std::unique_ptr<Lock> make_lock(Storage& storage) {
         if constexpr (detail::has_lock_location<Storage>::value &&
                       std::is_constructible_v<Lock, decltype(storage.lock_location())>) {
-            return Lock(storage.lock_location());
+            return std::unique_ptr<Lock>(new Lock(storage.lock_location()));
         } else if constexpr (detail::has_lock_path<Storage>::value) {
-            return Lock(storage.lock_path());
+            return std::unique_ptr<Lock>(new Lock(storage.lock_path()));
         } else {
             static_assert(std::is_default_constructible_v<Lock>,
                           "procreg: the storage has no lock file (lock_path()), so the lock policy must be "
                           "default-constructible");
-            return Lock();
+            return std::make_unique<Lock>();
         }
     }
 
@@ -368,7 +376,7 @@ private:
     }
 
     Storage storage_;
-    Lock lock_;
+    std::unique_ptr<Lock> lock_;  // held by pointer so that the registry moves while a lock cannot
     Liveness liveness_;
 };
 

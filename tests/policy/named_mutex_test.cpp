@@ -156,16 +156,16 @@ BOOST_AUTO_TEST_CASE(try_lock_for_times_out_while_held_and_succeeds_once_release
     holding_child child(f.lock_path);
 
     const auto start = std::chrono::steady_clock::now();
-    BOOST_TEST(!reg.lock().try_lock_for(150ms));
+    BOOST_TEST(!reg.lock_policy().try_lock_for(150ms));
     BOOST_TEST(((std::chrono::steady_clock::now() - start) >= 150ms));  // it waited, it did not give up early
-    BOOST_TEST(!reg.lock().try_lock_until(std::chrono::system_clock::now() + 20ms));
-    BOOST_TEST(!reg.lock().try_lock_for(-1s));  // a deadline in the past is a try_lock
+    BOOST_TEST(!reg.lock_policy().try_lock_until(std::chrono::system_clock::now() + 20ms));
+    BOOST_TEST(!reg.lock_policy().try_lock_for(-1s));  // a deadline in the past is a try_lock
     BOOST_CHECK_EXCEPTION(reg.transact_for(50ms, [](auto&) {}), procreg::error,
                           [](const procreg::error& e) { return is_error(e, procreg::errc::lock_timeout); });
 
     child.release.notify();
-    BOOST_TEST(reg.lock().try_lock_for(20s));  // woken by the release, long before the deadline
-    reg.lock().unlock();
+    BOOST_TEST(reg.lock_policy().try_lock_for(20s));  // woken by the release, long before the deadline
+    reg.lock_policy().unlock();
     BOOST_TEST(procreg_test::wait_exit(child.pid) == 0);
     reg.insert(pool_session::make("after", static_cast<std::uint32_t>(::getpid()), "/s", "1"));
     BOOST_TEST(reg.find("after").has_value());
@@ -249,26 +249,26 @@ BOOST_AUTO_TEST_CASE(sigkilled_holder_is_recovered_and_the_data_is_intact) {
         return 3;
     });
     BOOST_TEST_REQUIRE(held.wait(20s));
-    BOOST_TEST(!reg.lock().try_lock());
+    BOOST_TEST(!reg.lock_policy().try_lock());
     ::kill(child, SIGKILL);
     BOOST_TEST(procreg_test::wait_exit(child) == 128 + SIGKILL);
 
-    const std::uint64_t before = reg.lock().recoveries();
+    const std::uint64_t before = reg.lock_policy().recoveries();
     const auto start = std::chrono::steady_clock::now();
     auto rows = reg.transact_for(5s, [&](session_registry::transaction_type& tx) {
-        BOOST_TEST(reg.lock().last_acquire_recovered());
+        BOOST_TEST(reg.lock_policy().last_acquire_recovered());
         return tx.records();
     });
     BOOST_TEST(((std::chrono::steady_clock::now() - start) < 5s));
-    BOOST_TEST(reg.lock().recoveries() == before + 1);
+    BOOST_TEST(reg.lock_policy().recoveries() == before + 1);
     BOOST_TEST_REQUIRE(rows.size() == 2u);
     BOOST_TEST((rows[0] == a));
     BOOST_TEST((rows[1] == b));
 
     // Consistent again: plain acquisitions, by this process and by others.
     reg.insert(pool_session::make("c", me, "/run/c.sock", "0.30.0"));
-    BOOST_TEST(!reg.lock().last_acquire_recovered());
-    BOOST_TEST(reg.lock().recoveries() == before + 1);
+    BOOST_TEST(!reg.lock_policy().last_acquire_recovered());
+    BOOST_TEST(reg.lock_policy().recoveries() == before + 1);
     BOOST_TEST(probe_from_child(f.lock_path) == 0);
     BOOST_TEST(reg.list().size() == 3u);
 }

@@ -147,7 +147,7 @@ BOOST_AUTO_TEST_CASE(lock_file_sets_secure_permissions) {
     temp_dir dir;
     auto reg = procreg::algocline::open<test_registry>(dir / "registry.json");
     reg.insert(make_entry("s", self_pid()));
-    check_lock_is_private(dir.path(), reg.lock());
+    check_lock_is_private(dir.path(), reg.lock_policy());
 }
 
 // 4 real processes × 100 inserts each: every entry present, file parses.

@@ -7,6 +7,7 @@
 
 #include "output.hpp"
 
+#include <procreg/detail/policy_checks.hpp>
 #include <procreg/dynamic_record.hpp>
 #include <procreg/stored_record.hpp>
 
@@ -30,13 +31,25 @@ inline row make_row(const procreg::dynamic_record& record, bool alive) {
     return out;
 }
 
+/// The entries `tx`'s storage passed over, for storages that report them
+/// (the skipped-entries capability); a one-file table fails instead.
+template <class Transaction>
+std::vector<procreg::skipped_file> skipped_of(const Transaction& tx) {
+    if constexpr (procreg::detail::session_reports_skipped<typename Transaction::session_type>::value) {
+        return tx.skipped_files();
+    } else {
+        (void)tx;
+        return {};
+    }
+}
+
 /// Lists `reg` under its lock.
 template <class Registry>
 listing collect(Registry& reg) {
     return reg.transact([](auto& tx) {
         listing out;
         for (auto& item : tx.list()) out.rows.push_back(make_row(item.record, item.alive));
-        out.skipped = tx.skipped_files();
+        out.skipped = skipped_of(tx);
         return out;
     });
 }

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <procreg/detail/sys.hpp>
+#include <procreg/directory_policy.hpp>
 #include <procreg/error.hpp>
 
 #include <atomic>
@@ -100,20 +101,8 @@ private:
     throw_os_error(code, path.get(), what, err);
 }
 
-/// What a registry directory may be.
-struct directory_policy {
-    /// Create the directory (and missing parents, each 0700) when absent.
-    bool create = true;
-    /// Accept a directory owned by another user or writable by group/others.
-    /// Off by default: such a directory lets another user plant files and
-    /// symlinks in the registry. Turn on only for a directory shared on purpose.
-    bool allow_shared = false;
-    /// Set an existing directory of this user whose mode is not 0700 to
-    /// 0700 (through the descriptor just checked), instead of refusing it
-    /// when group/others may write. algocline's seed does this at every
-    /// save. A directory of another user is refused all the same.
-    bool tighten_own = false;
-};
+// The directory rule is a public option (procreg/directory_policy.hpp).
+using procreg::directory_policy;
 
 /// Opens `dir` as a descriptor after checking it is a real directory that
 /// only this user controls. Missing components are created with mode 0700.

@@ -140,7 +140,7 @@ inline claim_options<lock_record> claim_settings() {
 /// Opens the consolidation lock with explicit storage options.
 template <class Registry = consolidation_registry>
 basic_consolidation_claim<Registry> open(storage::claim_file_options opts) {
-    return basic_consolidation_claim<Registry>(std::make_shared<Registry>(consolidation_storage(std::move(opts))),
+    return basic_consolidation_claim<Registry>(Registry(consolidation_storage(std::move(opts))),
                                claim_key, claim_settings());
 }
 
@@ -206,7 +206,7 @@ public:
     cleanup_report release_with_cleanup(const std::filesystem::path& staging) {
         cleanup_report report;
         try {
-            detail::directory_policy policy;
+            procreg::directory_policy policy;
             policy.create = false;
             detail::unique_fd dir = detail::open_directory(staging, policy);
             for (const auto& id : handle_.record().consumed_ids) {

@@ -139,7 +139,7 @@ inline claim_options<daemon_lock_record> claim_settings() {
 /// Opens the daemon lock at `lock_file` with explicit storage options.
 template <class Registry = daemon_registry>
 basic_daemon_claim<Registry> open(storage::claim_file_options opts) {
-    return basic_daemon_claim<Registry>(std::make_shared<Registry>(lock_file_storage(std::move(opts))), claim_key,
+    return basic_daemon_claim<Registry>(Registry(lock_file_storage(std::move(opts))), claim_key,
                                         claim_settings());
 }
 

@@ -187,7 +187,7 @@ struct claim_file_options {
     /// Maximum JSON nesting depth accepted.
     std::size_t max_depth = 32;
     /// Ownership and permission rules for the directory.
-    detail::directory_policy directory;
+    directory_policy directory;
 };
 
 /// Identity of one claim file as read or written: a replaced or rewritten
@@ -341,7 +341,7 @@ public:
     template <class Record>
     static claim_peek<Record> peek(const options& opts) {
         (void)file_name(opts.file);  // refuses a directory path
-        detail::directory_policy policy = opts.directory;
+        directory_policy policy = opts.directory;
         policy.create = false;
         detail::unique_fd dir;
         try {

@@ -95,7 +95,7 @@ struct json_table_options {
     /// Maximum JSON nesting depth accepted.
     std::size_t max_depth = 32;
     /// Ownership and permission rules for the directory.
-    detail::directory_policy directory;
+    directory_policy directory;
     /// How often a commit (under the lock) removes temp files that saves
     /// left behind — e.g. by a writer killed after this object was opened.
     std::chrono::milliseconds temp_sweep_interval = std::chrono::minutes(1);

@@ -101,7 +101,7 @@ struct record_files_options {
     /// Maximum JSON nesting depth accepted in a record file.
     std::size_t max_depth = 32;
     /// Ownership and permission rules for `root` and the retired directory.
-    detail::directory_policy directory;
+    directory_policy directory;
     /// Which keys name files (detail/record_key.hpp): the strict pattern, or
     /// every name safe as `<key>.json` (for a seed whose files need it).
     detail::record_key_rule key_rule = detail::record_key_rule::pattern;
