@@ -9,6 +9,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <procreg/detail/file_io.hpp>
+#include <procreg/detail/temp_files.hpp>
 #include <procreg/detail/record_key.hpp>
 #include <procreg/presets/agentmux.hpp>
 #include <procreg/presets/algocline.hpp>

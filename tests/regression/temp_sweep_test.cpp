@@ -8,6 +8,7 @@
 #define BOOST_TEST_MODULE regression_temp_sweep
 #include <boost/test/unit_test.hpp>
 
+#include <procreg/detail/temp_files.hpp>
 #include <procreg/liveness/kill_liveness.hpp>
 #include <procreg/lock/flock_lock.hpp>
 #include <procreg/registry.hpp>

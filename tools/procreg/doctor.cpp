@@ -12,6 +12,7 @@
 #include "output.hpp"
 
 #include <procreg/detail/file_io.hpp>
+#include <procreg/detail/temp_files.hpp>
 #include <procreg/error.hpp>
 #include <procreg/lock/named_mutex_lock.hpp>
 

@@ -47,6 +47,7 @@
 //     for (auto& agent : reg.list_active().records) ...;
 #pragma once
 
+#include <procreg/detail/temp_files.hpp>
 #include <procreg/liveness/callable_liveness.hpp>
 #include <procreg/lock/flock_lock.hpp>
 #include <procreg/record_traits.hpp>

@@ -28,6 +28,7 @@
 #include <procreg/claim.hpp>
 #include <procreg/detail/clock.hpp>
 #include <procreg/detail/file_io.hpp>
+#include <procreg/detail/temp_files.hpp>
 #include <procreg/detail/json_strict_parse.hpp>
 #include <procreg/liveness/kill_liveness.hpp>
 #include <procreg/lock/flock_lock.hpp>

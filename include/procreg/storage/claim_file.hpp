@@ -42,6 +42,7 @@
 
 #include <procreg/detail/file_io.hpp>
 #include <procreg/detail/located_file.hpp>
+#include <procreg/detail/publish.hpp>
 #include <procreg/detail/json_codec.hpp>
 #include <procreg/detail/json_strict_parse.hpp>
 #include <procreg/error.hpp>

@@ -54,6 +54,7 @@
 
 #include <procreg/detail/file_io.hpp>
 #include <procreg/detail/located_file.hpp>
+#include <procreg/detail/publish.hpp>
 #include <procreg/detail/json_codec.hpp>
 #include <procreg/error.hpp>
 #include <procreg/record_traits.hpp>

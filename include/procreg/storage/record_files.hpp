@@ -41,6 +41,7 @@
 
 #include <procreg/detail/file_io.hpp>
 #include <procreg/detail/located_file.hpp>
+#include <procreg/detail/publish.hpp>
 #include <procreg/detail/json_codec.hpp>
 #include <procreg/detail/record_key.hpp>
 #include <procreg/detail/sys.hpp>

@@ -1,0 +1,211 @@
+// procreg/detail/publish.hpp — the one publication layer: how every storage
+// makes a change visible.
+//
+// Invariants:
+// - a file is replaced only by the atomic replace protocol: O_EXCL temp file
+//   in the same directory (detail/temp_files.hpp), write all, fsync, rename
+//   over the target — or a rename that never replaces, for a create if
+//   absent — fsync the directory; the temp file is removed on every
+//   failure, and an fsync failure is never retried or ignored (PostgreSQL's
+//   "fsyncgate");
+// - a change whose directory fsync fails is undone before the error is
+//   thrown (the version it replaced is kept by a hard link until then), so
+//   an operation that throws has changed nothing (docs/errors.md).
+#pragma once
+
+#include <procreg/detail/file_io.hpp>
+#include <procreg/detail/sys.hpp>
+#include <procreg/detail/temp_files.hpp>
+#include <procreg/error.hpp>
+
+#include <string>
+#include <string_view>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace procreg::detail {
+
+/// What an atomic write does when its target exists.
+enum class if_target_exists {
+    replace,  ///< the atomic replace protocol: rename over it
+    keep,     ///< create only: leave it, write nothing, report it
+};
+
+/// Renames `temp` to `name` (both in `dirfd`) unless `name` exists, as one
+/// atomic step: renameat2(RENAME_NOREPLACE), or link(2) — which never
+/// replaces either — where the filesystem lacks it. Returns 0, EEXIST (and
+/// `temp` is still there), or the errno of a failure.
+inline int rename_if_absent(int dirfd, const char* temp, const char* name) noexcept {
+    if (sys::renameat_noreplace(dirfd, temp, dirfd, name) == 0) return 0;
+    if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) return errno;
+    if (sys::linkat(dirfd, temp, dirfd, name, 0) == 0) {
+        (void)sys::unlinkat(dirfd, temp, 0);  // if this fails, a leftover temp file, swept like any other
+        return 0;
+    }
+    if (errno == EEXIST) return EEXIST;
+    // Nor hard links (FAT, some FUSE filesystems): look, then rename. Atomic
+    // only against writers that hold the registry lock, as the caller does.
+    struct ::stat st {};
+    if (sys::fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) return EEXIST;
+    if (errno != ENOENT) return errno;
+    return sys::renameat(dirfd, temp, dirfd, name) == 0 ? 0 : errno;
+}
+
+/// Takes back a change published in `dirfd` whose directory fsync failed:
+/// puts `kept_old` (a link to the version it replaced) back at `name`, or,
+/// when `name` did not exist before (`existed_before` false), removes it.
+/// True when `name` is as before the change. The caller holds the registry
+/// lock, so the name still holds its own change.
+inline bool undo_publish(int dirfd, const char* name, const std::string& kept_old, bool existed_before) noexcept {
+    if (!kept_old.empty()) {
+        if (sys::renameat(dirfd, kept_old.c_str(), dirfd, name) == 0) return true;
+        (void)discard_private(dirfd, kept_old);
+        return false;
+    }
+    return !existed_before && sys::unlinkat(dirfd, name, 0) == 0;
+}
+
+/// The one rule for a directory fsync that fails after a change was
+/// published (docs/errors.md): the change is undone when it can be, and
+/// the error says whether it was.
+[[noreturn]] inline void throw_unsynced(const path_ref& path, bool undone, int err) {
+    throw_os_error(errc::io_failure, path,
+                   undone ? "fsync of the directory failed; the change was undone"
+                          : "fsync of the directory failed, and the change could not be undone: it is visible but "
+                            "may not survive a crash",
+                   err);
+}
+
+/// Writes `data` as `name` in `dirfd` with the atomic replace protocol.
+/// `durable` adds fsync of the file before the rename and of the directory
+/// after it (off only where nothing survives a reboot anyway, e.g. tmpfs).
+/// On any failure the temp file is gone and the target is untouched. When
+/// the final directory fsync fails, the change is undone (durable writes
+/// keep a link to the version they replace until then) and the error says
+/// so; only where that is impossible (no hard links) is the change left
+/// visible, and the error says that instead. `left_temp`, when given, is
+/// set when a private name could not be removed after a success.
+/// With `if_target_exists::keep` the last step is a rename that never
+/// replaces (renameat2 RENAME_NOREPLACE, or link(2) where the filesystem
+/// lacks it), so "is there a file?" and "create it" are one atomic step:
+/// returns false, having written nothing, when the target exists.
+/// With `keep_open`, a successful write also hands over a descriptor of the
+/// new file (a duplicate of the temp file's, taken before it is closed, so
+/// no other file can be substituted by name); it stays empty if the
+/// duplicate could not be made, which is not an error.
+inline bool atomic_write_at(int dirfd, const path_ref& path, const char* name, std::string_view data,
+                            bool durable, if_target_exists existing, unique_fd* keep_open = nullptr,
+                            bool* left_temp = nullptr) {
+    const std::string prefix = temp_prefix(name);
+    std::string temp;
+    int fd = -1;
+    for (int attempt = 0; attempt < 64 && fd < 0; ++attempt) {
+        temp = prefix + temp_writer_tag();
+        fd = sys::openat(dirfd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (const int err = errno; fd < 0 && err != EEXIST) {
+            throw_os_error(errc::io_failure, path, "cannot create temp file " + temp, err);
+        }
+    }
+    if (fd < 0) throw_os_error(errc::io_failure, path, "cannot create a unique temp file", EEXIST);
+    unique_fd handle(fd);
+    // `err` is the errno of the failed call, read before this runs (see throw_os_error).
+    const auto fail = [&](std::string_view what, int err) {
+        handle.reset();
+        (void)sys::unlinkat(dirfd, temp.c_str(), 0);
+        throw_os_error(errc::io_failure, path, what, err);
+    };
+    if (const int err = write_all(fd, data)) fail("cannot write temp file " + temp, err);
+    if (durable && sys::fsync(fd) != 0) {
+        const int err = errno;
+        fail("fsync of temp file failed; nothing was changed", err);
+    }
+    unique_fd kept;
+    if (keep_open) kept = unique_fd(sys::dup_cloexec(fd));  // -1 on failure: nothing kept
+    if (sys::close(handle.release()) != 0) {
+        const int err = errno;
+        fail("closing temp file failed; nothing was changed", err);
+    }
+    // A durable replace keeps the version it replaces reachable, under a
+    // private name, until the directory fsync has succeeded: the undo.
+    std::string kept_old;
+    bool existed_before = existing == if_target_exists::replace;
+    if (durable && existing == if_target_exists::replace) {
+        kept_old = temp_prefix(name) + temp_writer_tag();
+        if (sys::linkat(dirfd, name, dirfd, kept_old.c_str(), 0) != 0) {
+            const int err = errno;
+            kept_old.clear();
+            if (err == ENOENT) {
+                existed_before = false;
+            } else if (err != EPERM && err != ENOTSUP && err != EOPNOTSUPP && err != EMLINK) {
+                fail("cannot keep the old version for an undo; nothing was changed", err);
+            }  // else no hard links here: the change cannot be undone
+        }
+    }
+    if (existing == if_target_exists::replace) {
+        if (sys::renameat(dirfd, temp.c_str(), dirfd, name) != 0) {
+            const int err = errno;
+            if (!kept_old.empty()) (void)discard_private(dirfd, kept_old);
+            fail("cannot rename temp file over the target", err);
+        }
+    } else if (const int err = rename_if_absent(dirfd, temp.c_str(), name)) {
+        (void)sys::unlinkat(dirfd, temp.c_str(), 0);
+        if (err == EEXIST) return false;
+        throw_os_error(errc::io_failure, path, "cannot rename temp file to the target", err);
+    }
+    if (durable && sys::fsync(dirfd) != 0) {
+        const int err = errno;
+        throw_unsynced(path, undo_publish(dirfd, name, kept_old, existed_before), err);
+    }
+    if (!kept_old.empty() && !discard_private(dirfd, kept_old) && left_temp) *left_temp = true;
+    if (keep_open) *keep_open = std::move(kept);
+    return true;
+}
+
+/// Replaces `name` in `dirfd` by `data`: `atomic_write_at` with
+/// `if_target_exists::replace`.
+inline void atomic_replace_at(int dirfd, const path_ref& path, const char* name, std::string_view data,
+                              bool durable, unique_fd* keep_open = nullptr, bool* left_temp = nullptr) {
+    (void)atomic_write_at(dirfd, path, name, data, durable, if_target_exists::replace, keep_open, left_temp);
+}
+
+/// Removes `name` from `dirfd`. Returns false when it was already absent.
+inline bool remove_file_at(int dirfd, const path_ref& path, const char* name) {
+    if (sys::unlinkat(dirfd, name, 0) == 0) return true;
+    const int err = errno;
+    if (err == ENOENT) return false;
+    throw_os_error(errc::io_failure, path, "cannot remove", err);
+}
+
+/// Removes `name` from `dirfd` and, with `durable`, fsyncs the directory,
+/// under the same rule as `atomic_write_at`: the file stays reachable under
+/// a private name until the fsync has succeeded, and a failed fsync puts it
+/// back. Returns false when it was already absent. `left_temp` as there.
+inline bool remove_file_durably_at(int dirfd, const path_ref& path, const char* name, bool durable,
+                                   bool* left_temp = nullptr) {
+    if (!durable) return remove_file_at(dirfd, path, name);
+    std::string kept_old = temp_prefix(name) + temp_writer_tag();
+    if (sys::linkat(dirfd, name, dirfd, kept_old.c_str(), 0) != 0) {
+        const int err = errno;
+        if (err == ENOENT) return false;
+        if (err != EPERM && err != ENOTSUP && err != EOPNOTSUPP && err != EMLINK) {
+            throw_os_error(errc::io_failure, path, "cannot keep the file for an undo; nothing was changed", err);
+        }
+        kept_old.clear();  // no hard links here: the removal cannot be undone
+    }
+    if (sys::unlinkat(dirfd, name, 0) != 0) {
+        const int err = errno;
+        if (!kept_old.empty()) (void)discard_private(dirfd, kept_old);
+        if (err == ENOENT) return false;
+        throw_os_error(errc::io_failure, path, "cannot remove", err);
+    }
+    if (sys::fsync(dirfd) != 0) {
+        const int err = errno;
+        throw_unsynced(path, undo_publish(dirfd, name, kept_old, true), err);
+    }
+    if (!kept_old.empty() && !discard_private(dirfd, kept_old) && left_temp) *left_temp = true;
+    return true;
+}
+
+}  // namespace procreg::detail
