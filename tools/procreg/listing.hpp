@@ -7,9 +7,12 @@
 
 #include "output.hpp"
 
+#include <procreg/detail/policy_checks.hpp>
 #include <procreg/dynamic_record.hpp>
 #include <procreg/stored_record.hpp>
 
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace procreg_cli {
@@ -30,13 +33,25 @@ inline row make_row(const procreg::dynamic_record& record, bool alive) {
     return out;
 }
 
+/// Files `tx` passed over; none where the storage fails instead of
+/// skipping (json_table: its one file is read whole or not at all).
+template <class Transaction>
+std::vector<procreg::skipped_file> skipped_in(const Transaction& tx) {
+    using session = std::decay_t<decltype(std::declval<Transaction&>().storage_session())>;
+    if constexpr (procreg::detail::session_reports_skipped<session>::value) {
+        return tx.skipped_files();
+    } else {
+        return {};
+    }
+}
+
 /// Lists `reg` under its lock.
 template <class Registry>
 listing collect(Registry& reg) {
     return reg.transact([](auto& tx) {
         listing out;
         for (auto& item : tx.list()) out.rows.push_back(make_row(item.record, item.alive));
-        out.skipped = tx.skipped_files();
+        out.skipped = skipped_in(tx);
         return out;
     });
 }
