@@ -217,6 +217,42 @@ BOOST_AUTO_TEST_CASE(rm_exit_codes) {
     BOOST_TEST(r.code == 1);
 }
 
+BOOST_AUTO_TEST_CASE(ls_retired_lists_the_retired_records_of_a_record_directory) {
+    temp_dir dir;
+    const fs::path root = dir / "workers";
+    fs::create_directories(root / "retired");
+    const std::string live = std::to_string(self_pid());
+    const std::string dead = std::to_string(procreg_test::dead_pid());
+    procreg_test::write_text(root / "w1.json", "{\"id\":\"w1\",\"pid\":" + live + "}");
+    procreg_test::write_text(root / "retired" / "w2.json", "{\"id\":\"w2\",\"pid\":" + dead + ",\"role\":\"b\"}");
+    procreg_test::write_text(root / "retired" / "w3.json", "{\"id\":\"w3\",\"pid\":" + live + "}");
+    auto r = run_tool({"ls", "--json", "--retired", root.string()});
+    BOOST_TEST_REQUIRE(r.code == 0, r.err);
+    json::object out = json_of(r);
+    BOOST_TEST(out.at("retired").as_bool());
+    BOOST_TEST_REQUIRE(out.at("records").as_array().size() == 2u, r.out);
+    BOOST_TEST(!record_with_key(out, "w1"));
+    const json::object* w2 = record_with_key(out, "w2");
+    BOOST_TEST_REQUIRE(w2);
+    BOOST_TEST(w2->at("status").as_string() == "dead");
+    BOOST_TEST(w2->at("fields").at("role").as_string() == "b");
+    BOOST_TEST(record_with_key(out, "w3")->at("status").as_string() == "alive");
+    r = run_tool({"ls", "--retired", "--dead", "-n", "-o", "key,status", root.string()});
+    BOOST_TEST_REQUIRE(r.code == 0, r.err);
+    BOOST_TEST(r.out == "w2\tdead\n");
+    r = run_tool({"ls", "--json", root.string()});  // without --retired: the active ones
+    BOOST_TEST_REQUIRE(r.code == 0, r.err);
+    out = json_of(r);
+    BOOST_TEST(!out.at("retired").as_bool());
+    BOOST_TEST_REQUIRE(out.at("records").as_array().size() == 1u);
+    BOOST_TEST(record_with_key(out, "w1"));
+
+    const fs::path file = algocline_registry(dir);
+    r = run_tool({"ls", "--retired", file.string()});
+    BOOST_TEST(r.code == 2);
+    BOOST_TEST(r.err.find("retired") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(retire_and_unretire_only_where_the_storage_has_tombstones) {
     temp_dir dir;
     const fs::path root = dir / "agents";
