@@ -38,6 +38,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 namespace procreg {
@@ -207,6 +208,13 @@ public:
     /// What `Inner` stores (nothing for a record without a pid).
     void stamp_identity(std::uint64_t pid, boost::json::object& stored) const {
         if (pid != 0) inner_.stamp_identity(pid, stored);
+    }
+    /// `Inner`'s owner watch (a pidfd; docs/watch.md), offered only when
+    /// `Inner` offers one, so a watcher of dynamic records is told of an
+    /// owner's exit instead of polling for it.
+    template <class I = Inner, class = std::void_t<decltype(std::declval<const I&>().watch_owner(0u))>>
+    int watch_owner(std::uint64_t pid) const noexcept {
+        return inner_.watch_owner(pid);
     }
     /// The policy records with a pid are judged by.
     const Inner& inner() const noexcept { return inner_; }

@@ -149,20 +149,20 @@ BOOST_AUTO_TEST_CASE(watch_sees_what_the_rust_writer_writes) {
     temp_dir dir;
     const fs::path file = dir / "registry.json";
     seedio({"algocline", "write", file.string(), "first", self_pid(), "/s/1.sock", "0.30.0"});
-    const std::string owner = self_pid();
-    const pid_t writer = procreg_test::spawn([&] {
-        ::usleep(500 * 1000);
-        return procreg_cli_test::run_program(PROCREG_SEEDIO, {"algocline", "write", file.string(), "second", owner,
-                                                              "/s/2.sock", "0.30.0"})
-            .code;
-    });
-    const auto r = run_tool({"watch", "--json", "--count", "1", "--timeout", "30", file.string()});
-    BOOST_TEST(procreg_test::wait_exit(writer) == 0);
+    procreg_cli_test::running_program tool;
+    procreg_cli_test::start_tool_into(tool, {"watch", "--json", "--count", "1", "--timeout", "30", file.string()});
+    // The tool pins the owner of "first" (this process) once it has read the
+    // starting state: from then on it sees every write.
+    const bool pinned = procreg_cli_test::eventually([&] { return procreg_cli_test::pidfds_of(tool.pid) >= 1; });
+    if (pinned) seedio({"algocline", "write", file.string(), "second", self_pid(), "/s/2.sock", "0.30.0"});
+    const auto r = procreg_cli_test::finish(tool);
+    BOOST_TEST_REQUIRE(pinned, "the tool never pinned the live owner");
     BOOST_TEST_REQUIRE(r.code == 0, r.err);
     const json::object event = json::parse(r.out).as_object();
     BOOST_TEST(event.at("event").as_string() == "added");
     BOOST_TEST(event.at("key").as_string() == "second");
     BOOST_TEST(event.at("alive").as_bool());
+    BOOST_TEST(event.at("fields").at("sock").as_string() == "/s/2.sock");
 }
 
 BOOST_AUTO_TEST_CASE(agentmux_retire_then_the_seed_finds_it_retired) {

@@ -17,6 +17,7 @@
 #include <procreg/presets/trusty.hpp>
 
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -214,6 +215,42 @@ BOOST_AUTO_TEST_CASE(rm_exit_codes) {
     BOOST_TEST(!procreg::algocline::open(file).find("live").has_value());
     r = run_tool({"rm", file.string(), "live"});
     BOOST_TEST(r.code == 1);
+}
+
+BOOST_AUTO_TEST_CASE(ls_retired_lists_the_retired_records_of_a_record_directory) {
+    temp_dir dir;
+    const fs::path root = dir / "workers";
+    fs::create_directories(root / "retired");
+    const std::string live = std::to_string(self_pid());
+    const std::string dead = std::to_string(procreg_test::dead_pid());
+    procreg_test::write_text(root / "w1.json", "{\"id\":\"w1\",\"pid\":" + live + "}");
+    procreg_test::write_text(root / "retired" / "w2.json", "{\"id\":\"w2\",\"pid\":" + dead + ",\"role\":\"b\"}");
+    procreg_test::write_text(root / "retired" / "w3.json", "{\"id\":\"w3\",\"pid\":" + live + "}");
+    auto r = run_tool({"ls", "--json", "--retired", root.string()});
+    BOOST_TEST_REQUIRE(r.code == 0, r.err);
+    json::object out = json_of(r);
+    BOOST_TEST(out.at("retired").as_bool());
+    BOOST_TEST_REQUIRE(out.at("records").as_array().size() == 2u, r.out);
+    BOOST_TEST(!record_with_key(out, "w1"));
+    const json::object* w2 = record_with_key(out, "w2");
+    BOOST_TEST_REQUIRE(w2);
+    BOOST_TEST(w2->at("status").as_string() == "dead");
+    BOOST_TEST(w2->at("fields").at("role").as_string() == "b");
+    BOOST_TEST(record_with_key(out, "w3")->at("status").as_string() == "alive");
+    r = run_tool({"ls", "--retired", "--dead", "-n", "-o", "key,status", root.string()});
+    BOOST_TEST_REQUIRE(r.code == 0, r.err);
+    BOOST_TEST(r.out == "w2\tdead\n");
+    r = run_tool({"ls", "--json", root.string()});  // without --retired: the active ones
+    BOOST_TEST_REQUIRE(r.code == 0, r.err);
+    out = json_of(r);
+    BOOST_TEST(!out.at("retired").as_bool());
+    BOOST_TEST_REQUIRE(out.at("records").as_array().size() == 1u);
+    BOOST_TEST(record_with_key(out, "w1"));
+
+    const fs::path file = algocline_registry(dir);
+    r = run_tool({"ls", "--retired", file.string()});
+    BOOST_TEST(r.code == 2);
+    BOOST_TEST(r.err.find("retired") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(retire_and_unretire_only_where_the_storage_has_tombstones) {
@@ -497,28 +534,118 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(watch)
 
-BOOST_AUTO_TEST_CASE(prints_added_and_removed_events_as_json_lines) {
+using procreg_cli_test::eventually;
+using procreg_cli_test::json_lines;
+using procreg_cli_test::pidfds_of;
+using procreg_cli_test::running_program;
+using procreg_cli_test::start_tool_into;
+
+// Each change is made once the tool printed the event of the one before,
+// so no two changes can be coalesced into one event.
+BOOST_AUTO_TEST_CASE(prints_added_changed_and_removed_events_as_json_lines) {
+    temp_dir dir;
+    const fs::path file = algocline_registry(dir);  // "live" is this process: the tool pins it
+    running_program tool;
+    start_tool_into(tool, {"watch", "--json", "--count", "3", "--timeout", "30", file.string()});
+    BOOST_TEST_REQUIRE(eventually([&] { return pidfds_of(tool.pid) >= 1; }), "the tool never pinned the live owner");
+    const auto printed = [&](std::size_t n) {
+        return eventually([&] { return line_count(procreg_test::read_text(tool.out_path())) >= n; });
+    };
+    auto reg = procreg::algocline::open(file);
+    reg.insert(procreg::algocline::pool_session::make("new", self_pid(), "/n", "1"));
+    BOOST_TEST_REQUIRE(printed(1));
+    reg.upsert(procreg::algocline::pool_session::make("new", self_pid(), "/n2", "1"));
+    BOOST_TEST_REQUIRE(printed(2));
+    reg.erase("new");
+    const auto r = procreg_cli_test::finish(tool);
+    BOOST_TEST_REQUIRE(r.code == 0, r.err);
+    const auto events = json_lines(r.out);
+    BOOST_TEST_REQUIRE(events.size() == 3u, r.out);
+    BOOST_TEST(events[0].at("event").as_string() == "added");
+    BOOST_TEST(events[0].at("key").as_string() == "new");
+    BOOST_TEST(events[0].at("alive").as_bool());
+    BOOST_TEST(events[0].at("fields").at("sock").as_string() == "/n");
+    BOOST_TEST(events[1].at("event").as_string() == "changed");
+    BOOST_TEST(events[1].at("fields").at("sock").as_string() == "/n2");
+    BOOST_TEST(events[2].at("event").as_string() == "removed");
+    BOOST_TEST(events[2].at("key").as_string() == "new");
+}
+
+// Nothing writes the registry after the kill: only the pidfd can tell. The
+// owner is not reaped before the tool reports it (a zombie is dead).
+BOOST_AUTO_TEST_CASE(reports_owner_died_for_a_sigkilled_owner_without_any_write) {
     temp_dir dir;
     const fs::path file = algocline_registry(dir);
-    // The watcher runs while this process changes the registry.
-    const pid_t changer = procreg_test::spawn([&] {
-        std::this_thread::sleep_for(std::chrono::milliseconds(500));
-        auto reg = procreg::algocline::open(file);
-        reg.insert(procreg::algocline::pool_session::make("new", self_pid(), "/n", "1"));
-        std::this_thread::sleep_for(std::chrono::milliseconds(500));
-        reg.erase("new");
+    const pid_t owner = procreg_test::spawn([] {
+        for (;;) ::pause();
         return 0;
     });
-    const auto r = run_tool({"watch", "--json", "--count", "2", "--timeout", "30", file.string()});
-    BOOST_TEST(procreg_test::wait_exit(changer) == 0);
+    procreg::algocline::open(file).insert(
+        procreg::algocline::pool_session::make("worker", static_cast<std::uint32_t>(owner), "/w", "1"));
+    const std::string before = procreg_test::read_text(file);
+    const auto written_at = fs::last_write_time(file);
+    running_program tool;
+    start_tool_into(tool, {"watch", "--count", "1", "--timeout", "30", file.string()});
+    // Two live owners: this process ("live") and `owner` ("worker").
+    const bool pinned = eventually([&] { return pidfds_of(tool.pid) >= 2; });
+    ::kill(owner, SIGKILL);
+    const auto r = procreg_cli_test::finish(tool);
+    BOOST_TEST(procreg_test::wait_exit(owner) == 128 + SIGKILL);
+    BOOST_TEST_REQUIRE(pinned, "the tool never pinned both live owners");
     BOOST_TEST_REQUIRE(r.code == 0, r.err);
-    BOOST_TEST_REQUIRE(line_count(r.out) == 2u, r.out);
-    const auto newline = r.out.find('\n');
-    const json::object first = json::parse(r.out.substr(0, newline)).as_object();
-    const json::object second = json::parse(r.out.substr(newline + 1)).as_object();
-    BOOST_TEST(first.at("event").as_string() == "added");
-    BOOST_TEST(first.at("key").as_string() == "new");
-    BOOST_TEST(second.at("event").as_string() == "removed");
+    BOOST_TEST(r.out == "owner_died\tworker\t" + std::to_string(owner) + "\tdead\n");
+    BOOST_TEST(procreg_test::read_text(file) == before);
+    BOOST_TEST((fs::last_write_time(file) == written_at));
+}
+
+BOOST_AUTO_TEST_CASE(reports_retired_and_unretired_on_a_record_directory) {
+    temp_dir dir;
+    const fs::path root = dir / "workers";
+    fs::create_directories(root / "retired");
+    const std::string pid = std::to_string(self_pid());
+    procreg_test::write_text(root / "w1.json", "{\"id\":\"w1\",\"pid\":" + pid + "}");
+    procreg_test::write_text(root / "w2.json", "{\"id\":\"w2\",\"pid\":" + pid + ",\"role\":\"b\"}");
+    running_program tool;
+    start_tool_into(tool, {"watch", "--json", "--count", "2", "--timeout", "30", root.string()});
+    BOOST_TEST_REQUIRE(eventually([&] { return pidfds_of(tool.pid) >= 1; }), "the tool never pinned the live owner");
+    auto r = run_tool({"retire", root.string(), "w2"});
+    BOOST_TEST_REQUIRE(r.code == 0, r.err);
+    BOOST_TEST_REQUIRE(eventually([&] { return line_count(procreg_test::read_text(tool.out_path())) >= 1; }));
+    r = run_tool({"unretire", root.string(), "w2"});
+    BOOST_TEST_REQUIRE(r.code == 0, r.err);
+    r = procreg_cli_test::finish(tool);
+    BOOST_TEST_REQUIRE(r.code == 0, r.err);
+    const auto events = json_lines(r.out);
+    BOOST_TEST_REQUIRE(events.size() == 2u, r.out);
+    BOOST_TEST(events[0].at("event").as_string() == "retired");
+    BOOST_TEST(events[0].at("key").as_string() == "w2");
+    BOOST_TEST(events[0].at("fields").at("role").as_string() == "b");
+    BOOST_TEST(events[1].at("event").as_string() == "unretired");
+    BOOST_TEST(events[1].at("key").as_string() == "w2");
+    BOOST_TEST(events[1].at("alive").as_bool());
+}
+
+// AgentMux records have no pid: no owner to pin and none to report dead.
+BOOST_AUTO_TEST_CASE(records_without_a_pid_never_report_owner_died) {
+    temp_dir dir;
+    const fs::path root = dir / "agents";
+    procreg::agentmux::open(root).upsert(procreg::agentmux::agent_record::make("a1"));
+    const auto r = run_tool({"watch", "--json", "--preset", "agentmux", "--timeout", "1", root.string()});
+    BOOST_TEST_REQUIRE(r.code == 0, r.err);
+    BOOST_TEST(r.out == "");
+}
+
+BOOST_AUTO_TEST_CASE(an_interrupt_ends_the_watch_with_exit_0) {
+    temp_dir dir;
+    const fs::path file = algocline_registry(dir);
+    running_program tool;
+    start_tool_into(tool, {"watch", file.string()});
+    const bool pinned = eventually([&] { return pidfds_of(tool.pid) >= 1; });
+    ::kill(tool.pid, SIGINT);
+    const auto r = procreg_cli_test::finish(tool);
+    BOOST_TEST_REQUIRE(pinned, "the tool never pinned the live owner");
+    BOOST_TEST(r.code == 0, r.err);
+    BOOST_TEST(r.out == "");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -34,10 +34,15 @@ format claim_kind_by_first_byte(const std::filesystem::path& path) {
 
 }  // namespace
 
-int cmd_ls(const common_options& common, bool alive_only, bool dead_only, const std::vector<std::string>& columns) {
+int cmd_ls(const common_options& common, bool alive_only, bool dead_only, bool retired,
+           const std::vector<std::string>& columns) {
     const target t = resolve(common.target);
+    if (retired && t.kind != format::record_files) {
+        throw usage_error("ls --retired: " + t.path.string() + " is a " + to_string(t.kind) +
+                          " registry; only a directory of record files keeps retired records");
+    }
     const listing found = with_registry(t, [&](auto& reg) {
-        listing all = collect(reg);
+        listing all = retired ? collect_retired(reg) : collect(reg);
         listing kept;
         kept.skipped = std::move(all.skipped);
         for (auto& r : all.rows) {
@@ -55,6 +60,7 @@ int cmd_ls(const common_options& common, bool alive_only, bool dead_only, const 
         boost::json::array records;
         for (const auto& r : found.rows) records.push_back(to_json(r));
         out["records"] = std::move(records);
+        out["retired"] = retired;
         out["skipped"] = skipped_json(found.skipped);
         print_json(out);
     } else {

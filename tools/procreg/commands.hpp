@@ -28,7 +28,8 @@ struct common_options {
     bool no_headings = false;
 };
 
-int cmd_ls(const common_options& common, bool alive_only, bool dead_only, const std::vector<std::string>& columns);
+int cmd_ls(const common_options& common, bool alive_only, bool dead_only, bool retired,
+           const std::vector<std::string>& columns);
 int cmd_show(const common_options& common, const std::string& key);
 int cmd_reap(const common_options& common, bool dry_run);
 int cmd_rm(const common_options& common, const std::string& key);

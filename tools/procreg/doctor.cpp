@@ -166,7 +166,7 @@ void run_checks(const common_options& common, bool fix, std::optional<target>& t
     try {
         with_registry(*t, [&](auto& reg) {
             reg.transact([&](auto& tx) {
-                for (const auto& s : skipped_of(tx)) {
+                for (const auto& s : skipped_in(tx)) {
                     found.push_back({claim ? "stale_claim" : "skipped_file", s.path.string(), s.reason});
                 }
                 std::vector<std::pair<std::string, std::size_t>> dead;  // key, index in `found`

@@ -10,7 +10,11 @@
 #include <procreg/detail/policy_checks.hpp>
 #include <procreg/dynamic_record.hpp>
 #include <procreg/stored_record.hpp>
+#include <procreg/watch/target.hpp>
 
+#include <cstdint>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace procreg_cli {
@@ -31,14 +35,14 @@ inline row make_row(const procreg::dynamic_record& record, bool alive) {
     return out;
 }
 
-/// The entries `tx`'s storage passed over, for storages that report them
-/// (the skipped-entries capability); a one-file table fails instead.
+/// Files `tx` passed over; none where the storage fails instead of
+/// skipping (json_table: its one file is read whole or not at all).
 template <class Transaction>
-std::vector<procreg::skipped_file> skipped_of(const Transaction& tx) {
-    if constexpr (procreg::detail::session_reports_skipped<typename Transaction::session_type>::value) {
+std::vector<procreg::skipped_file> skipped_in(const Transaction& tx) {
+    using session = std::decay_t<decltype(std::declval<Transaction&>().storage_session())>;
+    if constexpr (procreg::detail::session_reports_skipped<session>::value) {
         return tx.skipped_files();
     } else {
-        (void)tx;
         return {};
     }
 }
@@ -49,7 +53,26 @@ listing collect(Registry& reg) {
     return reg.transact([](auto& tx) {
         listing out;
         for (auto& item : tx.list()) out.rows.push_back(make_row(item.record, item.alive));
-        out.skipped = skipped_of(tx);
+        out.skipped = skipped_in(tx);
+        return out;
+    });
+}
+
+/// Lists the retired records of `reg` (a record directory) under its lock,
+/// each judged by the registry's liveness like an active one. Retired files
+/// that do not parse are passed over unreported (the storage lists only
+/// valid ones); a storage without tombstones has none.
+template <class Registry>
+listing collect_retired(Registry& reg) {
+    return reg.transact([](auto& tx) {
+        listing out;
+        using session = std::decay_t<decltype(tx.storage_session())>;
+        if constexpr (procreg::detail::lists_retired<session>::value) {
+            tx.storage_session().for_each_retired([&](const procreg::stored_record<procreg::dynamic_record>& stored) {
+                const std::uint64_t pid = stored.value.pid().value_or(0);
+                out.rows.push_back(make_row(stored.value, tx.liveness().is_alive(pid, stored.json)));
+            });
+        }
         return out;
     });
 }

@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
     app.require_subcommand(1, 1);
     common_options common;
     std::string key;
-    bool alive_only = false, dead_only = false, dry_run = false, fix = false;
+    bool alive_only = false, dead_only = false, retired_only = false, dry_run = false, fix = false;
     std::vector<std::string> columns;
     long count = 0;
     double timeout = 0;
@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
     add_target_options(*ls, common, true);
     auto* alive_flag = ls->add_flag("--alive", alive_only, "only records whose owner is alive");
     ls->add_flag("--dead", dead_only, "only records whose owner is dead")->excludes(alive_flag);
+    ls->add_flag("--retired", retired_only, "the retired records of a record directory instead of the active ones");
     ls->add_option("-o,--columns", columns, "columns: key, pid, status or field paths")->delimiter(',');
 
     auto* show = app.add_subcommand("show", "one record in full (exit 1 if absent)");
@@ -101,7 +102,7 @@ int main(int argc, char** argv) {
     }
 
     try {
-        if (ls->parsed()) return cmd_ls(common, alive_only, dead_only, columns);
+        if (ls->parsed()) return cmd_ls(common, alive_only, dead_only, retired_only, columns);
         if (show->parsed()) return cmd_show(common, key);
         if (reap->parsed()) return cmd_reap(common, dry_run);
         if (rm->parsed()) return cmd_rm(common, key);

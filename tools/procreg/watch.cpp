@@ -1,48 +1,91 @@
-// tools/procreg/watch.cpp — `watch`: a poll-based stand-in for the library's watcher.
+// tools/procreg/watch.cpp — `watch`: the library's watcher, one line per event.
 //
-// Invariant: every event comes from comparing two listings each taken under
-// the registry's lock, so an event never reports a state no transaction
-// saw. This file is the whole of the fallback (re-list every 100 ms); it is
-// meant to be replaced by the library's watch feature, keeping the event
-// names and the output format (docs/cli.md).
+// Invariant: every event is one the library's watcher reports
+// (procreg/watch/watcher.hpp, docs/watch.md): a difference between two
+// states each read under the registry's lock, or an owner's exit seen by
+// its pidfd without any write. Nothing here polls: the tool sleeps in
+// poll(2) on the watcher's descriptor and a pipe its signal handler writes
+// to, so an interrupt ends a wait at once.
+//
+// The watcher reads the registry on the thread that calls it (this one),
+// inside with_registry's layout scope, so every record it decodes has the
+// layout of the registry named on the command line.
 #include "commands.hpp"
 
 #include "listing.hpp"
 #include "open_registry.hpp"
 #include "output.hpp"
 
+#include <procreg/watch/watcher.hpp>
+
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <climits>
 #include <csignal>
+#include <filesystem>
 #include <iostream>
-#include <map>
-#include <thread>
+#include <memory>
+#include <string>
+#include <type_traits>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
 
 namespace procreg_cli {
 namespace {
 
 volatile std::sig_atomic_t interrupted = 0;
-extern "C" void on_interrupt(int) { interrupted = 1; }
+int wake_fd = -1;  // the write end of the pipe a signal wakes the wait through
 
-std::map<std::string, row> by_key(listing&& found) {
-    std::map<std::string, row> out;
-    for (auto& r : found.rows) {
-        std::string key = r.key;
-        out.emplace(std::move(key), std::move(r));
+extern "C" void on_interrupt(int) {
+    const int saved = errno;
+    interrupted = 1;
+    const char byte = 1;
+    (void)!::write(wake_fd, &byte, 1);
+    errno = saved;
+}
+
+/// SIGINT and SIGTERM end the watch (exit 0); returns the pipe's read end.
+int catch_interrupts() {
+    int ends[2];
+    if (::pipe2(ends, O_CLOEXEC | O_NONBLOCK) != 0) {
+        procreg::detail::throw_os_error(procreg::errc::io_failure, std::filesystem::path(), "pipe2 failed", errno);
     }
-    return out;
+    wake_fd = ends[1];
+    struct sigaction action {};
+    action.sa_handler = on_interrupt;
+    sigemptyset(&action.sa_mask);
+    ::sigaction(SIGINT, &action, nullptr);
+    ::sigaction(SIGTERM, &action, nullptr);
+    return ends[0];
+}
+
+/// The event's name: the watcher's kind; an event about the retired copy
+/// alone (a tombstone written, rewritten or deleted while no active record
+/// moved) is `tombstone_added`, `tombstone_changed` or `tombstone_removed`.
+std::string event_name(procreg::watch_event_kind kind, bool tombstone) {
+    using procreg::watch_event_kind;
+    if (!tombstone) return procreg::to_string(kind);
+    switch (kind) {
+    case watch_event_kind::retired: return "tombstone_added";
+    case watch_event_kind::changed: return "tombstone_changed";
+    case watch_event_kind::removed: return "tombstone_removed";
+    default: return procreg::to_string(kind);
+    }
 }
 
 }  // namespace
 
 int cmd_watch(const common_options& common, long count, double timeout_seconds) {
     const target t = resolve(common.target);
-    std::signal(SIGINT, on_interrupt);
-    std::signal(SIGTERM, on_interrupt);
-    const auto start = std::chrono::steady_clock::now();
-    const auto deadline = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                      std::chrono::duration<double>(timeout_seconds));
+    const int woken = catch_interrupts();
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                              std::chrono::duration<double>(timeout_seconds));
     long printed = 0;
-    const auto emit = [&](const char* event, const row& r) {
+    const auto emit = [&](const std::string& event, const row& r) {
         if (common.json) {
             boost::json::object out = to_json(r);
             out.emplace("event", event);
@@ -55,27 +98,31 @@ int cmd_watch(const common_options& common, long count, double timeout_seconds) 
         ++printed;
     };
     return with_registry(t, [&](auto& reg) {
-        std::map<std::string, row> before = by_key(collect(reg));
-        while (!interrupted && (count == 0 || printed < count) &&
-               (timeout_seconds == 0 || std::chrono::steady_clock::now() < deadline)) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(100));
-            std::map<std::string, row> now = by_key(collect(reg));
-            for (const auto& [key, r] : now) {
-                if (count != 0 && printed >= count) break;
-                const auto old = before.find(key);
-                if (old == before.end()) {
-                    emit("added", r);
-                } else if (old->second.fields != r.fields) {
-                    emit("changed", r);
-                } else if (old->second.alive == std::optional<bool>(true) && r.alive == std::optional<bool>(false)) {
-                    emit("owner_died", r);
-                }
+        // The state now is the starting point. On the heap: GCC's flow
+        // analysis sees the watcher's optional descriptors as maybe
+        // uninitialized on the stack (-Wmaybe-uninitialized, a false positive).
+        const auto watching = std::make_unique<procreg::watcher<std::decay_t<decltype(reg)>>>(reg);
+        auto& events = *watching;
+        while (!interrupted && (count == 0 || printed < count)) {
+            if (auto e = events.try_next()) {
+                // The status as of now: dead once the owner's pidfd said so,
+                // else what the registry's liveness policy says of the record.
+                const bool alive = e->kind != procreg::watch_event_kind::owner_died && !events.owner_exited(e->pid) &&
+                                   reg.liveness().is_alive(e->pid, e->record->fields());
+                emit(event_name(e->kind, e->tombstone), make_row(*e->record, alive));
+                continue;
             }
-            for (const auto& [key, r] : before) {
-                if (count != 0 && printed >= count) break;
-                if (now.find(key) == now.end()) emit("removed", r);
+            int wait_ms = -1;
+            if (timeout_seconds > 0) {
+                const auto left = deadline - std::chrono::steady_clock::now();
+                if (left <= left.zero()) break;
+                wait_ms = static_cast<int>(
+                    std::min<long long>(std::chrono::ceil<std::chrono::milliseconds>(left).count(), INT_MAX));
             }
-            before = std::move(now);
+            struct pollfd ready[2] = {{events.native_handle(), POLLIN, 0}, {woken, POLLIN, 0}};
+            if (::poll(ready, 2, wait_ms) < 0 && errno != EINTR) {
+                procreg::detail::throw_os_error(procreg::errc::io_failure, t.path, "poll failed", errno);
+            }
         }
         return exit_ok;
     });

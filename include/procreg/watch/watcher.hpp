@@ -285,11 +285,14 @@ private:
     }
 
     // One pidfd per distinct live owner; owners no record names any more
-    // are let go; a timer only while some live owner has no pidfd.
+    // are let go; a timer only while some live owner has no pidfd. Pid 0 is
+    // no owner (a record without a pid, alive by its liveness policy's
+    // rule): there is no process to watch, and its state only changes by a
+    // write, which inotify reports.
     void watch_owners() {
         std::set<std::uint64_t> wanted;
         for (const auto& item : seen_.active) {
-            if (item.second.alive) wanted.insert(item.second.pid);
+            if (item.second.alive && item.second.pid != 0) wanted.insert(item.second.pid);
         }
         for (auto it = owner_fds_.begin(); it != owner_fds_.end();) {
             if (wanted.count(it->first)) {
