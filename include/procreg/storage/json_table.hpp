@@ -145,6 +145,9 @@ class json_table {
         struct slot {
             std::optional<stored_record<Record>> record;  ///< the record; empty for a hole
             std::string text;                             ///< its text as last written, or empty
+            /// `text` is the record's bytes as found in the file it was
+            /// loaded from, not yet shown to be what encoding it gives.
+            bool text_from_file = false;
         };
         boost::json::object top;                             // the file's top level, records array emptied
         std::vector<slot> slots;                             // file order, with holes
@@ -293,6 +296,7 @@ public:
                 slot& s = state_.slots[it->second];
                 s.record = std::move(entry);
                 s.text.clear();  // to be encoded again
+                s.text_from_file = false;
             }
             return std::nullopt;
         }
@@ -333,10 +337,10 @@ public:
             const auto& opts = table_->options_;
             const detail::json_limits limits = record_limits(opts);
             const slot* last_encoded = nullptr;  // names the record in a refusal
+            std::string scratch;                 // one buffer for every record's text
             for (slot& s : state_.slots) {
-                if (!s.text.empty()) continue;
-                encode(s, limits);
-                last_encoded = &s;
+                if (!s.text.empty() && !s.text_from_file) continue;
+                if (encode(s, limits, scratch)) last_encoded = &s;
             }
             const std::string text = render(opts.array_key);
             if (text.size() > opts.max_file_bytes) {
@@ -398,14 +402,24 @@ public:
         // that very text is proven to read back. The record then holds what
         // reading it back gives (value and object), as a fresh load of the
         // file would: the unchanged-file shortcut serves what the file says.
-        void encode(slot& s, const detail::json_limits& limits) {
+        // A record loaded unchanged whose text encodes to the very bytes the
+        // file holds for it keeps them without the proof: the load that
+        // made it parsed and decoded those bytes within the same limits
+        // (the file's size and depth, two levels down), which is what the
+        // proof would do again. Returns false for that case (nothing new).
+        bool encode(slot& s, const detail::json_limits& limits, std::string& text) {
             stored_record<Record>& entry = *s.record;
             try {
                 const boost::json::value merged(detail::merge_over(entry.json, entry.value));
-                std::string text;
+                text.clear();
                 detail::pretty_print_into(text, merged, 2);  // indent level 2: inside the top-level object's array
+                if (s.text_from_file) {
+                    s.text_from_file = false;
+                    if (text == s.text) return false;
+                }
                 detail::read_back<Record>(text, limits, &entry.value, &entry.json);
-                s.text = std::move(text);
+                s.text.assign(text);
+                return true;
             } catch (const detail::decode_error& e) {
                 const std::string key(detail::key_of(entry.value));
                 throw error(errc::invalid_record, path(),
@@ -431,6 +445,7 @@ public:
                     throw error(errc::corrupted_file, path(), "\"" + opts.array_key + "\" is not an array");
                 }
                 boost::json::array& array = found->value().as_array();
+                const std::vector<std::string_view> texts = record_texts(contents->bytes, opts.array_key);
                 state_.slots.reserve(array.size());
                 state_.index.reserve(array.size());
                 for (std::size_t i = 0; i < array.size(); ++i) {
@@ -455,13 +470,91 @@ public:
                         throw error(errc::corrupted_file, path(), where() + ": duplicate key " + detail::quote_untrusted(key),
                                     error::details{key, {}, 0});
                     }
-                    // The text stays empty: encoded at the first save.
-                    state_.slots.emplace_back().record.emplace(
-                        stored_record<Record>{std::move(value), std::move(array[i].as_object())});
+                    slot& s = state_.slots.emplace_back();
+                    s.record.emplace(stored_record<Record>{std::move(value), std::move(array[i].as_object())});
+                    if (texts.size() == array.size()) {  // checked against its encoding at the first save
+                        s.text.assign(texts[i]);
+                        s.text_from_file = true;
+                    }
                 }
                 array.clear();
             }
             if (opened) file_ = pinned_file{file_identity::of(contents->status), std::move(opened)};
+        }
+
+        // The bytes of each element of the top-level member `array_key` in
+        // `file`, a text that has just parsed as JSON (so only well-formed
+        // input is scanned). Empty when a top-level key holds an escape (the
+        // raw text would not say which key it is): the records are then
+        // encoded afresh, as they were before this was kept.
+        static std::vector<std::string_view> record_texts(std::string_view file, const std::string& array_key) {
+            std::vector<std::string_view> out;
+            std::size_t at = 0;
+            const auto skip_space = [&] {
+                while (at < file.size() && (file[at] == ' ' || file[at] == '\n' || file[at] == '\r' || file[at] == '\t')) ++at;
+            };
+            const auto skip_string = [&] {  // at the opening quote; returns whether it held an escape
+                bool escaped = false;
+                for (++at; file[at] != '"'; ++at) {
+                    if (file[at] == '\\') {
+                        escaped = true;
+                        ++at;
+                    }
+                }
+                ++at;
+                return escaped;
+            };
+            const auto skip_value = [&] {
+                if (file[at] == '"') {
+                    skip_string();
+                    return;
+                }
+                if (file[at] != '{' && file[at] != '[') {  // a number or a literal
+                    while (at < file.size() && file[at] != ',' && file[at] != '}' && file[at] != ']' && file[at] != ' ' &&
+                           file[at] != '\n' && file[at] != '\r' && file[at] != '\t')
+                        ++at;
+                    return;
+                }
+                std::size_t depth = 0;
+                do {
+                    if (file[at] == '"') {
+                        skip_string();
+                        continue;
+                    }
+                    if (file[at] == '{' || file[at] == '[') ++depth;
+                    if (file[at] == '}' || file[at] == ']') --depth;
+                    ++at;
+                } while (depth > 0);
+            };
+            skip_space();
+            if (at >= file.size() || file[at] != '{') return out;
+            ++at;
+            for (;;) {
+                skip_space();
+                if (file[at] != '"') return out;  // `}`: no such member
+                const std::size_t key_start = at + 1;
+                if (skip_string()) return {};
+                const std::string_view key = file.substr(key_start, at - 1 - key_start);
+                skip_space();
+                ++at;  // ':'
+                skip_space();
+                if (key == array_key) {
+                    if (file[at] != '[') return {};
+                    ++at;
+                    for (;;) {
+                        skip_space();
+                        if (file[at] == ']') return out;
+                        const std::size_t start = at;
+                        skip_value();
+                        out.push_back(file.substr(start, at - start));
+                        skip_space();
+                        if (file[at] == ',') ++at;
+                    }
+                }
+                skip_value();
+                skip_space();
+                if (file[at] == ',') ++at;
+            }
         }
 
         // The file as detail::pretty_print writes the top-level object with
