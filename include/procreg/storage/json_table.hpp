@@ -30,7 +30,12 @@
 // process or registry object replaced the file, it was edited, it is gone)
 // reloads as before. A commit encodes only the records that changed and
 // reuses the kept text of the others, so its output is byte for byte what a
-// full re-encode writes. Invariants of the shortcut:
+// full re-encode writes. After a reload (another process wrote the file) a
+// record has no kept text yet: the first save encodes it and, when that
+// text is exactly the record's bytes in the file just loaded (found by
+// `record_texts`), skips the read-back proof a changed record needs, since
+// the load parsed and decoded those very bytes within the same limits.
+// Invariants of the shortcut:
 // - the kept state is always exactly the contents of the file whose identity
 //   is kept: it is handed back only by a session that is clean (nothing
 //   changed since its load, or everything committed); a session that throws
@@ -145,13 +150,16 @@ class json_table {
         struct slot {
             std::optional<stored_record<Record>> record;  ///< the record; empty for a hole
             std::string text;                             ///< its text as last written, or empty
-            /// `text` is the record's bytes as found in the file it was
-            /// loaded from, not yet shown to be what encoding it gives.
-            bool text_from_file = false;
+            /// For a record loaded and not changed since: its position in
+            /// the file's records array (`loaded`); else `not_loaded`.
+            std::size_t loaded_index = not_loaded;
         };
+        static constexpr std::size_t not_loaded = static_cast<std::size_t>(-1);
         boost::json::object top;                             // the file's top level, records array emptied
         std::vector<slot> slots;                             // file order, with holes
         std::unordered_map<std::string, std::size_t> index;  // key -> position in slots, one per record
+        std::string loaded;            // the bytes of the file loaded, until the first save takes the records' texts
+        std::size_t loaded_count = 0;  // how many records `loaded` holds
 
         void compact() {
             if (index.size() == slots.size()) return;  // no holes
@@ -296,7 +304,7 @@ public:
                 slot& s = state_.slots[it->second];
                 s.record = std::move(entry);
                 s.text.clear();  // to be encoded again
-                s.text_from_file = false;
+                s.loaded_index = table_state<Record>::not_loaded;
             }
             return std::nullopt;
         }
@@ -338,10 +346,19 @@ public:
             const detail::json_limits limits = record_limits(opts);
             const slot* last_encoded = nullptr;  // names the record in a refusal
             std::string scratch;                 // one buffer for every record's text
-            for (slot& s : state_.slots) {
-                if (!s.text.empty() && !s.text_from_file) continue;
-                if (encode(s, limits, scratch)) last_encoded = &s;
+            // The loaded records' bytes in the file, found only now that a
+            // save needs them (a transaction that only reads never scans).
+            std::vector<std::string_view> loaded_texts;
+            if (!state_.loaded.empty()) {
+                loaded_texts = record_texts(state_.loaded, opts.array_key);
+                if (loaded_texts.size() != state_.loaded_count) loaded_texts.clear();
             }
+            for (slot& s : state_.slots) {
+                if (!s.text.empty()) continue;
+                if (encode(s, limits, loaded_texts, scratch)) last_encoded = &s;
+            }
+            loaded_texts.clear();
+            state_.loaded = std::string();  // every record has its text now
             const std::string text = render(opts.array_key);
             if (text.size() > opts.max_file_bytes) {
                 // Each record fits on its own, the table does not: refused
@@ -407,15 +424,18 @@ public:
         // made it parsed and decoded those bytes within the same limits
         // (the file's size and depth, two levels down), which is what the
         // proof would do again. Returns false for that case (nothing new).
-        bool encode(slot& s, const detail::json_limits& limits, std::string& text) {
+        bool encode(slot& s, const detail::json_limits& limits, const std::vector<std::string_view>& loaded_texts,
+                    std::string& text) {
             stored_record<Record>& entry = *s.record;
             try {
                 const boost::json::value merged(detail::merge_over(entry.json, entry.value));
                 text.clear();
                 detail::pretty_print_into(text, merged, 2);  // indent level 2: inside the top-level object's array
-                if (s.text_from_file) {
-                    s.text_from_file = false;
-                    if (text == s.text) return false;
+                const std::size_t position = s.loaded_index;
+                s.loaded_index = table_state<Record>::not_loaded;
+                if (position < loaded_texts.size() && text == loaded_texts[position]) {
+                    s.text.assign(text);
+                    return false;
                 }
                 detail::read_back<Record>(text, limits, &entry.value, &entry.json);
                 s.text.assign(text);
@@ -445,7 +465,6 @@ public:
                     throw error(errc::corrupted_file, path(), "\"" + opts.array_key + "\" is not an array");
                 }
                 boost::json::array& array = found->value().as_array();
-                const std::vector<std::string_view> texts = record_texts(contents->bytes, opts.array_key);
                 state_.slots.reserve(array.size());
                 state_.index.reserve(array.size());
                 for (std::size_t i = 0; i < array.size(); ++i) {
@@ -472,19 +491,18 @@ public:
                     }
                     slot& s = state_.slots.emplace_back();
                     s.record.emplace(stored_record<Record>{std::move(value), std::move(array[i].as_object())});
-                    if (texts.size() == array.size()) {  // checked against its encoding at the first save
-                        s.text.assign(texts[i]);
-                        s.text_from_file = true;
-                    }
+                    s.loaded_index = i;  // its bytes are compared with its encoding at the first save
                 }
                 array.clear();
+                state_.loaded_count = state_.slots.size();
+                state_.loaded = std::move(contents->bytes);
             }
             if (opened) file_ = pinned_file{file_identity::of(contents->status), std::move(opened)};
         }
 
         // The bytes of each element of the top-level member `array_key` in
-        // `file`, a text that has just parsed as JSON (so only well-formed
-        // input is scanned). Empty when a top-level key holds an escape (the
+        // `file`, a text that has parsed as JSON (so only well-formed input
+        // is scanned). Empty when a top-level key holds an escape (the
         // raw text would not say which key it is): the records are then
         // encoded afresh, as they were before this was kept.
         static std::vector<std::string_view> record_texts(std::string_view file, const std::string& array_key) {
