@@ -95,6 +95,24 @@ BOOST_AUTO_TEST_CASE(records_not_in_the_pretty_format_are_encoded_afresh_after_a
     BOOST_TEST(rows[2].record.sid == "c");
 }
 
+// The writer that skips the JSON tree for plain described records writes
+// what pretty-printing value_from's tree writes, escapes and extreme
+// integers included: a loaded record is kept as found only on that equality.
+BOOST_AUTO_TEST_CASE(plain_records_are_written_as_their_json_tree_is) {
+    static_assert(procreg::detail::encodes_plainly<pool_session>::value);
+    const pool_session odd{std::string("q\"b\\s\n\t\x01\x1f/\xc3\xa9\x7f", 13), 4294967295u, "", "\u2028",
+                           "2026-01-01T00:00:00Z"};
+    for (const pool_session& r : {session("a", 1), session("", 0), odd}) {
+        for (const int indent : {0, 2}) {
+            std::string tree;
+            procreg::detail::pretty_print_into(tree, boost::json::value_from(r), indent);
+            std::string plain;
+            procreg::detail::append_plain_pretty(plain, r, indent);
+            BOOST_TEST(plain == tree);
+        }
+    }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(liveness_of_many)

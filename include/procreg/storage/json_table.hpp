@@ -427,6 +427,21 @@ public:
         bool encode(slot& s, const detail::json_limits& limits, const std::vector<std::string_view>& loaded_texts,
                     std::string& text) {
             stored_record<Record>& entry = *s.record;
+            if constexpr (detail::encodes_plainly<Record>::value) {
+                // The usual case written without a JSON tree: when the file
+                // holds exactly the record's members in order (the bytes
+                // equal), its object has no other key for a merge to add,
+                // so this is also what the merge below would write.
+                if (s.loaded_index < loaded_texts.size()) {
+                    text.clear();
+                    detail::append_plain_pretty(text, entry.value, 2);
+                    if (text == loaded_texts[s.loaded_index]) {
+                        s.loaded_index = table_state<Record>::not_loaded;
+                        s.text.assign(text);
+                        return false;
+                    }
+                }
+            }
             try {
                 const boost::json::value merged(detail::merge_over(entry.json, entry.value));
                 text.clear();
