@@ -22,10 +22,22 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
 namespace procreg {
+
+namespace detail {
+/// True for a liveness policy that declares `answers_by_pid_alone = true`:
+/// its answer depends on the pid only, never on the stored identity, so one
+/// pass over many records may ask it once per distinct pid.
+template <class Liveness, class = void>
+struct answers_by_pid_alone : std::false_type {};
+template <class Liveness>
+struct answers_by_pid_alone<Liveness, std::void_t<decltype(Liveness::answers_by_pid_alone)>>
+    : std::bool_constant<Liveness::answers_by_pid_alone> {};
+}  // namespace detail
 
 template <class Record, class Lock, class Storage, class Liveness>
 class registry;
@@ -182,9 +194,9 @@ public:
     std::vector<listed<Record>> list() const {
         std::vector<listed<Record>> out;
         out.reserve(session_.size());
+        liveness_pass alive(liveness_);
         session_.for_each([&](const stored_record<Record>& stored) {
-            out.push_back(listed<Record>{stored.value,
-                                         liveness_.is_alive(detail::pid_of(stored.value), stored.json)});
+            out.push_back(listed<Record>{stored.value, alive(stored)});
         });
         return out;
     }
@@ -206,8 +218,9 @@ public:
                       "procreg: a reap hook must be callable as void(const Record&) or "
                       "void(const Record&, transaction&)");
         std::vector<std::string> dead;
+        liveness_pass alive(liveness_);
         session_.for_each([&](const stored_record<Record>& stored) {
-            if (!liveness_.is_alive(detail::pid_of(stored.value), stored.json)) {
+            if (!alive(stored)) {
                 dead.emplace_back(detail::key_of(stored.value));
             }
         });
@@ -360,6 +373,31 @@ private:
 
     Session& session_;
     const Liveness& liveness_;
+
+    // Liveness for one pass over the records (list, reap). A policy whose
+    // answer depends on the pid alone (kill_liveness) is asked once per
+    // distinct pid: records of one owner are common, and a kill(2) per
+    // record was most of a list's cost. The answers are those of one moment
+    // of the pass, as a per-record probe's would be. Other policies (a
+    // stored identity decides) are asked for every record.
+    class liveness_pass {
+    public:
+        explicit liveness_pass(const Liveness& liveness) : liveness_(liveness) {}
+        bool operator()(const stored_record<Record>& stored) {
+            const std::uint64_t pid = detail::pid_of(stored.value);
+            if constexpr (detail::answers_by_pid_alone<Liveness>::value) {
+                const auto [it, first] = known_.try_emplace(pid, false);
+                if (first) it->second = liveness_.is_alive(pid, stored.json);
+                return it->second;
+            } else {
+                return liveness_.is_alive(pid, stored.json);
+            }
+        }
+
+    private:
+        const Liveness& liveness_;
+        std::unordered_map<std::uint64_t, bool> known_;  // pid -> alive, for answers_by_pid_alone
+    };
 };
 
 }  // namespace procreg

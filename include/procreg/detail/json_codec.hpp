@@ -23,6 +23,7 @@
 
 #include <procreg/detail/json_strict_parse.hpp>
 
+#include <boost/describe/bases.hpp>
 #include <boost/describe/members.hpp>
 #include <boost/describe/modifiers.hpp>
 #include <boost/json.hpp>
@@ -404,6 +405,79 @@ inline void pretty_print_into(std::string& out, const boost::json::value& value,
     default:
         append_json_scalar(out, value);
         return;
+    }
+}
+
+// A member written straight from the C++ value, as value_from would
+// convert it (the very dispatch Boost.JSON 1.81 applies): a string, a bool,
+// or an integer other than a character type.
+template <class T>
+constexpr bool is_plain_member_v =
+    (std::is_same_v<boost::json::detail::value_from_implementation<T>, boost::json::detail::string_like_conversion_tag> &&
+     std::is_same_v<T, std::string>) ||
+    (std::is_same_v<boost::json::detail::value_from_implementation<T>, boost::json::detail::bool_conversion_tag>) ||
+    (std::is_same_v<boost::json::detail::value_from_implementation<T>, boost::json::detail::number_conversion_tag> &&
+     std::is_integral_v<T> && !std::is_same_v<T, char> && !std::is_same_v<T, signed char> &&
+     !std::is_same_v<T, unsigned char> && !std::is_same_v<T, wchar_t> && !std::is_same_v<T, char16_t> &&
+     !std::is_same_v<T, char32_t>);
+
+template <class Record, class Member>
+using member_type_t = std::remove_cv_t<std::remove_reference_t<decltype(std::declval<Record&>().*Member::pointer)>>;
+
+template <class Record, class Members>
+struct all_members_plain;
+template <class Record, template <class...> class List, class... Member>
+struct all_members_plain<Record, List<Member...>>
+    : std::bool_constant<(is_plain_member_v<member_type_t<Record, Member>> && ...)> {};
+
+/// True for a record type that value_from converts as a described struct
+/// (no conversion of its own, no bases) whose members are all plain
+/// (`is_plain_member_v`): `append_plain_pretty` then writes exactly what
+/// `pretty_print_into(value_from(record))` writes, without building it.
+template <class Record, class = void>
+struct encodes_plainly : std::false_type {};
+template <class Record>
+struct encodes_plainly<Record, std::enable_if_t<uses_lenient_decoding_v<Record>>>
+    : std::bool_constant<
+          std::is_same_v<boost::json::detail::value_from_implementation<Record>,
+                         boost::json::detail::described_class_conversion_tag> &&
+          boost::mp11::mp_empty<boost::describe::describe_bases<Record, boost::describe::mod_any_access>>::value &&
+          all_members_plain<Record, boost::describe::describe_members<Record, boost::describe::mod_public>>::value> {};
+
+/// Appends `record` as `pretty_print_into(out, value_from(record), indent)`
+/// does, member by member (only for `encodes_plainly` types).
+template <class Record>
+void append_plain_pretty(std::string& out, const Record& record, int indent) {
+    using members = boost::describe::describe_members<Record, boost::describe::mod_public>;
+    const auto newline = [&](int level) {
+        out += '\n';
+        out.append(static_cast<std::size_t>(level) * 2, ' ');
+    };
+    if constexpr (boost::mp11::mp_empty<members>::value) {
+        out += "{}";
+    } else {
+        out += '{';
+        bool first = true;
+        boost::mp11::mp_for_each<members>([&](auto member) {
+            if (!first) out += ',';
+            first = false;
+            newline(indent + 1);
+            append_json_string(out, member.name);
+            out += ": ";
+            const auto& field = record.*member.pointer;
+            using field_type = std::remove_cv_t<std::remove_reference_t<decltype(field)>>;
+            if constexpr (std::is_same_v<field_type, bool>) {
+                out += field ? "true" : "false";
+            } else if constexpr (std::is_integral_v<field_type>) {
+                char digits[24];
+                const auto end = std::to_chars(digits, digits + sizeof digits, field).ptr;
+                out.append(digits, static_cast<std::size_t>(end - digits));
+            } else {
+                append_json_string(out, field);
+            }
+        });
+        newline(indent);
+        out += '}';
     }
 }
 

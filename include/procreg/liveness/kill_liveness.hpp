@@ -25,6 +25,9 @@ inline bool pid_alive(std::uint64_t pid) noexcept { return detail::sys::process_
 
 /// Liveness by kill(pid, 0). Stores no identity in records.
 struct kill_liveness {
+    /// The answer depends on the pid alone: a list or reap probes each
+    /// distinct pid once (transaction.hpp).
+    static constexpr bool answers_by_pid_alone = true;
     /// True when the record's owner is alive.
     bool is_alive(std::uint64_t pid, const boost::json::object& /*stored*/) const noexcept { return pid_alive(pid); }
     /// kill liveness keeps no identity: nothing to add to the record.

@@ -30,7 +30,12 @@
 // process or registry object replaced the file, it was edited, it is gone)
 // reloads as before. A commit encodes only the records that changed and
 // reuses the kept text of the others, so its output is byte for byte what a
-// full re-encode writes. Invariants of the shortcut:
+// full re-encode writes. After a reload (another process wrote the file) a
+// record has no kept text yet: the first save encodes it and, when that
+// text is exactly the record's bytes in the file just loaded (found by
+// `record_texts`), skips the read-back proof a changed record needs, since
+// the load parsed and decoded those very bytes within the same limits.
+// Invariants of the shortcut:
 // - the kept state is always exactly the contents of the file whose identity
 //   is kept: it is handed back only by a session that is clean (nothing
 //   changed since its load, or everything committed); a session that throws
@@ -147,10 +152,16 @@ class json_table {
         struct slot {
             std::optional<stored_record<Record>> record;  ///< the record; empty for a hole
             std::string text;                             ///< its text as last written, or empty
+            /// For a record loaded and not changed since: its position in
+            /// the file's records array (`loaded`); else `not_loaded`.
+            std::size_t loaded_index = not_loaded;
         };
+        static constexpr std::size_t not_loaded = static_cast<std::size_t>(-1);
         boost::json::object top;                             // the file's top level, records array emptied
         std::vector<slot> slots;                             // file order, with holes
         std::unordered_map<std::string, std::size_t> index;  // key -> position in slots, one per record
+        std::string loaded;            // the bytes of the file loaded, until the first save takes the records' texts
+        std::size_t loaded_count = 0;  // how many records `loaded` holds
 
         void compact() {
             if (index.size() == slots.size()) return;  // no holes
@@ -297,6 +308,7 @@ public:
                 slot& s = state_.slots[it->second];
                 s.record = std::move(entry);
                 s.text.clear();  // to be encoded again
+                s.loaded_index = table_state<Record>::not_loaded;
             }
             return std::nullopt;
         }
@@ -331,11 +343,20 @@ public:
             const auto& opts = table_->options_;
             const detail::json_limits limits = record_limits(opts);
             const slot* last_encoded = nullptr;  // names the record in a refusal
+            std::string scratch;                 // one buffer for every record's text
+            // The loaded records' bytes in the file, found only now that a
+            // save needs them (a transaction that only reads never scans).
+            std::vector<std::string_view> loaded_texts;
+            if (!state_.loaded.empty()) {
+                loaded_texts = record_texts(state_.loaded, opts.array_key);
+                if (loaded_texts.size() != state_.loaded_count) loaded_texts.clear();
+            }
             for (slot& s : state_.slots) {
                 if (!s.text.empty()) continue;
-                encode(s, limits);
-                last_encoded = &s;
+                if (encode(s, limits, loaded_texts, scratch)) last_encoded = &s;
             }
+            loaded_texts.clear();
+            state_.loaded = std::string();  // every record has its text now
             const std::string text = render(opts.array_key);
             if (text.size() > opts.max_file_bytes) {
                 // Each record fits on its own, the table does not: refused
@@ -398,14 +419,42 @@ public:
         // that very text is proven to read back. The record then holds what
         // reading it back gives (value and object), as a fresh load of the
         // file would: the unchanged-file shortcut serves what the file says.
-        void encode(slot& s, const detail::json_limits& limits) {
+        // A record loaded unchanged whose text encodes to the very bytes the
+        // file holds for it keeps them without the proof: the load that
+        // made it parsed and decoded those bytes within the same limits
+        // (the file's size and depth, two levels down), which is what the
+        // proof would do again. Returns false for that case (nothing new).
+        bool encode(slot& s, const detail::json_limits& limits, const std::vector<std::string_view>& loaded_texts,
+                    std::string& text) {
             stored_record<Record>& entry = *s.record;
+            if constexpr (detail::encodes_plainly<Record>::value) {
+                // The usual case written without a JSON tree: when the file
+                // holds exactly the record's members in order (the bytes
+                // equal), its object has no other key for a merge to add,
+                // so this is also what the merge below would write.
+                if (s.loaded_index < loaded_texts.size()) {
+                    text.clear();
+                    detail::append_plain_pretty(text, entry.value, 2);
+                    if (text == loaded_texts[s.loaded_index]) {
+                        s.loaded_index = table_state<Record>::not_loaded;
+                        s.text.assign(text);
+                        return false;
+                    }
+                }
+            }
             try {
                 const boost::json::value merged(detail::merge_over(entry.json, entry.value));
-                std::string text;
+                text.clear();
                 detail::pretty_print_into(text, merged, 2);  // indent level 2: inside the top-level object's array
+                const std::size_t position = s.loaded_index;
+                s.loaded_index = table_state<Record>::not_loaded;
+                if (position < loaded_texts.size() && text == loaded_texts[position]) {
+                    s.text.assign(text);
+                    return false;
+                }
                 detail::read_back<Record>(text, limits, &entry.value, &entry.json);
-                s.text = std::move(text);
+                s.text.assign(text);
+                return true;
             } catch (const detail::decode_error& e) {
                 const std::string key(detail::key_of(entry.value));
                 throw error(errc::invalid_record, path(),
@@ -455,13 +504,90 @@ public:
                         throw error(errc::corrupted_file, path(), where() + ": duplicate key " + detail::quote_untrusted(key),
                                     error::details{key, {}, 0});
                     }
-                    // The text stays empty: encoded at the first save.
-                    state_.slots.emplace_back().record.emplace(
-                        stored_record<Record>{std::move(value), std::move(array[i].as_object())});
+                    slot& s = state_.slots.emplace_back();
+                    s.record.emplace(stored_record<Record>{std::move(value), std::move(array[i].as_object())});
+                    s.loaded_index = i;  // its bytes are compared with its encoding at the first save
                 }
                 array.clear();
+                state_.loaded_count = state_.slots.size();
+                state_.loaded = std::move(contents->bytes);
             }
             if (opened) file_ = pinned_file{file_identity::of(contents->status), std::move(opened)};
+        }
+
+        // The bytes of each element of the top-level member `array_key` in
+        // `file`, a text that has parsed as JSON (so only well-formed input
+        // is scanned). Empty when a top-level key holds an escape (the
+        // raw text would not say which key it is): the records are then
+        // encoded afresh, as they were before this was kept.
+        static std::vector<std::string_view> record_texts(std::string_view file, const std::string& array_key) {
+            std::vector<std::string_view> out;
+            std::size_t at = 0;
+            const auto skip_space = [&] {
+                while (at < file.size() && (file[at] == ' ' || file[at] == '\n' || file[at] == '\r' || file[at] == '\t')) ++at;
+            };
+            const auto skip_string = [&] {  // at the opening quote; returns whether it held an escape
+                bool escaped = false;
+                for (++at; file[at] != '"'; ++at) {
+                    if (file[at] == '\\') {
+                        escaped = true;
+                        ++at;
+                    }
+                }
+                ++at;
+                return escaped;
+            };
+            const auto skip_value = [&] {
+                if (file[at] == '"') {
+                    skip_string();
+                    return;
+                }
+                if (file[at] != '{' && file[at] != '[') {  // a number or a literal
+                    while (at < file.size() && file[at] != ',' && file[at] != '}' && file[at] != ']' && file[at] != ' ' &&
+                           file[at] != '\n' && file[at] != '\r' && file[at] != '\t')
+                        ++at;
+                    return;
+                }
+                std::size_t depth = 0;
+                do {
+                    if (file[at] == '"') {
+                        skip_string();
+                        continue;
+                    }
+                    if (file[at] == '{' || file[at] == '[') ++depth;
+                    if (file[at] == '}' || file[at] == ']') --depth;
+                    ++at;
+                } while (depth > 0);
+            };
+            skip_space();
+            if (at >= file.size() || file[at] != '{') return out;
+            ++at;
+            for (;;) {
+                skip_space();
+                if (file[at] != '"') return out;  // `}`: no such member
+                const std::size_t key_start = at + 1;
+                if (skip_string()) return {};
+                const std::string_view key = file.substr(key_start, at - 1 - key_start);
+                skip_space();
+                ++at;  // ':'
+                skip_space();
+                if (key == array_key) {
+                    if (file[at] != '[') return {};
+                    ++at;
+                    for (;;) {
+                        skip_space();
+                        if (file[at] == ']') return out;
+                        const std::size_t start = at;
+                        skip_value();
+                        out.push_back(file.substr(start, at - start));
+                        skip_space();
+                        if (file[at] == ',') ++at;
+                    }
+                }
+                skip_value();
+                skip_space();
+                if (file[at] == ',') ++at;
+            }
         }
 
         // The file as detail::pretty_print writes the top-level object with
