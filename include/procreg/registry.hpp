@@ -18,6 +18,7 @@
 // other languages that use the same lock and format.
 #pragma once
 
+#include <procreg/detail/commit_conflict.hpp>
 #include <procreg/detail/policy_checks.hpp>
 #include <procreg/error.hpp>
 #include <procreg/liveness/kill_liveness.hpp>
@@ -299,17 +300,36 @@ private:
         }
     }
 
+    // Nested, so that a storage without lock_location() (etcd_store) never
+    // names it: the inner condition is instantiated only when it exists.
     static decltype(auto) lock_argument(Storage& storage) {
-        if constexpr (detail::has_lock_location<Storage>::value &&
-                      std::is_constructible_v<Lock, decltype(storage.lock_location())>) {
-            return storage.lock_location();
+        if constexpr (detail::has_lock_location<Storage>::value) {
+            if constexpr (std::is_constructible_v<Lock, decltype(storage.lock_location())>) {
+                return storage.lock_location();
+            } else {
+                return storage.lock_path();
+            }
         } else {
             return storage.lock_path();
         }
     }
 
+    // A storage with optimistic concurrency (etcd_store) reports a commit
+    // that lost a race with detail::commit_conflict, having written nothing:
+    // the steps run again against the new state (so they must act only
+    // through the transaction). Local storages never report it.
     template <class Steps>
     decltype(auto) run_locked(Steps&& steps) {
+        for (;;) {
+            try {
+                return run_once(steps);
+            } catch (const detail::commit_conflict&) {
+            }
+        }
+    }
+
+    template <class Steps>
+    decltype(auto) run_once(Steps& steps) {
         const pid_t locked_by = ::getpid();
         auto session = storage_.template begin<Record>();
         transaction_type tx(session, liveness_);
