@@ -20,7 +20,10 @@
 #include <procreg/storage/etcd_store.hpp>
 #include <procreg/storage/record_files.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <functional>
+#include <vector>
 #include <csignal>
 #include <memory>
 #include <optional>
@@ -63,7 +66,7 @@ lease_registry owner_registry(const etcd_cluster& cluster, std::shared_ptr<procr
                           procreg::liveness::etcd_lease(std::move(k)));
 }
 
-[[maybe_unused]] lease_registry observer_registry(const etcd_cluster& cluster) {
+lease_registry observer_registry(const etcd_cluster& cluster) {
     return lease_registry(procreg::storage::etcd_store(store_options(cluster)), procreg::lock::no_lock{},
                           procreg::liveness::etcd_lease{});
 }
@@ -173,6 +176,309 @@ BOOST_AUTO_TEST_CASE(value_is_the_record_files_json_and_unknown_fields_survive) 
     BOOST_TEST_REQUIRE(rewritten.has_value());
     BOOST_TEST(rewritten->value.find("\"future\"") != std::string::npos);
     BOOST_TEST(rewritten->value.find("\"version\": \"2\"") != std::string::npos);
+}
+
+// AgentMux-like records (no owner, always_alive) are put without a lease and never reaped.
+BOOST_AUTO_TEST_CASE(agentmux_records_without_owner) {
+    etcd_cluster cluster;
+    using agent_registry = procreg::registry<procreg::agentmux::agent_record, procreg::lock::no_lock,
+                                             procreg::storage::etcd_store, procreg::liveness::always_alive>;
+    agent_registry reg{procreg::storage::etcd_store(store_options(cluster, "/agentmux/agents"))};
+    auto record = procreg::agentmux::agent_record::make("agent-1");
+    record.data.name = "claude";
+    reg.insert(record);
+    BOOST_TEST((reg.find("agent-1") == record));
+    BOOST_TEST(raw_get(cluster, "/agentmux/agents/agent-1")->lease == 0);
+    BOOST_TEST(reg.reap().empty());
+    raw_put(cluster, "/agentmux/agents/broken", "{not json");
+    std::vector<procreg::skipped_file> skipped;
+    reg.transact([&](auto& tx) { skipped = tx.skipped_files(); });
+    BOOST_TEST_REQUIRE(skipped.size() == 1u);
+    BOOST_TEST(skipped[0].path.string().find("/agentmux/agents/broken") != std::string::npos);
+    BOOST_TEST(reg.list().size() == 1u);
+    // A value that is not a record is never overwritten.
+    auto over = procreg::agentmux::agent_record::make("broken");
+    BOOST_TEST((reg.upsert(over).status == procreg::upsert_status::skipped));
+    BOOST_TEST(raw_get(cluster, "/agentmux/agents/broken")->value == "{not json");
+}
+
+// Processes racing to insert one key: exactly one wins, the others get
+// duplicate_key (a create-only txn, never an overwrite).
+BOOST_AUTO_TEST_CASE(concurrent_inserts_of_one_key_make_one_record) {
+    etcd_cluster cluster;
+    constexpr int racers = 6;
+    std::vector<pid_t> children;
+    for (int i = 0; i < racers; ++i) {
+        children.push_back(procreg_test::spawn([&, i] {
+            counter_registry reg{procreg::storage::etcd_store(store_options(cluster, "/race"))};
+            std::error_code ec;
+            reg.insert(counter_record{"shared", static_cast<std::uint32_t>(::getpid()), static_cast<std::uint64_t>(i)},
+                       ec);
+            if (!ec) return 0;
+            return ec == procreg::errc::duplicate_key ? 1 : 2;
+        }));
+    }
+    int winners = 0;
+    for (pid_t child : children) {
+        const int code = procreg_test::wait_exit(child);
+        BOOST_TEST((code == 0 || code == 1));
+        winners += code == 0 ? 1 : 0;
+    }
+    BOOST_TEST(winners == 1);
+}
+
+// Read-modify-write from several processes at once loses no update: the
+// commit compares what was read, and a lost race runs the steps again.
+BOOST_AUTO_TEST_CASE(concurrent_read_modify_write_is_serializable) {
+    etcd_cluster cluster;
+    counter_registry setup{procreg::storage::etcd_store(store_options(cluster, "/counter"))};
+    setup.insert(counter_record{"c", 0, 0});
+    constexpr int writers = 4;
+    constexpr int rounds = 25;
+    std::vector<pid_t> children;
+    for (int i = 0; i < writers; ++i) {
+        children.push_back(procreg_test::spawn([&] {
+            counter_registry reg{procreg::storage::etcd_store(store_options(cluster, "/counter"))};
+            for (int r = 0; r < rounds; ++r) {
+                reg.transact([](auto& tx) { tx.modify("c", [](counter_record& c) { ++c.count; }); });
+            }
+            return 0;
+        }));
+    }
+    for (pid_t child : children) BOOST_TEST(procreg_test::wait_exit(child) == 0);
+    BOOST_TEST(setup.find("c")->count == static_cast<std::uint64_t>(writers * rounds));
+}
+
+// A conflict check reads the whole prefix: a record added under it after
+// the listing fails the commit, so two racing inserts of conflicting
+// records (different keys, same socket) never both succeed.
+BOOST_AUTO_TEST_CASE(conflict_check_sees_records_added_after_the_listing) {
+    etcd_cluster cluster;
+    constexpr int racers = 6;
+    std::vector<pid_t> children;
+    for (int i = 0; i < racers; ++i) {
+        children.push_back(procreg_test::spawn([&, i] {
+            auto reg = owner_registry(cluster, keeper(cluster, std::chrono::seconds(10)));
+            std::error_code ec;
+            auto mine = session("s" + std::to_string(i), static_cast<std::uint32_t>(::getpid()));
+            mine.sock = "/run/one.sock";
+            try {
+                reg.insert(mine, [](const pool_session& a, const pool_session& b) { return a.sock == b.sock; });
+            } catch (const procreg::error& e) {
+                if (e.code() == procreg::errc::conflict) {
+                    ::pause();  // keep the winner's lease alive until killed
+                }
+                return 2;
+            }
+            ::pause();
+            return 0;
+        }));
+    }
+    auto reader = observer_registry(cluster);
+    BOOST_TEST(eventually(std::chrono::seconds(20), [&] {
+        // every racer has settled once none is still retrying (all paused)
+        return reader.list().size() >= 1u;
+    }));
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    BOOST_TEST(reader.list().size() == 1u);
+    for (pid_t child : children) {
+        ::kill(child, SIGKILL);
+        procreg_test::wait_exit(child);
+    }
+}
+
+// An owner SIGKILLed: its lease expires and every other process stops
+// seeing its records within TTL + 1 s.
+BOOST_AUTO_TEST_CASE(sigkilled_owner_records_vanish_within_ttl) {
+    etcd_cluster cluster;
+    procreg_test::signal_pipe ready;
+    const pid_t owner = procreg_test::spawn([&] {
+        auto reg = owner_registry(cluster, keeper(cluster, std::chrono::seconds(2)));
+        reg.insert(session("w1", static_cast<std::uint32_t>(::getpid())));
+        reg.insert(session("w2", static_cast<std::uint32_t>(::getpid())));
+        ready.notify();
+        for (;;) ::pause();
+        return 0;
+    });
+    BOOST_TEST_REQUIRE(ready.wait(std::chrono::seconds(20)));
+    auto reader = observer_registry(cluster);
+    auto rows = reader.list();
+    BOOST_TEST_REQUIRE(rows.size() == 2u);
+    BOOST_TEST(rows[0].alive);
+    // Kept alive past its TTL while the owner lives.
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    BOOST_TEST(reader.list().size() == 2u);
+    ::kill(owner, SIGKILL);
+    procreg_test::wait_exit(owner);
+    BOOST_TEST(eventually(std::chrono::seconds(3), [&] { return reader.list().empty(); }));
+    BOOST_TEST(!raw_get(cluster, "/procreg/pool/w1"));
+}
+
+// A clean shutdown revokes the lease: the records vanish at once.
+BOOST_AUTO_TEST_CASE(clean_shutdown_revokes_the_lease) {
+    etcd_cluster cluster;
+    const pid_t owner = procreg_test::spawn([&] {
+        auto reg = owner_registry(cluster, keeper(cluster, std::chrono::seconds(30)));
+        reg.insert(session("w1", static_cast<std::uint32_t>(::getpid())));
+        return 0;  // the keeper's destructor revokes
+    });
+    BOOST_TEST_REQUIRE(procreg_test::wait_exit(owner) == 0);
+    BOOST_TEST(!raw_get(cluster, "/procreg/pool/w1"));
+    BOOST_TEST(observer_registry(cluster).list().empty());
+}
+
+// An owner paused (SIGSTOP) past its TTL loses its lease: after SIGCONT it
+// notices (state and callback), its next write fails, and renew() takes a
+// new lease (never the expired id) under which it registers again.
+BOOST_AUTO_TEST_CASE(lease_lost_under_a_paused_owner_is_noticed_and_renewed) {
+    etcd_cluster cluster;
+    procreg_test::signal_pipe registered;
+    procreg_test::signal_pipe reregistered;
+    const pid_t owner = procreg_test::spawn([&] {
+        std::atomic<std::int64_t> reported{0};
+        auto k = keeper(cluster, std::chrono::seconds(2), [&](std::int64_t lost) { reported = lost; });
+        auto reg = owner_registry(cluster, k);
+        const std::int64_t first = k->id();
+        reg.insert(session("w1", static_cast<std::uint32_t>(::getpid())));
+        registered.notify();
+        // Stopped here by the parent, past the TTL.
+        while (k->state() == procreg::liveness::lease_state::held) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        if (k->state() != procreg::liveness::lease_state::lost) return 10;
+        std::error_code ec;
+        reg.upsert(session("w1", static_cast<std::uint32_t>(::getpid())), ec);
+        if (ec != procreg::errc::io_failure) return 11;
+        const std::int64_t second = k->renew();
+        if (second == 0 || second == first) return 12;
+        reg.insert(session("w1", static_cast<std::uint32_t>(::getpid())));
+        for (int i = 0; i < 100 && reported.load() != first; ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        if (reported.load() != first) return 13;
+        reregistered.notify();
+        for (;;) ::pause();
+        return 0;
+    });
+    BOOST_TEST_REQUIRE(registered.wait(std::chrono::seconds(20)));
+    const auto before = raw_get(cluster, "/procreg/pool/w1");
+    BOOST_TEST_REQUIRE(before.has_value());
+    ::kill(owner, SIGSTOP);
+    BOOST_TEST(eventually(std::chrono::seconds(10), [&] { return !raw_get(cluster, "/procreg/pool/w1"); }));
+    ::kill(owner, SIGCONT);
+    const bool again = reregistered.wait(std::chrono::seconds(20));
+    ::kill(owner, SIGKILL);
+    const int code = procreg_test::wait_exit(owner);
+    BOOST_TEST_REQUIRE(again, "owner exited with " << code);
+    (void)code;
+}
+
+// Every member down: each call fails within its timeout with an io_failure
+// naming the endpoint, and works again once the member is back.
+BOOST_AUTO_TEST_CASE(member_down_fails_within_the_timeout_then_recovers) {
+    etcd_cluster cluster;
+    counter_registry reg{procreg::storage::etcd_store(store_options(cluster, "/down", std::chrono::milliseconds(800)))};
+    reg.insert(counter_record{"a", 0, 1});
+    cluster.signal(0, SIGSTOP);  // a member that accepts but never answers
+    for (int i = 0; i < 2; ++i) {
+        const auto started = std::chrono::steady_clock::now();
+        try {
+            reg.find("a");
+            BOOST_FAIL("a call to a stopped member must fail");
+        } catch (const procreg::error& e) {
+            BOOST_TEST((e.code() == procreg::errc::io_failure));
+            BOOST_TEST(std::string(e.what()).find(cluster.endpoints()[0]) != std::string::npos, e.what());
+        }
+        BOOST_TEST((std::chrono::steady_clock::now() - started < std::chrono::seconds(3)));
+    }
+    cluster.signal(0, SIGCONT);
+    cluster.kill(0);
+    const auto started = std::chrono::steady_clock::now();
+    std::error_code ec;
+    reg.find("a", ec);
+    BOOST_TEST((ec == procreg::errc::io_failure));
+    BOOST_TEST((std::chrono::steady_clock::now() - started < std::chrono::seconds(3)));
+    cluster.restart(0);
+    cluster.wait_ready();
+    BOOST_TEST(reg.find("a")->count == 1u);
+}
+
+// Authentication on: the right password works, a wrong one is refused
+// with a clear error naming the user.
+BOOST_AUTO_TEST_CASE(auth_wrong_password_is_refused) {
+    etcd_cluster cluster;
+    {
+        procreg::detail::etcd_client admin(cluster.connection());
+        admin.call_ok("/v3/auth/user/add", {{"name", "root"}, {"password", "right"}});
+        admin.call_ok("/v3/auth/role/add", {{"name", "root"}});
+        admin.call_ok("/v3/auth/user/grant", {{"user", "root"}, {"role", "root"}});
+        admin.call_ok("/v3/auth/enable", boost::json::object{});
+    }
+    auto opts = store_options(cluster, "/auth");
+    opts.connection.user = "root";
+    opts.connection.password = "wrong";
+    try {
+        procreg::storage::etcd_store refused(opts);
+        BOOST_FAIL("a wrong password must be refused");
+    } catch (const procreg::error& e) {
+        BOOST_TEST((e.code() == procreg::errc::io_failure));
+        BOOST_TEST(e.os_error() == EACCES);
+        BOOST_TEST(std::string(e.what()).find("authentication") != std::string::npos, e.what());
+        BOOST_TEST(std::string(e.what()).find("\"root\"") != std::string::npos, e.what());
+    }
+    // Without credentials, etcd refuses the request itself.
+    counter_registry anonymous{procreg::storage::etcd_store(store_options(cluster, "/auth"))};
+    std::error_code ec;
+    anonymous.insert(counter_record{"a", 0, 1}, ec);
+    BOOST_TEST((ec == procreg::errc::io_failure));
+    opts.connection.password = "right";
+    counter_registry reg{procreg::storage::etcd_store(opts)};
+    reg.insert(counter_record{"a", 0, 1});
+    BOOST_TEST(reg.find("a")->count == 1u);
+}
+
+// Two owners with the same pid (each pid 1 of its own pid namespace) are
+// two owners: killing one removes only its records.
+BOOST_AUTO_TEST_CASE(same_pid_in_two_pid_namespaces_are_two_owners) {
+    BOOST_TEST_REQUIRE(::geteuid() == 0, "this test needs root (unshare(CLONE_NEWPID))");
+    etcd_cluster cluster;
+    procreg_test::signal_pipe ready;
+    const auto namespaced_owner = [&](std::string key) {
+        return procreg_test::spawn([&, key] {
+            if (::unshare(CLONE_NEWPID) != 0) return 20;
+            const pid_t init = procreg_test::spawn([&, key] {
+                ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (::getpid() != 1) return 21;
+                auto reg = owner_registry(cluster, keeper(cluster, std::chrono::seconds(2)));
+                reg.insert(session(key, 1));
+                ready.notify();
+                for (;;) ::pause();
+                return 0;
+            });
+            return procreg_test::wait_exit(init);
+        });
+    };
+    const pid_t a = namespaced_owner("ns-a");
+    const pid_t b = namespaced_owner("ns-b");
+    BOOST_TEST_REQUIRE(ready.wait(std::chrono::seconds(20)));
+    BOOST_TEST_REQUIRE(ready.wait(std::chrono::seconds(20)));
+    auto reader = observer_registry(cluster);
+    auto rows = reader.list();
+    BOOST_TEST_REQUIRE(rows.size() == 2u);
+    BOOST_TEST(rows[0].record.pid == 1u);
+    BOOST_TEST(rows[1].record.pid == 1u);
+    BOOST_TEST(rows[0].alive);
+    BOOST_TEST(rows[1].alive);
+    BOOST_TEST(raw_get(cluster, "/procreg/pool/ns-a")->lease != raw_get(cluster, "/procreg/pool/ns-b")->lease);
+    ::kill(a, SIGKILL);  // its namespace's init dies with it (PR_SET_PDEATHSIG)
+    procreg_test::wait_exit(a);
+    BOOST_TEST(eventually(std::chrono::seconds(3), [&] { return reader.list().size() == 1u; }));
+    std::this_thread::sleep_for(std::chrono::seconds(3));  // past b's TTL: b's record stays
+    rows = reader.list();
+    BOOST_TEST_REQUIRE(rows.size() == 1u);
+    BOOST_TEST(rows[0].record.sid == "ns-b");
+    ::kill(b, SIGKILL);
+    procreg_test::wait_exit(b);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
