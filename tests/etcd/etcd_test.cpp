@@ -27,6 +27,7 @@
 #include <csignal>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -108,6 +109,39 @@ bool eventually(std::chrono::milliseconds limit, Condition&& condition) {
 pool_session session(std::string sid, std::uint32_t pid) {
     return pool_session{std::move(sid), pid, "/run/w.sock", "0.30.0", "2026-01-01T00:00:00Z"};
 }
+
+
+// Holds every racer between its reads and its commit until all have read,
+// so that the commits really race (each racer waits only on its first run
+// of the steps; a re-run after a lost race goes straight through).
+class start_line {
+public:
+    start_line() {
+        if (::pipe(ready_) != 0 || ::pipe(go_) != 0) throw std::runtime_error("pipe failed");
+    }
+    // In a racer, inside the steps.
+    void arrive_and_wait(bool& first_run) {
+        if (!first_run) return;
+        first_run = false;
+        const char byte = 1;
+        (void)!::write(ready_[1], &byte, 1);
+        char got = 0;
+        (void)!::read(go_[0], &got, 1);
+    }
+    // In the parent: waits for `racers` arrivals, then lets them all go.
+    bool release(int racers) {
+        for (int i = 0; i < racers; ++i) {
+            char got = 0;
+            if (::read(ready_[0], &got, 1) != 1) return false;
+        }
+        const std::string bytes(static_cast<std::size_t>(racers), 'g');
+        return ::write(go_[1], bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size());
+    }
+
+private:
+    int ready_[2] = {-1, -1};
+    int go_[2] = {-1, -1};
+};
 
 }  // namespace
 
@@ -207,17 +241,25 @@ BOOST_AUTO_TEST_CASE(agentmux_records_without_owner) {
 BOOST_AUTO_TEST_CASE(concurrent_inserts_of_one_key_make_one_record) {
     etcd_cluster cluster;
     constexpr int racers = 6;
+    start_line line;
     std::vector<pid_t> children;
     for (int i = 0; i < racers; ++i) {
         children.push_back(procreg_test::spawn([&, i] {
             counter_registry reg{procreg::storage::etcd_store(store_options(cluster, "/race"))};
+            bool first_run = true;
             std::error_code ec;
-            reg.insert(counter_record{"shared", static_cast<std::uint32_t>(::getpid()), static_cast<std::uint64_t>(i)},
-                       ec);
+            reg.transact(
+                [&](auto& tx) {
+                    tx.insert(counter_record{"shared", static_cast<std::uint32_t>(::getpid()),
+                                             static_cast<std::uint64_t>(i)});
+                    line.arrive_and_wait(first_run);  // every racer has found the key free
+                },
+                ec);
             if (!ec) return 0;
             return ec == procreg::errc::duplicate_key ? 1 : 2;
         }));
     }
+    BOOST_TEST(line.release(racers));
     int winners = 0;
     for (pid_t child : children) {
         const int code = procreg_test::wait_exit(child);
@@ -255,15 +297,19 @@ BOOST_AUTO_TEST_CASE(concurrent_read_modify_write_is_serializable) {
 BOOST_AUTO_TEST_CASE(conflict_check_sees_records_added_after_the_listing) {
     etcd_cluster cluster;
     constexpr int racers = 6;
+    start_line line;
     std::vector<pid_t> children;
     for (int i = 0; i < racers; ++i) {
         children.push_back(procreg_test::spawn([&, i] {
             auto reg = owner_registry(cluster, keeper(cluster, std::chrono::seconds(10)));
-            std::error_code ec;
             auto mine = session("s" + std::to_string(i), static_cast<std::uint32_t>(::getpid()));
             mine.sock = "/run/one.sock";
+            bool first_run = true;
             try {
-                reg.insert(mine, [](const pool_session& a, const pool_session& b) { return a.sock == b.sock; });
+                reg.transact([&](auto& tx) {
+                    tx.insert(mine, [](const pool_session& a, const pool_session& b) { return a.sock == b.sock; });
+                    line.arrive_and_wait(first_run);  // every racer has listed no conflict
+                });
             } catch (const procreg::error& e) {
                 if (e.code() == procreg::errc::conflict) {
                     ::pause();  // keep the winner's lease alive until killed
@@ -274,11 +320,10 @@ BOOST_AUTO_TEST_CASE(conflict_check_sees_records_added_after_the_listing) {
             return 0;
         }));
     }
+    BOOST_TEST_REQUIRE(line.release(racers));
     auto reader = observer_registry(cluster);
-    BOOST_TEST(eventually(std::chrono::seconds(20), [&] {
-        // every racer has settled once none is still retrying (all paused)
-        return reader.list().size() >= 1u;
-    }));
+    BOOST_TEST(eventually(std::chrono::seconds(20), [&] { return reader.list().size() >= 1u; }));
+    // The losers re-run, see the winner, and give up; none may slip in late.
     std::this_thread::sleep_for(std::chrono::seconds(2));
     BOOST_TEST(reader.list().size() == 1u);
     for (pid_t child : children) {
