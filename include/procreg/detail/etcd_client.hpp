@@ -45,6 +45,9 @@
 #include <utility>
 #include <vector>
 
+#include <poll.h>
+#include <sys/socket.h>
+
 namespace procreg::detail {
 
 /// Base64 of `bytes` (the gateway's encoding of keys and values).
@@ -104,8 +107,11 @@ public:
     virtual ~etcd_transport() = default;
     /// Sends `body` to `path` (e.g. "/v3/kv/range") with `token` (may be
     /// empty) as the Authorization header. A member that answers "unavailable"
-    /// (no leader, stopping) counts as not answering.
-    virtual etcd_response post(std::string_view path, const std::string& body, const std::string& token) = 0;
+    /// (no leader, stopping) counts as not answering. A request that is not
+    /// `replayable` (a txn) is never sent twice: when it was sent and no
+    /// answer came, its outcome is unknown and the call fails at once.
+    virtual etcd_response post(std::string_view path, const std::string& body, const std::string& token,
+                               bool replayable) = 0;
     /// Every endpoint, "h:p,h:p", for messages and display paths.
     virtual std::string endpoints_text() const = 0;
 };
@@ -123,7 +129,8 @@ public:
         }
     }
 
-    etcd_response post(std::string_view path, const std::string& body, const std::string& token) override {
+    etcd_response post(std::string_view path, const std::string& body, const std::string& token,
+                       bool replayable) override {
         const auto per_attempt = std::max(timeout_ / static_cast<int>(endpoints_.size()), std::chrono::milliseconds(100));
         std::string failures;
         for (std::size_t tried = 0; tried < endpoints_.size(); ++tried) {
@@ -133,14 +140,24 @@ public:
             // since the last call: one fresh connection is tried at once.
             for (int fresh = 0; fresh < 2; ++fresh) {
                 const bool reused = stream_.has_value();
-                auto answer = attempt(member, path, body, token, per_attempt, why);
+                bool sent = false;
+                auto answer = attempt(member, path, body, token, per_attempt, why, sent);
                 if (answer) {
-                    if (!unavailable(*answer)) return std::move(*answer);
+                    // A txn answered "unavailable" (e.g. "request timed out")
+                    // may still be applied: its caller gets the answer.
+                    if (!unavailable(*answer) || !replayable) return std::move(*answer);
                     why = "member unavailable: " + quote_untrusted(answer->body, 160);
                     close();
                     break;
                 }
                 close();
+                if (sent && !replayable) {
+                    current_ = (current_ + 1) % endpoints_.size();  // the next call tries another member
+                    throw error(errc::io_failure, "etcd://" + endpoints_text(),
+                                std::string(path) + " was sent to " + member.text() + " but not answered (" + why +
+                                    "): it may or may not have been applied",
+                                error::details{{}, {}, ETIMEDOUT});
+                }
                 if (!reused || why.find("timed out") != std::string::npos) break;
             }
             failures += (failures.empty() ? "" : "; ") + member.text() + ": " + why;
@@ -168,6 +185,16 @@ private:
         return code && code->is_int64() && code->get_int64() == 14;
     }
 
+    // Whether the kept-alive connection was closed (or reset) by the member:
+    // readable with nothing to read, or in error.
+    bool peer_closed() {
+        pollfd watch{stream_->socket().native_handle(), POLLIN, 0};
+        if (::poll(&watch, 1, 0) <= 0) return false;
+        if (watch.revents & (POLLERR | POLLHUP)) return true;
+        char byte = 0;
+        return ::recv(watch.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
+    }
+
     void close() {
         if (stream_) {
             boost::system::error_code ignored;
@@ -177,7 +204,8 @@ private:
     }
 
     std::optional<etcd_response> attempt(const etcd_endpoint& member, std::string_view path, const std::string& body,
-                                         const std::string& token, std::chrono::milliseconds limit, std::string& why) {
+                                         const std::string& token, std::chrono::milliseconds limit, std::string& why,
+                                         bool& sent) {
         namespace http = boost::beast::http;
         using boost::asio::ip::tcp;
         boost::system::error_code failed;
@@ -189,6 +217,7 @@ private:
                                                : ": " + ec.message());
             }
         };
+        if (stream_ && peer_closed()) close();  // e.g. the member restarted since the last call
         if (!stream_) {
             tcp::resolver resolver(io_);
             boost::system::error_code ec;
@@ -219,6 +248,7 @@ private:
         http::async_write(*stream_, request, [&](const boost::system::error_code& e, std::size_t) {
             note("send", e);
             if (e) return;
+            sent = true;
             http::async_read(*stream_, buffer, parser,
                              [&](const boost::system::error_code& e2, std::size_t) { note("receive", e2); });
         });
@@ -279,10 +309,13 @@ public:
 
     /// POSTs `request` to `path`; the parsed answer, or the gRPC status the
     /// gateway returned in `status` (and a null value). Transport failures throw.
-    boost::json::value call(std::string_view path, const boost::json::object& request, etcd_status& status) {
+    /// A `replayable` request (all but txn) may be sent again to another
+    /// member when one fails to answer.
+    boost::json::value call(std::string_view path, const boost::json::object& request, etcd_status& status,
+                            bool replayable = true) {
         std::lock_guard<std::mutex> hold(mutex_);
         for (int round = 0;; ++round) {
-            const etcd_response answer = transport_->post(path, boost::json::serialize(request), token_);
+            const etcd_response answer = transport_->post(path, boost::json::serialize(request), token_, replayable);
             boost::system::error_code ec;
             boost::json::value parsed = boost::json::parse(answer.body, ec);
             if (ec || !parsed.is_object()) {
@@ -365,7 +398,8 @@ private:
     void authenticate_locked() {
         token_.clear();
         boost::json::object request{{"name", connection_.user}, {"password", connection_.password}};
-        const etcd_response answer = transport_->post("/v3/auth/authenticate", boost::json::serialize(request), {});
+        const etcd_response answer =
+            transport_->post("/v3/auth/authenticate", boost::json::serialize(request), {}, true);
         boost::system::error_code ec;
         boost::json::value parsed = boost::json::parse(answer.body, ec);
         const etcd_status status = (ec || !parsed.is_object()) ? etcd_status{2, answer.body} : status_of(parsed.as_object());

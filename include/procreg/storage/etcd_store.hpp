@@ -210,15 +210,17 @@ public:
             }
             boost::json::object request{{"compare", std::move(compare)}, {"success", std::move(success)}};
             detail::etcd_status status;
-            const boost::json::value answer = store_->client_->call("/v3/kv/txn", request, status);
+            const boost::json::value answer = store_->client_->call("/v3/kv/txn", request, status, false);
             if (status.code != 0) {
                 const bool lease_gone = status.code == 5;  // NotFound: "requested lease not found"
+                // Unavailable / DeadlineExceeded ("request timed out", "leader changed"): may apply later.
+                const bool unknown = status.code == 14 || status.code == 4;
                 throw error(errc::io_failure, path(),
-                            lease_gone ? "the owner's lease is gone (expired or revoked), nothing was written: " +
-                                             detail::quote_untrusted(status.message, 200)
-                                       : "txn refused, nothing was written: " +
-                                             detail::quote_untrusted(status.message, 200),
-                            error::details{{}, {}, lease_gone ? ENOENT : EIO});
+                            (lease_gone ? "the owner's lease is gone (expired or revoked), nothing was written: "
+                             : unknown  ? "txn not confirmed, it may or may not have been applied: "
+                                        : "txn refused, nothing was written: ") +
+                                detail::quote_untrusted(status.message, 200),
+                            error::details{{}, {}, lease_gone ? ENOENT : unknown ? ETIMEDOUT : EIO});
             }
             const auto* succeeded = answer.as_object().if_contains("succeeded");
             if (!succeeded || !succeeded->is_bool() || !succeeded->get_bool()) throw detail::commit_conflict{};
