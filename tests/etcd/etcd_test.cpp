@@ -355,7 +355,12 @@ BOOST_AUTO_TEST_CASE(sigkilled_owner_records_vanish_within_ttl) {
     BOOST_TEST(reader.list().size() == 2u);
     ::kill(owner, SIGKILL);
     procreg_test::wait_exit(owner);
+    const auto killed = std::chrono::steady_clock::now();
     BOOST_TEST(eventually(std::chrono::seconds(3), [&] { return reader.list().empty(); }));
+    BOOST_TEST_MESSAGE("records gone "
+                       << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - killed)
+                              .count()
+                       << " ms after the SIGKILL (TTL 2 s)");
     BOOST_TEST(!raw_get(cluster, "/procreg/pool/w1"));
 }
 
@@ -433,6 +438,11 @@ BOOST_AUTO_TEST_CASE(member_down_fails_within_the_timeout_then_recovers) {
         } catch (const procreg::error& e) {
             BOOST_TEST((e.code() == procreg::errc::io_failure));
             BOOST_TEST(std::string(e.what()).find(cluster.endpoints()[0]) != std::string::npos, e.what());
+            BOOST_TEST_MESSAGE("stopped member: failed after "
+                               << std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::steady_clock::now() - started)
+                                      .count()
+                               << " ms (timeout 800 ms): " << e.what());
         }
         BOOST_TEST((std::chrono::steady_clock::now() - started < std::chrono::seconds(3)));
     }
@@ -442,6 +452,10 @@ BOOST_AUTO_TEST_CASE(member_down_fails_within_the_timeout_then_recovers) {
     std::error_code ec;
     reg.find("a", ec);
     BOOST_TEST((ec == procreg::errc::io_failure));
+    BOOST_TEST_MESSAGE("killed member: failed after "
+                       << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started)
+                              .count()
+                       << " ms");
     BOOST_TEST((std::chrono::steady_clock::now() - started < std::chrono::seconds(3)));
     cluster.restart(0);
     cluster.wait_ready();
