@@ -540,4 +540,25 @@ BOOST_AUTO_TEST_CASE(same_pid_in_two_pid_namespaces_are_two_owners) {
     procreg_test::wait_exit(b);
 }
 
+// A registry used, then used again in a forked child and in the parent:
+// each process talks on its own connection (the child's first call makes one).
+BOOST_AUTO_TEST_CASE(registry_used_across_fork) {
+    etcd_cluster cluster;
+    counter_registry reg{procreg::storage::etcd_store(store_options(cluster, "/fork"))};
+    reg.insert(counter_record{"parent", 0, 1});
+    const pid_t child = procreg_test::spawn([&] {
+        for (int i = 0; i < 20; ++i) {
+            reg.transact([](auto& tx) { tx.modify("parent", [](counter_record& c) { ++c.count; }); });
+        }
+        reg.insert(counter_record{"child", 0, 2});
+        return 0;
+    });
+    for (int i = 0; i < 20; ++i) {
+        reg.transact([](auto& tx) { tx.modify("parent", [](counter_record& c) { ++c.count; }); });
+    }
+    BOOST_TEST(procreg_test::wait_exit(child) == 0);
+    BOOST_TEST(reg.find("parent")->count == 41u);
+    BOOST_TEST(reg.find("child")->count == 2u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -17,8 +17,9 @@
 //   JSON body to a path), so a gRPC transport can replace HTTP later; the
 //   HTTP one (`http_transport`, Boost.Beast) keeps one connection alive and
 //   reuses it;
-// - a client is used by one thread at a time (it holds a mutex), and is
-//   not used across fork(): a child builds its own.
+// - a client is used by one thread at a time (it holds a mutex); a child
+//   forked after a call makes its own connection (and reactor) at its first
+//   call, leaving the parent's connection alone.
 #pragma once
 
 #include <procreg/detail/json_strict_parse.hpp>
@@ -46,6 +47,7 @@
 #include <vector>
 
 #include <poll.h>
+#include <unistd.h>
 #include <sys/socket.h>
 
 namespace procreg::detail {
@@ -131,6 +133,7 @@ public:
 
     etcd_response post(std::string_view path, const std::string& body, const std::string& token,
                        bool replayable) override {
+        if (::getpid() != owner_pid_) after_fork();
         const auto per_attempt = std::max(timeout_ / static_cast<int>(endpoints_.size()), std::chrono::milliseconds(100));
         std::string failures;
         for (std::size_t tried = 0; tried < endpoints_.size(); ++tried) {
@@ -183,6 +186,19 @@ private:
         if (ec || !parsed.is_object()) return answer.status >= 502;
         const auto* code = parsed.as_object().if_contains("code");
         return code && code->is_int64() && code->get_int64() == 14;
+    }
+
+    // In a child forked since the last call: the connection and the
+    // reactor's epoll instance are the parent's. The child closes its copy of
+    // the socket (the parent's connection stays up) and gets its own reactor.
+    void after_fork() {
+        if (stream_) {
+            boost::system::error_code ignored;
+            stream_->socket().close(ignored);
+            stream_.reset();
+        }
+        io_.notify_fork(boost::asio::execution_context::fork_child);
+        owner_pid_ = ::getpid();
     }
 
     // Whether the kept-alive connection was closed (or reset) by the member:
@@ -269,6 +285,7 @@ private:
     boost::asio::io_context io_;
     std::optional<boost::beast::tcp_stream> stream_;
     std::size_t current_ = 0;
+    pid_t owner_pid_ = ::getpid();
 };
 
 /// How to reach an etcd cluster.
