@@ -172,6 +172,13 @@ BOOST_AUTO_TEST_CASE(algocline_operations) {
     BOOST_TEST((reg.upsert(session("s2", 13)).status == procreg::upsert_status::replaced));
     BOOST_TEST(reg.find("s2")->pid == 13u);
     BOOST_TEST(reg.list().size() == 1u);
+    // A record put without a lease has no live owner: reap removes it.
+    raw_put(cluster, "/procreg/pool/orphan",
+            R"({"sid":"orphan","pid":1,"sock":"/s","version":"1","created_at":"x"})");
+    auto reaped = observer_registry(cluster).reap();
+    BOOST_TEST_REQUIRE(reaped.size() == 1u);
+    BOOST_TEST(reaped[0].sid == "orphan");
+    BOOST_TEST(reg.list().size() == 1u);
     std::error_code ec;
     reg.insert(session("s2", 1), ec);
     BOOST_TEST((ec == procreg::errc::duplicate_key));

@@ -16,6 +16,7 @@ namespace procreg::lock {
 
 /// A lock that excludes nothing (see the file comment).
 struct no_lock {
+    /// A lock with nothing to hold.
     no_lock() = default;
     /// Built from the storage's lock path, as every lock is; the path is not used.
     explicit no_lock(const std::filesystem::path& /*lock_path*/) {}
