@@ -16,6 +16,7 @@
 #include <procreg/lock/no_lock.hpp>
 #include <procreg/presets/agentmux.hpp>
 #include <procreg/presets/algocline.hpp>
+#include <procreg/presets/yoi.hpp>
 #include <procreg/registry.hpp>
 #include <procreg/storage/etcd_store.hpp>
 #include <procreg/storage/record_files.hpp>
@@ -566,6 +567,107 @@ BOOST_AUTO_TEST_CASE(registry_used_across_fork) {
     BOOST_TEST(procreg_test::wait_exit(child) == 0);
     BOOST_TEST(reg.find("parent")->count == 41u);
     BOOST_TEST(reg.find("child")->count == 2u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// The yoi seed's scope operations, on etcd: the invariant (effective write
+// scopes never overlap) holds across processes, because each operation
+// lists the table and the commit compares the whole prefix.
+BOOST_AUTO_TEST_SUITE(yoi_on_etcd)
+
+namespace yoi = procreg::yoi;
+using pod_registry =
+    procreg::registry<yoi::allocation, procreg::lock::no_lock, procreg::storage::etcd_store, procreg::liveness::etcd_lease>;
+
+pod_registry pods(const etcd_cluster& cluster, std::shared_ptr<procreg::liveness::etcd_lease_keeper> k) {
+    return pod_registry(procreg::storage::etcd_store(store_options(cluster, "/yoi/pods")), procreg::lock::no_lock{},
+                        procreg::liveness::etcd_lease(std::move(k)));
+}
+
+yoi::errc scope_error_of(const std::function<void()>& step) {
+    try {
+        step();
+    } catch (const yoi::scope_error& e) {
+        return e.reason();
+    }
+    BOOST_FAIL("expected a procreg::yoi::scope_error");
+    return yoi::errc{};
+}
+
+BOOST_AUTO_TEST_CASE(conflict_delegation_release) {
+    etcd_cluster cluster;
+    auto reg = pods(cluster, keeper(cluster, std::chrono::seconds(10)));
+    const auto pid = static_cast<std::uint32_t>(::getpid());
+    const auto w = [](const char* path) { return yoi::scope_rule::write(path, true); };
+    reg.transact([&](auto& tx) { yoi::register_pod(tx, "a", pid, "/tmp/a.sock", {w("/src")}, "seg-a"); });
+    BOOST_TEST((scope_error_of([&] {
+                    reg.transact([&](auto& tx) { yoi::register_pod(tx, "b", pid, "/tmp/b.sock", {w("/src/core")}, "seg-b"); });
+                }) == yoi::errc::write_conflict));
+    BOOST_TEST((scope_error_of([&] {
+                    reg.transact([&](auto& tx) { yoi::register_pod(tx, "a", pid, "/tmp/a.sock", {w("/docs")}, "seg-c"); });
+                }) == yoi::errc::duplicate_pod_name));
+    reg.transact([&](auto& tx) {
+        yoi::delegate_scope(tx, "a", "b", pid, "/tmp/b.sock", {w("/src/core")}, yoi::delegation_scope{{w("/src")}});
+    });
+    reg.transact([&](auto& tx) {
+        yoi::delegate_scope(tx, "b", "d", pid, "/tmp/d.sock", {w("/src/core/x")}, yoi::delegation_scope{{w("/src/core")}});
+    });
+    reg.transact([&](auto& tx) { yoi::release_pod(tx, "b"); });
+    const auto d = reg.find("d");
+    BOOST_TEST_REQUIRE(d.has_value());
+    BOOST_TEST((d->delegated_from == std::optional<std::string>("a")));
+    BOOST_TEST(!reg.find("b"));
+}
+
+// Processes registering overlapping write scopes at once, each held after
+// its conflict check until all have checked: exactly one pod is registered.
+BOOST_AUTO_TEST_CASE(concurrent_overlapping_registrations_never_both_succeed) {
+    etcd_cluster cluster;
+    constexpr int racers = 5;
+    start_line line;
+    std::vector<pid_t> children;
+    for (int i = 0; i < racers; ++i) {
+        children.push_back(procreg_test::spawn([&, i] {
+            auto reg = pods(cluster, keeper(cluster, std::chrono::seconds(10)));
+            const std::string name = "p" + std::to_string(i);
+            bool first_run = true;
+            try {
+                reg.transact([&](auto& tx) {
+                    yoi::register_pod(tx, name, static_cast<std::uint32_t>(::getpid()), "/tmp/" + name + ".sock",
+                                      {yoi::scope_rule::write("/src", true)},
+                                      "seg-" + name);
+                    line.arrive_and_wait(first_run);
+                });
+            } catch (const yoi::scope_error& e) {
+                if (e.reason() != yoi::errc::write_conflict) return 3;
+                line.arrive_and_wait(first_run);  // never blocks: it arrived on its first run
+                return 1;
+            }
+            for (;;) ::pause();
+            return 0;
+        }));
+    }
+    BOOST_TEST_REQUIRE(line.release(racers));
+    auto reader = pods(cluster, nullptr);
+    int losers = 0;
+    std::vector<pid_t> winners;
+    for (pid_t child : children) {
+        int status = 0;
+        // Losers exit; a winner pauses holding its lease.
+        if (eventually(std::chrono::seconds(8), [&] { return ::waitpid(child, &status, WNOHANG) == child; })) {
+            BOOST_TEST((WIFEXITED(status) && WEXITSTATUS(status) == 1));
+            ++losers;
+        } else {
+            winners.push_back(child);
+        }
+    }
+    BOOST_TEST(reader.list().size() == 1u);
+    BOOST_TEST(losers == racers - 1);
+    for (pid_t child : winners) {
+        ::kill(child, SIGKILL);
+        procreg_test::wait_exit(child);
+    }
 }
 
 BOOST_AUTO_TEST_SUITE_END()
