@@ -425,10 +425,13 @@ BOOST_AUTO_TEST_CASE(lease_lost_under_a_paused_owner_is_noticed_and_renewed) {
     BOOST_TEST(eventually(std::chrono::seconds(10), [&] { return !raw_get(cluster, "/procreg/pool/w1"); }));
     ::kill(owner, SIGCONT);
     const bool again = reregistered.wait(std::chrono::seconds(20));
+    const auto after = raw_get(cluster, "/procreg/pool/w1");
     ::kill(owner, SIGKILL);
     const int code = procreg_test::wait_exit(owner);
     BOOST_TEST_REQUIRE(again, "owner exited with " << code);
-    (void)code;
+    BOOST_TEST_REQUIRE(after.has_value());
+    BOOST_TEST(after->lease != 0);
+    BOOST_TEST(after->lease != before->lease);  // a new lease, never the expired id
 }
 
 // Every member down: each call fails within its timeout with an io_failure
