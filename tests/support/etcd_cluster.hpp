@@ -56,21 +56,33 @@ inline int free_loopback_port() {
 class etcd_cluster {
 public:
     /// Starts the members and waits until the cluster answers. `extra` is added to every member's command line.
+    /// A port another test took between its choice and etcd's bind makes
+    /// a member exit: the cluster is then started again on new ports (3 tries).
     explicit etcd_cluster(int members = 1, std::vector<std::string> extra = {}) : extra_(std::move(extra)) {
-        token_ = "procreg-" + std::to_string(::getpid()) + "-" + std::to_string(free_loopback_port());
-        for (int i = 0; i < members; ++i) {
-            member m;
-            m.name = "m" + std::to_string(i);
-            m.client_port = free_loopback_port();
-            m.peer_port = free_loopback_port();
-            members_.push_back(m);
+        for (int attempt = 0;; ++attempt) {
+            members_.clear();
+            initial_cluster_.clear();
+            token_ = "procreg-" + std::to_string(::getpid()) + "-" + std::to_string(free_loopback_port());
+            for (int i = 0; i < members; ++i) {
+                member m;
+                m.name = "a" + std::to_string(attempt) + "m" + std::to_string(i);
+                m.client_port = free_loopback_port();
+                m.peer_port = free_loopback_port();
+                members_.push_back(m);
+            }
+            for (const auto& m : members_) {
+                initial_cluster_ += (initial_cluster_.empty() ? "" : ",") + m.name + "=http://127.0.0.1:" +
+                                    std::to_string(m.peer_port);
+            }
+            for (std::size_t i = 0; i < members_.size(); ++i) start(i);
+            try {
+                wait_ready();
+                return;
+            } catch (const std::exception&) {
+                for (std::size_t i = 0; i < members_.size(); ++i) kill(i);
+                if (attempt == 2) throw;
+            }
         }
-        for (const auto& m : members_) {
-            initial_cluster_ += (initial_cluster_.empty() ? "" : ",") + m.name + "=http://127.0.0.1:" +
-                                std::to_string(m.peer_port);
-        }
-        for (std::size_t i = 0; i < members_.size(); ++i) start(i);
-        wait_ready();
     }
 
     etcd_cluster(const etcd_cluster&) = delete;
@@ -115,7 +127,7 @@ public:
     }
 
     /// Waits (up to 30 s) until a write through every endpoint's client succeeds.
-    void wait_ready() const {
+    void wait_ready() {
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
         for (;;) {
             try {
@@ -124,8 +136,9 @@ public:
                                                                   {"value", procreg::detail::base64_encode("1")}});
                 return;
             } catch (const std::exception&) {
-                if (std::chrono::steady_clock::now() > deadline) {
-                    throw std::runtime_error("etcd did not become ready within 30 s; logs in " + dir_.path().string());
+                if (std::chrono::steady_clock::now() > deadline || any_exited()) {
+                    throw std::runtime_error("etcd did not become ready (a member exited, or 30 s passed); logs in " +
+                                             dir_.path().string());
                 }
                 std::this_thread::sleep_for(std::chrono::milliseconds(100));
             }
@@ -142,6 +155,19 @@ private:
         int peer_port = 0;
         pid_t pid = -1;
     };
+
+    // Whether a member started by this fixture has exited (reaped here).
+    bool any_exited() {
+        bool exited = false;
+        for (auto& m : members_) {
+            int status = 0;
+            if (m.pid > 0 && ::waitpid(m.pid, &status, WNOHANG) == m.pid) {
+                m.pid = -1;
+                exited = true;
+            }
+        }
+        return exited;
+    }
 
     static std::string endpoint(const member& m) { return "127.0.0.1:" + std::to_string(m.client_port); }
 
