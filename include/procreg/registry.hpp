@@ -18,6 +18,7 @@
 // other languages that use the same lock and format.
 #pragma once
 
+#include <procreg/detail/commit_conflict.hpp>
 #include <procreg/detail/policy_checks.hpp>
 #include <procreg/error.hpp>
 #include <procreg/liveness/kill_liveness.hpp>
@@ -334,14 +335,25 @@ private:
     }
 
     // Each branch initialises the lock from a prvalue, so a lock that
-    // cannot be moved is built in place all the same.
+    // cannot be moved is built in place all the same. Nested, so that a
+    // storage without lock_location() (etcd_store) never names it.
     static std::unique_ptr<Lock> make_lock(Storage& storage) {
-        if constexpr (detail::has_lock_location<Storage>::value &&
-                      std::is_constructible_v<Lock, decltype(storage.lock_location())>) {
-            return std::unique_ptr<Lock>(new Lock(storage.lock_location()));
-        } else if constexpr (detail::has_lock_path<Storage>::value) {
+        if constexpr (detail::has_lock_location<Storage>::value) {
+            if constexpr (std::is_constructible_v<Lock, decltype(storage.lock_location())>) {
+                return std::unique_ptr<Lock>(new Lock(storage.lock_location()));
+            } else {
+                return make_lock_without_location(storage);
+            }
+        } else {
+            return make_lock_without_location(storage);
+        }
+    }
+
+    static std::unique_ptr<Lock> make_lock_without_location(Storage& storage) {
+        if constexpr (detail::has_lock_path<Storage>::value) {
             return std::unique_ptr<Lock>(new Lock(storage.lock_path()));
         } else {
+            (void)storage;
             static_assert(std::is_default_constructible_v<Lock>,
                           "procreg: the storage has no lock file (lock_path()), so the lock policy must be "
                           "default-constructible");
@@ -349,8 +361,22 @@ private:
         }
     }
 
+    // A storage with optimistic concurrency (etcd_store) reports a commit
+    // that lost a race with detail::commit_conflict, having written nothing:
+    // the steps run again against the new state (so they must act only
+    // through the transaction). Local storages never report it.
     template <class Steps>
     decltype(auto) run_locked(Steps&& steps) {
+        for (;;) {
+            try {
+                return run_once(steps);
+            } catch (const detail::commit_conflict&) {
+            }
+        }
+    }
+
+    template <class Steps>
+    decltype(auto) run_once(Steps& steps) {
         const pid_t locked_by = ::getpid();
         auto session = storage_.template begin<Record>();
         transaction_type tx(session, liveness_);

@@ -339,12 +339,15 @@ private:
         return true;
     }
 
-    // Whether the owner identity stored in `json`, if any, describes the
-    // live process with `pid`. The identity keys are pidfd_liveness's, so
-    // it judges them, whatever this registry's own policy.
+    // Whether the process identity stored in `json`, if any, describes the
+    // live process with `pid`. Those keys are pidfd_liveness's, so it judges
+    // them, whatever this registry's own policy (a lease is judged by the
+    // registry's own liveness policy, which the caller asks too).
     static bool stored_identity_describes(std::uint64_t pid, const boost::json::object& json) {
-        if (!detail::has_owner_identity(json)) return true;
-        return liveness::pidfd_liveness{}.is_alive(pid, json);
+        const bool has_process_identity = json.contains(detail::owner_start_time_key) ||
+                                          json.contains(detail::owner_boot_id_key) ||
+                                          json.contains(detail::owner_pidfs_inode_key);
+        return !has_process_identity || liveness::pidfd_liveness{}.is_alive(pid, json);
     }
 
     void check_not_duplicate(const Record& record) const {

@@ -23,10 +23,14 @@ inline constexpr std::string_view owner_start_time_key = "procreg_start_time";
 inline constexpr std::string_view owner_boot_id_key = "procreg_boot_id";
 /// The owner's pidfs inode number, unique until reboot (pidfd_liveness, Linux >= 6.9).
 inline constexpr std::string_view owner_pidfs_inode_key = "procreg_pidfs_inode";
+/// The etcd lease a record is put with (liveness/etcd_lease.hpp). Never
+/// stored in the value: etcd_store fills it from the key's lease on reading
+/// and puts the key with that lease on writing.
+inline constexpr std::string_view owner_etcd_lease_key = "procreg_etcd_lease";
 
 /// Every owner identity key procreg has ever written.
 inline constexpr std::string_view owner_identity_keys[] = {owner_start_time_key, owner_boot_id_key,
-                                                           owner_pidfs_inode_key};
+                                                           owner_pidfs_inode_key, owner_etcd_lease_key};
 
 /// Whether `stored` holds any owner identity key.
 inline bool has_owner_identity(const boost::json::object& stored) noexcept {
