@@ -10,7 +10,9 @@
 //   (`check_storable_name`), so nothing opens that cannot be written;
 // - a sweep removes only what cannot be in flight: under the registry lock
 //   every temp file of the target, without it only those of writers
-//   provably gone in this pid namespace (`sweep_stale_temps`).
+//   provably gone in this pid namespace (`sweep_stale_temps`); for a
+//   storage whose writers need not take the lock, only ever those of gone
+//   writers and this process's own (`sweep_temps_of_any_target`).
 #pragma once
 
 #include <procreg/detail/file_io.hpp>
@@ -199,6 +201,42 @@ inline bool sweep_stale_temps(int dirfd, std::string_view target, bool holding_l
     }
     ::closedir(stream);
     return left_some;
+}
+
+/// Removes the temp files of *any* target ending in `suffix` in `dirfd`
+/// (".<anything><suffix>.tmp-<pid>-..."), for a storage whose writers need
+/// not take the registry lock (record_files: the AgentMux seed saves by
+/// atomic rename alone), so that no sweep may assume "no save is in
+/// progress": it removes files whose writer is provably gone
+/// (`temp_writer_gone`) and, with `own` (only under the registry lock),
+/// those of this process; never another live writer's, nor one of another
+/// pid namespace. Returns whether temp files of this process were left.
+/// (`sweep_stale_temps` is the rule for storages whose every writer holds
+/// the lock.)
+inline bool sweep_temps_of_any_target(int dirfd, std::string_view suffix, bool own) {
+    DIR* stream = sys::fdopendir_dup(dirfd);
+    if (!stream) return false;  // best effort: a leftover temp file harms nothing
+    bool own_left = false;
+    const std::string marker = std::string(suffix) + ".tmp-";
+    while (const dirent* entry = ::readdir(stream)) {
+        const std::string_view name(entry->d_name);
+        if (name.size() < 2 || name.front() != '.') continue;
+        const auto at = name.rfind(marker);
+        if (at == std::string_view::npos) continue;
+        const std::string_view rest = name.substr(at + marker.size());
+        if (!temp_writer_pid(rest)) continue;  // not one of ours
+        if (temp_writer_is_self(rest)) {
+            if (!own) {
+                own_left = true;
+                continue;
+            }
+        } else if (!temp_writer_gone(rest)) {
+            continue;
+        }
+        (void)sys::unlinkat(dirfd, entry->d_name, 0);
+    }
+    ::closedir(stream);
+    return own_left;
 }
 
 }  // namespace procreg::detail

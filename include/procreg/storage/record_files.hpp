@@ -389,8 +389,8 @@ public:
                 // is running, so they are garbage. Other live processes'
                 // temp files are theirs to remove (record_files also serves
                 // writers that rely on atomic rename alone, without the lock).
-                sweep_stale_temps(files_->root_.get(), true);
-                sweep_stale_temps(files_->retired_.get(), true);
+                detail::sweep_temps_of_any_target(files_->root_.get(), ".json", true);
+                detail::sweep_temps_of_any_target(files_->retired_.get(), ".json", true);
                 files_->sweep_own_ = false;
             }
             try {
@@ -763,44 +763,9 @@ private:
         retired_ = detail::open_directory(retired_path_, options_.directory);
         // Both directories are swept (no short-circuit; clang's -Wall
         // refuses a bitwise | on bools).
-        const bool root_left = sweep_stale_temps(root_.get(), false);
-        const bool retired_left = sweep_stale_temps(retired_.get(), false);
+        const bool root_left = detail::sweep_temps_of_any_target(root_.get(), ".json", false);
+        const bool retired_left = detail::sweep_temps_of_any_target(retired_.get(), ".json", false);
         sweep_own_ = root_left || retired_left;
-    }
-
-    // Removes ".<key>.json.tmp-<pid>-…" files (detail::atomic_replace_at's
-    // temp names, for any key) whose writer is provably gone
-    // (detail::temp_writer_gone) and, with `own` (only under the registry
-    // lock), those of this process; never those of another live process, or
-    // of a writer in another pid namespace, which may be a writer without
-    // the lock (the seed's model) saving right now. Returns whether temp
-    // files of this process were left.
-    // Not detail::sweep_stale_temps: that one matches one known target name,
-    // and under the lock removes every writer's temp files.
-    static bool sweep_stale_temps(int dirfd, bool own) {
-        DIR* stream = detail::sys::fdopendir_dup(dirfd);
-        if (!stream) return false;  // best effort: a leftover temp file harms nothing
-        bool own_left = false;
-        static constexpr std::string_view marker = ".json.tmp-";
-        while (const dirent* entry = ::readdir(stream)) {
-            const std::string_view name(entry->d_name);
-            if (name.size() < 2 || name.front() != '.') continue;
-            const auto at = name.rfind(marker);
-            if (at == std::string_view::npos) continue;
-            const std::string_view rest = name.substr(at + marker.size());
-            if (!detail::temp_writer_pid(rest)) continue;  // not one of ours
-            if (detail::temp_writer_is_self(rest)) {
-                if (!own) {
-                    own_left = true;
-                    continue;
-                }
-            } else if (!detail::temp_writer_gone(rest)) {
-                continue;
-            }
-            (void)detail::sys::unlinkat(dirfd, entry->d_name, 0);
-        }
-        ::closedir(stream);
-        return own_left;
     }
 
     options options_;
