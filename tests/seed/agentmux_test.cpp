@@ -458,16 +458,18 @@ BOOST_AUTO_TEST_CASE(keys_the_seed_accepts_are_accepted) {
     for (const std::string& key : keys) BOOST_TEST(reg.hard_delete(key));
     BOOST_TEST(reg.list_active().records.empty());
 
-    // A key whose file would be the registry's lock file is refused.
+    // A lock file that a key could name (a `.json` name in the root) is
+    // refused when the registry opens, so no record can ever be the lock.
     auto opts = procreg::agentmux::options(dir / "other");
     opts.lock_file = dir / "other" / "lockname.json";
-    auto other = procreg::agentmux::open<test_registry>(opts);
     try {
+        auto other = procreg::agentmux::open<test_registry>(opts);
         other.upsert(record("lockname"));
-        BOOST_FAIL("a key naming the lock file was accepted");
+        BOOST_FAIL("a lock file named like a record was accepted");
     } catch (const procreg::error& e) {
-        BOOST_TEST((e.code() == procreg::errc::invalid_key));
+        BOOST_TEST((e.code() == procreg::errc::unsafe_path), e.what());
     }
+    BOOST_TEST(!fs::exists(dir / "other" / "lockname.json"));
 }
 
 BOOST_AUTO_TEST_CASE(several_processes_upserting_different_records_lose_nothing) {
