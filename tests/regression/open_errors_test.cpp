@@ -45,7 +45,10 @@ void* operator new(std::size_t size) {
     if (clobber_errno) errno = EDOM;
     return p;
 }
-// The library's operator delete (free) pairs with this operator new.
+// The matching deletes, so that every allocation and release is malloc and
+// free (a sanitizer checks that they pair).
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
