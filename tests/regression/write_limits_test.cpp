@@ -236,7 +236,7 @@ namespace {
 std::vector<std::string> uuids(std::size_t n) {
     std::vector<std::string> out;
     for (std::size_t i = 0; i < n; ++i) {
-        char text[40];
+        char text[48];  // 36 characters; room for what -Wformat-truncation counts for a size_t
         std::snprintf(text, sizeof text, "00000000-0000-4000-8000-%012zx", i);
         out.emplace_back(text);
     }
