@@ -114,6 +114,22 @@ private:
     }
 };
 
+/// Keeps `state` (another process's lock state, inherited through fork and
+/// abandoned: its mutex may be locked by a thread that does not exist here,
+/// so it is never destroyed) reachable for the life of the process, so that
+/// leak checkers see a deliberate keep, not a leak. Lock-free: a forked
+/// child may call it while another of its threads does too.
+inline void keep_reachable(const void* state) {
+    struct node {
+        const void* state;
+        node* next;
+    };
+    static std::atomic<node*> kept{nullptr};
+    auto* added = new node{state, kept.load(std::memory_order_relaxed)};
+    while (!kept.compare_exchange_weak(added->next, added, std::memory_order_release, std::memory_order_relaxed)) {
+    }
+}
+
 /// Every lock descriptor this process keeps open, closed in a forked child
 /// the moment it is born (a pthread_atfork child handler), before any of
 /// its code runs: a child that never touches the registry must not keep its
@@ -184,7 +200,11 @@ public:
         process_state* state = state_.load(std::memory_order_acquire);
         // Another process's state (inherited through fork) may hold a locked
         // mutex, which must not be destroyed: it is left to the process's end.
-        if (state->process == ::getpid()) delete state;
+        if (state->process == ::getpid()) {
+            delete state;
+        } else {
+            flock_detail::keep_reachable(state);
+        }
     }
 
     /// Blocks until this thread holds the lock. Throws
@@ -273,7 +293,10 @@ private:
         process_state* current = state_.load(std::memory_order_acquire);
         while (current->process != self) {
             auto* fresh = new process_state(self);
-            if (state_.compare_exchange_strong(current, fresh, std::memory_order_acq_rel)) return *fresh;
+            if (state_.compare_exchange_strong(current, fresh, std::memory_order_acq_rel)) {
+                flock_detail::keep_reachable(current);
+                return *fresh;
+            }
             delete fresh;  // another thread of this child made one first; `current` is it now
         }
         return *current;
