@@ -39,6 +39,12 @@ namespace {
 bool clobber_errno = false;
 }  // namespace
 
+// The replaced operators pair malloc with free on purpose; GCC, seeing
+// both after inlining, cannot tell them from a mismatched pair.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 void* operator new(std::size_t size) {
     void* p = std::malloc(size == 0 ? 1 : size);
     if (!p) throw std::bad_alloc();
