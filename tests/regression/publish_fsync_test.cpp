@@ -161,7 +161,10 @@ BOOST_AUTO_TEST_CASE(record_files_undoes_a_removal) {
 // A retire that replaces an earlier retired copy, and an unretire that
 // replaces an active file: the undo brings back the file the move replaced
 // too (a move fsyncs the destination directory first, then the source).
-BOOST_AUTO_TEST_CASE(record_files_undoes_a_retire_over_a_retired_copy) {
+// Both start from an active "a" and a retired "a" of different contents,
+// and `move` fails at either fsync; `replaced` names what must come back.
+void move_over_a_file_is_undone(const std::function<void(counter_registry<record_files_kind::storage>&)>& move,
+                                const char* replaced) {
     procreg_test::temp_dir dir;
     counter_registry<record_files_kind::storage> reg(record_files_kind::open(dir.path()));
     reg.insert(row("a", 1));
@@ -169,26 +172,19 @@ BOOST_AUTO_TEST_CASE(record_files_undoes_a_retire_over_a_retired_copy) {
     reg.insert(row("a", 2));
     for (const unsigned long nth : {1ul, 2ul}) {
         const auto before = state_of(dir.path());
-        const std::string what = with_failing_fsync(nth, [&] { (void)reg.retire("a"); });
+        const std::string what = with_failing_fsync(nth, [&] { move(reg); });
         BOOST_TEST(what.find("the change was undone") != std::string::npos, what);
-        BOOST_TEST((state_of(dir.path()) == before), "fsync " << nth << ": the undo lost the replaced retired copy");
+        BOOST_TEST((state_of(dir.path()) == before), "fsync " << nth << ": the undo lost the replaced " << replaced);
         BOOST_TEST(temp_files_in(dir.path()).empty());
     }
 }
 
+BOOST_AUTO_TEST_CASE(record_files_undoes_a_retire_over_a_retired_copy) {
+    move_over_a_file_is_undone([](auto& r) { (void)r.retire("a"); }, "retired copy");
+}
+
 BOOST_AUTO_TEST_CASE(record_files_undoes_an_unretire_over_an_active_file) {
-    procreg_test::temp_dir dir;
-    counter_registry<record_files_kind::storage> reg(record_files_kind::open(dir.path()));
-    reg.insert(row("a", 1));
-    (void)reg.retire("a");
-    reg.insert(row("a", 2));
-    for (const unsigned long nth : {1ul, 2ul}) {
-        const auto before = state_of(dir.path());
-        const std::string what = with_failing_fsync(nth, [&] { (void)reg.unretire("a"); });
-        BOOST_TEST(what.find("the change was undone") != std::string::npos, what);
-        BOOST_TEST((state_of(dir.path()) == before), "fsync " << nth << ": the undo lost the replaced active file");
-        BOOST_TEST(temp_files_in(dir.path()).empty());
-    }
+    move_over_a_file_is_undone([](auto& r) { (void)r.unretire("a"); }, "active file");
 }
 
 BOOST_AUTO_TEST_CASE(claim_file_undoes_a_claim) {
