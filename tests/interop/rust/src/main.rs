@@ -15,6 +15,9 @@
 //! (load with the seed's own reader, compare with the expected value, exit 1
 //! with both printed on mismatch).
 //!
+//! `seedio bench ...` runs algocline's operations for procreg's benchmarks
+//! (module bench; `seedio bench` lists its verbs).
+//!
 //! Exit codes: 0 done; 1 failed or mismatch (message on stderr); 2 usage;
 //! 3 refused by the seed's own rules (a live holder, a busy lock, a duplicate).
 //!
@@ -26,6 +29,7 @@
 
 mod agentmux;
 mod algocline;
+mod bench;
 mod insomnia;
 mod trusty;
 mod util;
@@ -35,7 +39,7 @@ use util::Failure;
 
 fn usage() -> Failure {
     Failure::Usage(
-        "usage: seedio <algocline|yoi|insomnia|trusty|agentmux> <verb> <args...>".to_string(),
+        "usage: seedio <algocline|yoi|insomnia|trusty|agentmux|bench> <verb> <args...>".to_string(),
     )
 }
 
@@ -48,6 +52,7 @@ fn main() {
         Some("insomnia") => insomnia::run(rest),
         Some("trusty") => trusty::run(rest),
         Some("agentmux") => agentmux::run(rest),
+        Some("bench") => bench::run(rest),
         _ => Err(usage()),
     };
     std::process::exit(util::report(result));
