@@ -27,6 +27,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -69,6 +70,10 @@ public:
     virtual std::size_t list() = 0;
     /// Removes the records whose pid is dead; returns how many.
     virtual std::size_t reap() = 0;
+    /// The time the backend measured itself for its last call, when it runs
+    /// in another process (the seed): the figure then leaves out the pipe
+    /// round trip to it.
+    virtual std::optional<double> own_us() const { return std::nullopt; }
 };
 
 [[noreturn]] inline void fail(const std::string& what) {

@@ -6,9 +6,11 @@
 Defaults: build/bench/results.json and docs/bench-latency.png. One panel per
 medium (rows: tmpfs, disk) and operation (columns: insert, erase, find, list,
 reap); in each, one line per procreg storage, the two system-call floors
-(one table file, one file per record) and SQLite. A second figure,
-<out>-contention.png, shows total operations per second against the number
-of processes. Needs matplotlib (a development tool, not a dependency of
+(one table file, one file per record), SQLite and the seed (algocline's own
+Rust code). A second figure, <out>-contention.png, shows total operations per
+second against the number of processes; a third, <out>-multiwriter.png, the
+multi-writer rows of procreg_turns_bench (processes taking strict turns,
+procreg and the seed against N, per operation). Needs matplotlib (a development tool, not a dependency of
 procreg: apt-get install python3-matplotlib).
 """
 import json
@@ -37,6 +39,8 @@ SERIES = [
      dict(color="gray", linestyle="--", marker=".")),
     ("SQLite (WAL)", lambda r: r["sqlite_us"] if r["storage"] in ("json_table", "record_files") else None,
      dict(color="tab:red", marker="^")),
+    ("seed (algocline, Rust)", lambda r: r.get("seed_us") if r["storage"] == "json_table" else None,
+     dict(color="tab:orange", marker="D")),
 ]
 
 
@@ -52,7 +56,7 @@ def load(path):
 
 
 def latency_figure(rows, machine, out):
-    latency = [r for r in rows if "procs" not in r and r["storage"] != "claim_file"]
+    latency = [r for r in rows if "procs" not in r and "writers" not in r and r["storage"] != "claim_file"]
     media = [m for m in MEDIA if any(r["medium"] == m for r in latency)]
     fig, axes = plt.subplots(len(media), len(OPS), figsize=(4.2 * len(OPS), 3.6 * len(media)), squeeze=False)
     for i, medium in enumerate(media):
@@ -114,6 +118,43 @@ def contention_figure(rows, machine, out):
     return True
 
 
+def multiwriter_figure(rows, machine, out):
+    rows = [r for r in rows if "writers" in r]
+    if not rows:
+        return False
+    writers = sorted({r["writers"] for r in rows})
+    fig, axes = plt.subplots(len(writers), len(OPS), figsize=(4.2 * len(OPS), 3.6 * len(writers)), squeeze=False)
+    series = [
+        ("procreg json_table, op", "procreg_us", dict(color="tab:blue", marker="o")),
+        ("procreg json_table, turn", "turn_us", dict(color="tab:blue", marker="o", linestyle=":", alpha=0.6)),
+        ("seed (algocline), op", "seed_us", dict(color="tab:orange", marker="D")),
+        ("seed (algocline), turn", "seed_turn_us", dict(color="tab:orange", marker="D", linestyle=":", alpha=0.6)),
+    ]
+    for i, p in enumerate(writers):
+        for j, op in enumerate(OPS):
+            ax = axes[i][j]
+            for label, field, style in series:
+                points = sorted((r["n"], r[field]) for r in rows
+                                if r["writers"] == p and r["op"] == op and r.get(field) is not None)
+                if points:
+                    ax.plot([q[0] for q in points], [q[1] for q in points], label=label, **style)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(f"{op} — {p} processes taking turns")
+            ax.set_xlabel("records (N)")
+            if j == 0:
+                ax.set_ylabel("µs (op: median inside; turn: wall / turns)")
+            ax.grid(True, which="both", alpha=0.25)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    fig.suptitle("procreg vs the seed, every transaction reading the other's write (tmpfs) — " + describe(machine),
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.96))
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return True
+
+
 def describe(machine):
     if not machine:
         return "machine unknown"
@@ -132,6 +173,9 @@ def main(argv):
     contention_out = (root[: -len("-latency")] if root.endswith("-latency") else root) + "-contention" + ext
     if contention_figure(rows, machine, contention_out):
         print(f"plot: wrote {contention_out}")
+    multiwriter_out = (root[: -len("-latency")] if root.endswith("-latency") else root) + "-multiwriter" + ext
+    if multiwriter_figure(rows, machine, multiwriter_out):
+        print(f"plot: wrote {multiwriter_out}")
     return 0
 
 

@@ -1,10 +1,12 @@
-// bench/procreg_bench.cpp — procreg against the system-call floor and SQLite.
+// bench/procreg_bench.cpp — procreg against the system-call floor, SQLite and the seed.
 //
 // For each medium (tmpfs with fsync off, the disk with fsync on), each
 // storage policy and N = 10 … 100,000 existing records, measures the median
 // latency of one insert, erase, find, list and reap, each a whole
 // transaction, next to the floor (the same system calls without parsing or
-// formatting) and SQLite (WAL) doing the same operation on the same records.
+// formatting), SQLite (WAL) and the seed (algocline's own Rust code, whose
+// file json_table's rows share: bench/seed.hpp) doing the same operation on
+// the same records.
 // Then 1, 2, 4 and 8 processes insert and erase on one registry at once:
 // total operations per second.
 //
@@ -17,6 +19,7 @@
 //                   [--tmpfs-dir DIR] [--disk-dir DIR] [--out FILE]
 #include "backends.hpp"
 #include "harness.hpp"
+#include "seed.hpp"
 
 #include <procreg/storage/json_table.hpp>
 #if __has_include(<procreg/storage/record_files.hpp>)
@@ -72,6 +75,7 @@ struct config {
     double contention_s = 0.6;
     std::uint64_t contention_n = 1000;
     std::vector<int> procs = {1, 2, 4, 8};
+    std::string seed;  // the release seedio, "" when it is missing (said loudly)
     fs::path tmpfs_parent;
     fs::path disk_parent;
     fs::path out;
@@ -80,7 +84,7 @@ struct config {
 struct measurement {
     std::string storage, medium, op;
     std::uint64_t n = 0;
-    std::optional<double> procreg_us, floor_us, sqlite_us;
+    std::optional<double> procreg_us, floor_us, sqlite_us, seed_us;
     int procreg_reps = 0;
     std::optional<int> procs;
     std::optional<double> ops_per_s, floor_ops_per_s, sqlite_ops_per_s;
@@ -98,6 +102,33 @@ sampling sampling_for(const config& cfg, std::uint64_t n) {
     s.max_reps = 400;
     return s;
 }
+
+// The seed: algocline's own Rust code in a `seedio bench serve` process
+// (bench/seed.hpp), on the same kind of file as json_table's (the seed's
+// `{"sessions": [...]}`, written by the seed itself). Its records belong to
+// this process, not to init: the seed counts only kill(pid, 0) == 0 as
+// alive, and init answers EPERM to anyone but root.
+class seed_backend final : public backend {
+public:
+    seed_backend(const std::string& program, const fs::path& dir, std::uint64_t n)
+        : server_(program, dir / "registry.json") {
+        server_.request("prefill sess 0 " + std::to_string(n) + " " + std::to_string(::getpid()));
+    }
+    void insert(const record& r) override { last_ = server_.request("insert " + r.sid + " " + std::to_string(r.pid)).first; }
+    void erase(const std::string& key) override { last_ = server_.request("erase " + key).first; }
+    void find(const std::string& key) override { last_ = server_.request("find " + key).first; }
+    std::size_t list() override { return answer(server_.request("list")); }
+    std::size_t reap() override { return answer(server_.request("reap")); }
+    std::optional<double> own_us() const override { return last_; }
+
+private:
+    std::size_t answer(std::pair<double, std::size_t> a) {
+        last_ = a.first;
+        return a.second;
+    }
+    seed_server server_;
+    double last_ = 0;
+};
 
 // One implementation under test, by name, in an interleaved run.
 struct contender {
@@ -125,6 +156,12 @@ std::map<std::string, op_figures> run_ops(const std::vector<contender>& all, std
     const auto me = static_cast<std::uint32_t>(::getpid());
     const auto us_since = [](clock_type::time_point t0) {
         return std::chrono::duration<double, std::micro>(clock_type::now() - t0).count();
+    };
+    // A backend in another process (the seed) times its own calls.
+    const auto took = [&](const contender& c, clock_type::time_point t0) {
+        const double outside = us_since(t0);
+        const auto own = c.b->own_us();
+        return own ? *own : outside;
     };
     // `turn(c, keep)` runs one call of `c` (with its untimed set-up),
     // records its figure when `keep`, and returns the µs it took.
@@ -158,10 +195,10 @@ std::map<std::string, op_figures> run_ops(const std::vector<contender>& all, std
                 const record r = make_record(key_for(serial++, "new"), me);
                 const auto t0 = clock_type::now();
                 c.b->insert(r);
-                const double t_ins = us_since(t0);
+                const double t_ins = took(c, t0);
                 const auto t1 = clock_type::now();
                 c.b->erase(r.sid);
-                const double t_era = us_since(t1);
+                const double t_era = took(c, t1);
                 if (keep) {
                     ins[c.name].push_back(t_ins);
                     era[c.name].push_back(t_era);
@@ -189,7 +226,7 @@ std::map<std::string, op_figures> run_ops(const std::vector<contender>& all, std
                         throw std::runtime_error(c.name + " " + op + ", N = " + std::to_string(n) + ": " + e.what());
                     }
                 }();
-                const double t = us_since(t0);
+                const double t = took(c, t0);
                 if (keep) times[c.name].push_back(t);
                 return t;
             },
@@ -358,6 +395,11 @@ n_figures measure_n(const config& cfg, const medium& m, std::uint64_t n, std::ui
             loader.populate(n, me);
         }
         enlist("sqlite", std::make_unique<sqlite_backend>(dir / "registry.sqlite", m.durable));
+    }
+    if (!cfg.seed.empty() && (cfg.storages.count("json_table") || cfg.storages.count("json_table_nocache"))) {
+        const fs::path dir = fresh("seed");
+        dirs.push_back(dir);
+        enlist("seed", std::make_unique<seed_backend>(cfg.seed, dir, n));
     }
     ::sync();
 
@@ -674,7 +716,7 @@ void write_json(const fs::path& path, const std::vector<measurement>& rows) {
         out << "  {\"storage\": " << json_string(r.storage) << ", \"medium\": " << json_string(r.medium)
             << ", \"op\": " << json_string(r.op) << ", \"n\": " << r.n
             << ", \"procreg_us\": " << json_number(r.procreg_us) << ", \"floor_us\": " << json_number(r.floor_us)
-            << ", \"sqlite_us\": " << json_number(r.sqlite_us);
+            << ", \"sqlite_us\": " << json_number(r.sqlite_us) << ", \"seed_us\": " << json_number(r.seed_us);
         if (r.procreg_reps) out << ", \"reps\": " << r.procreg_reps;
         if (r.procs) {
             out << ", \"procs\": " << *r.procs << ", \"ops_per_s\": " << json_number(r.ops_per_s)
@@ -705,13 +747,15 @@ void print_tables(const std::vector<measurement>& rows, const std::vector<medium
     for (const auto& m : media) {
         std::cout << "\n### " << m.name << " (" << m.fs_type << ", fsync " << (m.durable ? "on" : "off")
                   << "): median µs per operation\n\n";
-        std::cout << "| storage | op | N | procreg µs | floor µs | SQLite µs | procreg/floor | procreg/SQLite |\n";
-        std::cout << "|---|---|---:|---:|---:|---:|---:|---:|\n";
+        std::cout << "| storage | op | N | procreg µs | floor µs | SQLite µs | seed µs | procreg/floor | procreg/SQLite | "
+                     "procreg/seed |\n";
+        std::cout << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
         for (const auto& r : rows) {
             if (r.medium != m.name || r.procs) continue;
             std::cout << "| " << r.storage << " | " << r.op << " | " << r.n << " | " << cell(r.procreg_us) << " | "
-                      << cell(r.floor_us) << " | " << cell(r.sqlite_us) << " | " << ratio_cell(r.procreg_us, r.floor_us)
-                      << " | " << ratio_cell(r.procreg_us, r.sqlite_us) << " |\n";
+                      << cell(r.floor_us) << " | " << cell(r.sqlite_us) << " | " << cell(r.seed_us) << " | "
+                      << ratio_cell(r.procreg_us, r.floor_us) << " | " << ratio_cell(r.procreg_us, r.sqlite_us) << " | "
+                      << ratio_cell(r.procreg_us, r.seed_us) << " |\n";
         }
         bool any = false;
         for (const auto& r : rows) any = any || (r.medium == m.name && r.procs);
@@ -775,6 +819,16 @@ void print_targets(const std::vector<measurement>& rows) {
             if (const auto* r = find("record_files", "disk", op, n)) {
                 check("record_files " + op + " N=" + std::to_string(n) + ", disk+fsync, vs floor", r->procreg_us,
                       r->floor_us, 1.1);
+            }
+        }
+    }
+    // Issue 17: json_table's list and reap against the seed's scan_and_gc.
+    for (const std::string op : {"list", "reap"}) {
+        for (const auto n : ns) {
+            if (n < 1000) continue;
+            if (const auto* r = find("json_table", "tmpfs", op, n)) {
+                check("json_table " + op + " N=" + std::to_string(n) + ", tmpfs, vs the seed's scan_and_gc",
+                      r->procreg_us, r->seed_us, 0.25);
             }
         }
     }
@@ -864,7 +918,9 @@ config parse_args(int argc, char** argv) {
 }
 
 int run(int argc, char** argv) {
-    const config cfg = parse_args(argc, argv);
+    config cfg = parse_args(argc, argv);
+    const std::string seed_missing = seed_unavailable();
+    if (seed_missing.empty()) cfg.seed = seed_program();
     const auto machine = describe_machine();
     std::vector<medium> media;
     for (const auto& name : cfg.media) {
@@ -883,6 +939,8 @@ int run(int argc, char** argv) {
         std::cout << "- " << m.name << ": " << m.dir.string() << " (" << m.fs_type << "), fsync "
                   << (m.durable ? "on" : "off") << "\n";
     }
+    std::cout << "- seed (algocline's Rust code, release): " << (cfg.seed.empty() ? "MISSING" : cfg.seed) << "\n";
+    if (!seed_missing.empty()) shout_seed_unavailable(seed_missing);
 #ifndef PROCREG_BENCH_HAVE_RECORD_FILES
     std::cout << "- record_files: not available in this tree (no procreg/storage/record_files.hpp), skipped\n";
 #endif
@@ -927,6 +985,10 @@ int run(int argc, char** argv) {
                         row.procreg_reps = mine->second.at(op).second;
                         if (floor != figures.by_backend.end()) row.floor_us = floor->second.at(op).first;
                         if (sqlite != figures.by_backend.end()) row.sqlite_us = sqlite->second.at(op).first;
+                        const auto seed = figures.by_backend.find("seed");
+                        if (storage != "record_files" && seed != figures.by_backend.end()) {
+                            row.seed_us = seed->second.at(op).first;
+                        }
                         rows.push_back(row);
                     }
                 }
@@ -945,6 +1007,7 @@ int run(int argc, char** argv) {
     write_machine(cfg.out.parent_path() / "machine.json", machine, media);
     std::cout << "\nwrote " << cfg.out.string() << " (" << rows.size() << " measurements) in "
               << static_cast<int>(seconds_since(total_start)) << " s\n";
+    if (!seed_missing.empty()) shout_seed_unavailable(seed_missing);
     bool kept = false;
     for (const auto n : cfg.ns) kept = kept || fs::exists(kept_records_dir(cfg, n));
     if (kept) {

@@ -11,13 +11,15 @@
 // writes it to the driver's finish pipe instead. Every process checks that
 // it receives exactly the tokens i, i + P, i + 2P, ...
 //
-// One turn is one timed operation, then for find and list (which write
-// nothing) an untimed write, so the next process again finds a changed file:
+// One turn is one timed operation, then an untimed write that keeps the
+// table at N (+ 1) records throughout the ring (insert, erase), gives the
+// next process a changed file where the operation wrote nothing (find,
+// list), or something to reap (reap):
 //
-//   insert  insert turn-t                         (the table grows by one a turn)
-//   erase   erase victim-t (prefilled)            (the table shrinks back to N)
-//   find    find sess-(7919 t mod N); untimed: erase touch-t and insert touch-(t+1), one transaction
-//   list    list (N + 1 live records);   untimed: the same touch write
+//   insert  insert turn-t (N records before);  untimed: erase turn-t
+//   erase   erase victim-t (N + 1 before);     untimed: insert victim-(t+1)
+//   find    find sess-(7919 t mod N);          untimed: erase touch-t and insert touch-(t+1), one transaction
+//   list    list (N + 1 live records);         untimed: the same touch write
 //   reap    reap (exactly one dead record, dead-t); untimed: insert dead-(t+1) with a dead pid
 //
 // The seed does each with its own code paths (seedio's bench.rs: lock,
@@ -159,7 +161,11 @@ int worker(int argc, char** argv) {
             bad("unknown operation");
         }
         times.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
-        if (op == "find" || op == "list") {
+        if (op == "insert") {
+            if (!reg.erase(key("turn", t))) bad("no record " + key("turn", t));
+        } else if (op == "erase") {
+            reg.insert(make(key("victim", t + 1), owner));
+        } else if (op == "find" || op == "list") {
             reg.transact([&](auto& tx) {
                 if (!tx.erase(key("touch", t))) bad("no record " + key("touch", t));
                 tx.insert(make(key("touch", t + 1), owner));
@@ -369,9 +375,9 @@ struct prefill_part {
     std::uint64_t count;
     std::uint32_t pid;
 };
-std::vector<prefill_part> prefill_for(const std::string& op, std::uint64_t n, std::uint64_t total, std::uint32_t owner) {
+std::vector<prefill_part> prefill_for(const std::string& op, std::uint64_t n, std::uint32_t owner) {
     std::vector<prefill_part> parts = {{"sess", n, owner}};
-    if (op == "erase") parts.push_back({"victim", total, owner});
+    if (op == "erase") parts.push_back({"victim", 1, owner});
     if (op == "find" || op == "list") parts.push_back({"touch", 1, owner});
     if (op == "reap") parts.push_back({"dead", 1, dead_pid});
     return parts;
@@ -381,8 +387,8 @@ std::vector<prefill_part> prefill_for(const std::string& op, std::uint64_t n, st
 std::set<std::string> expected_keys(const std::string& op, std::uint64_t n, std::uint64_t total) {
     std::set<std::string> keys;
     for (std::uint64_t i = 0; i < n; ++i) keys.insert(key("sess", i));
-    if (op == "insert") {
-        for (std::uint64_t t = 0; t < total; ++t) keys.insert(key("turn", t));
+    if (op == "erase") {
+        keys.insert(key("victim", total));
     } else if (op == "find" || op == "list") {
         keys.insert(key("touch", total));
     } else if (op == "reap") {
@@ -442,7 +448,7 @@ row measure(const config& cfg, const fs::path& base, int procs, const std::strin
     const std::uint64_t total = turns_for(cfg, n);
     out.turns = total;
     const auto owner = static_cast<std::uint32_t>(::getpid());
-    const auto parts = prefill_for(op, n, total, owner);
+    const auto parts = prefill_for(op, n, owner);
     const auto expected = expected_keys(op, n, total);
     const std::string self = self_exe();
 

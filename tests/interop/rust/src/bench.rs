@@ -206,9 +206,10 @@ fn serve(path: &Path) -> Outcome {
 // ─── ring: strict turns with other processes ─────────────────────────────────
 
 /// One turn of the ring (bench/turns.cpp describes the protocol): the timed
-/// operation of turn `t`, checked, then the untimed write that leaves the
-/// next process a changed file where the operation wrote nothing (find,
-/// list) or something to reap (reap). Returns the timed microseconds.
+/// operation of turn `t`, checked, then the untimed write that keeps the
+/// table at its size (insert, erase), leaves the next process a changed
+/// file where the operation wrote nothing (find, list), or something to reap
+/// (reap). Returns the timed microseconds.
 fn ring_turn(path: &Path, op: &str, t: u64, n: u64, owner: u32) -> Result<f64, Failure> {
     let t0 = Instant::now();
     let bad = |what: String| Failure::Failed(format!("turn {t}, {op}: {what}"));
@@ -243,6 +244,14 @@ fn ring_turn(path: &Path, op: &str, t: u64, n: u64, owner: u32) -> Result<f64, F
     }
     let us = t0.elapsed().as_secs_f64() * 1e6;
     match op {
+        "insert" => {
+            if !erase(path, &key("turn", t)).map_err(pool_failed)? {
+                return Err(bad(format!("no session {}", key("turn", t))));
+            }
+        }
+        "erase" => {
+            insert(path, entry(key("victim", t + 1), owner)).map_err(pool_failed)?;
+        }
         "find" | "list" => {
             if !replace(path, &key("touch", t), entry(key("touch", t + 1), owner)).map_err(pool_failed)? {
                 return Err(bad(format!("no session {}", key("touch", t))));
