@@ -9,7 +9,11 @@
 // i + 1 (mod P). The driver writes token 0 into pipe 0; the process holding
 // token t performs turn t and passes t + 1 on; the process of the last turn
 // writes it to the driver's finish pipe instead. Every process checks that
-// it receives exactly the tokens i, i + P, i + 2P, ...
+// it receives exactly the tokens i, i + P, i + 2P, ... The first P turns
+// (each process's first: a fresh process's first allocations, for one, cost
+// differently from the later ones) are a warm-up, outside the figures: the
+// process of turn P - 1 also writes token P to the finish pipe, where the
+// driver's clock for the turn time starts.
 //
 // One turn is one timed operation, then an untimed write that keeps the
 // table at N (+ 1) records throughout the ring (insert, erase), gives the
@@ -93,6 +97,13 @@ procreg::algocline::pool_registry open_registry(const fs::path& file) {
     return procreg::algocline::open(std::move(opts));
 }
 
+/// This thread's CPU time in µs (CLOCK_THREAD_CPUTIME_ID, as the seed's worker).
+double cpu_us() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
+}
+
 /// This process's peak resident set (VmHWM), in KiB.
 long peak_rss_kib() {
     const std::string value = first_line_value("/proc/self/status", "VmHWM");
@@ -128,9 +139,10 @@ int worker(int argc, char** argv) {
     const auto owner = static_cast<std::uint32_t>(std::stoul(argv[8]));
     const int in = std::atoi(argv[9]), out = std::atoi(argv[10]), finish = std::atoi(argv[11]),
               report = std::atoi(argv[12]);
+    if (total <= procs) die("worker: total must exceed procs");
     auto reg = open_registry(file);
     write_all(report, "ready\n", 6, "report");
-    std::vector<double> times;
+    std::vector<std::pair<double, double>> times;  // (wall, CPU) µs
     for (std::uint64_t expect = index; expect < total; expect += procs) {
         std::uint64_t t = 0;
         std::size_t got = 0;
@@ -144,6 +156,7 @@ int worker(int argc, char** argv) {
                              std::to_string(expect));
         const auto bad = [&](const std::string& what) { die("turn " + std::to_string(t) + ", " + op + ": " + what); };
         const auto t0 = clock_type::now();
+        const double c0 = cpu_us();
         if (op == "insert") {
             reg.insert(make(key("turn", t), owner));
         } else if (op == "erase") {
@@ -160,7 +173,9 @@ int worker(int argc, char** argv) {
         } else {
             bad("unknown operation");
         }
-        times.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+        const double us = std::chrono::duration<double, std::micro>(clock_type::now() - t0).count();
+        const double cpu = cpu_us() - c0;
+        if (t >= procs) times.push_back({us, cpu});  // each process's first turn is its warm-up
         if (op == "insert") {
             if (!reg.erase(key("turn", t))) bad("no record " + key("turn", t));
         } else if (op == "erase") {
@@ -174,13 +189,14 @@ int worker(int argc, char** argv) {
             reg.insert(make(key("dead", t + 1), dead_pid));
         }
         const std::uint64_t next = t + 1;
+        if (next == procs) write_all(finish, &next, sizeof next, "marking the warm-up's end");
         write_all(next == total ? finish : out, &next, sizeof next, "passing the token");
     }
     std::ostringstream line;
     line << "done " << index << " " << times.size() << " " << peak_rss_kib();
     char buf[32];
-    for (const double us : times) {
-        std::snprintf(buf, sizeof buf, " %.3f", us);
+    for (const auto& [wall, cpu] : times) {
+        std::snprintf(buf, sizeof buf, " %.3f %.3f", wall, cpu);
         line << buf;
     }
     line << "\n";
@@ -213,7 +229,8 @@ std::uint64_t turns_for(const config& cfg, std::uint64_t n) {
 }
 
 struct ring_result {
-    std::vector<double> op_us;  // every turn's op time
+    std::vector<double> op_us;   // every turn's op time
+    std::vector<double> cpu_us;  // and its CPU time
     double turn_us = 0;         // wall time / turns
     long peak_rss_kib = 0;      // largest VmHWM among the workers
 };
@@ -288,13 +305,15 @@ ring_result run_ring(int procs, std::uint64_t total,
         }
     }
 
-    const auto start = clock_type::now();
     const std::uint64_t token = 0;
     write_all(ring[0][1], &token, sizeof token, "the first token");
     // Wait for the finish token, or for a worker to die: its report pipe
     // closes without a "done" line (the others would wait for the token forever).
+    // The finish pipe carries two tokens: P when the warm-up turns (each
+    // process's first) are done, the start of the timed stretch; then total.
     std::uint64_t last = 0;
     double wall_us = 0;
+    std::optional<clock_type::time_point> warm;
     std::vector<bool> closed(static_cast<std::size_t>(procs), false);
     for (;;) {
         std::vector<pollfd> fds;
@@ -309,11 +328,20 @@ ring_result run_ring(int procs, std::uint64_t total,
             die("a ring of " + std::to_string(procs) + " made no progress in 600 s");
         }
         if (fds[0].revents & POLLIN) {
-            wall_us = std::chrono::duration<double, std::micro>(clock_type::now() - start).count();
+            const auto now = clock_type::now();
             if (::read(finish[0], &last, sizeof last) != static_cast<ssize_t>(sizeof last)) {
                 kill_all();
                 die("the ring ended without its last token (a worker failed: see above)");
             }
+            if (!warm) {
+                if (last != static_cast<std::uint64_t>(procs)) {
+                    kill_all();
+                    die("the warm-up ended with token " + std::to_string(last));
+                }
+                warm = now;
+                continue;
+            }
+            wall_us = std::chrono::duration<double, std::micro>(now - *warm).count();
             break;
         }
         for (int i = 0; i < procs; ++i) {
@@ -335,7 +363,8 @@ ring_result run_ring(int procs, std::uint64_t total,
     if (last != total) die("the last token is " + std::to_string(last) + ", expected " + std::to_string(total));
 
     ring_result out;
-    out.turn_us = wall_us / static_cast<double>(total);
+    const std::uint64_t measured = total - static_cast<std::uint64_t>(procs);
+    out.turn_us = wall_us / static_cast<double>(measured);
     for (int i = 0; i < procs; ++i) {
         const std::string line = read_line(i);
         std::istringstream in(line);
@@ -344,16 +373,17 @@ ring_result run_ring(int procs, std::uint64_t total,
         std::uint64_t count = 0;
         long rss = 0;
         in >> word >> index >> count >> rss;
-        const std::uint64_t expected = total / static_cast<std::uint64_t>(procs);
+        const std::uint64_t expected = measured / static_cast<std::uint64_t>(procs);
         if (word != "done" || index != i || count != expected) {
             kill_all();
             die("worker " + std::to_string(i) + " reported '" + line + "', expected done with " +
                 std::to_string(expected) + " turns");
         }
-        double us = 0;
+        double us = 0, cpu = 0;
         for (std::uint64_t k = 0; k < count; ++k) {
-            if (!(in >> us)) die("worker " + std::to_string(i) + ": short report");
+            if (!(in >> us >> cpu)) die("worker " + std::to_string(i) + ": short report");
             out.op_us.push_back(us);
+            out.cpu_us.push_back(cpu);
         }
         out.peak_rss_kib = std::max(out.peak_rss_kib, rss);
         ::close(report[i][0]);
@@ -428,7 +458,7 @@ struct row {
     std::string op;
     std::uint64_t n = 0;
     std::uint64_t turns = 0;
-    std::optional<double> procreg_us, seed_us, procreg_turn_us, seed_turn_us;
+    std::optional<double> procreg_us, seed_us, procreg_turn_us, seed_turn_us, procreg_cpu_us, seed_cpu_us;
     std::optional<long> procreg_rss_kib, seed_rss_kib;
 };
 
@@ -445,8 +475,8 @@ row measure(const config& cfg, const fs::path& base, int procs, const std::strin
     out.writers = procs;
     out.op = op;
     out.n = n;
-    const std::uint64_t total = turns_for(cfg, n);
-    out.turns = total;
+    const std::uint64_t total = turns_for(cfg, n) + static_cast<std::uint64_t>(procs);  // + the warm-up turns
+    out.turns = turns_for(cfg, n);
     const auto owner = static_cast<std::uint32_t>(::getpid());
     const auto parts = prefill_for(op, n, owner);
     const auto expected = expected_keys(op, n, total);
@@ -490,10 +520,12 @@ row measure(const config& cfg, const fs::path& base, int procs, const std::strin
         fs::remove_all(dir);
         if (is_seed) {
             out.seed_us = median(result.op_us);
+            out.seed_cpu_us = median(result.cpu_us);
             out.seed_turn_us = result.turn_us;
             out.seed_rss_kib = result.peak_rss_kib;
         } else {
             out.procreg_us = median(result.op_us);
+            out.procreg_cpu_us = median(result.cpu_us);
             out.procreg_turn_us = result.turn_us;
             out.procreg_rss_kib = result.peak_rss_kib;
         }
@@ -523,11 +555,12 @@ std::string mib(std::optional<long> kib) {
 void print_table(const std::vector<row>& rows) {
     std::cout << "\n### Multi-writer: processes taking strict turns (tmpfs, fsync off for procreg; the seed "
                  "always fsyncs)\n\n"
-                 "op µs: median time of the operation inside the process, after the token arrived; turn µs: wall "
-                 "time per turn, with the untimed write (find, list, reap) and the hand-over.\n\n"
-                 "| P | op | N | turns | procreg op µs | seed op µs | op ratio | procreg turn µs | seed turn µs | "
-                 "turn ratio | target ≤ | met |\n"
-                 "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
+                 "op µs: median wall time of the operation inside the process, from the token's arrival until it "
+                 "returned; CPU µs: the same operation's CPU time (median); turn µs: wall time per turn, with the "
+                 "untimed write and the hand-over. Target and met: op µs against the seed's.\n\n"
+                 "| P | op | N | turns | procreg op µs | seed op µs | op ratio | procreg CPU µs | seed CPU µs | "
+                 "CPU ratio | procreg turn µs | seed turn µs | turn ratio | target ≤ | met |\n"
+                 "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
     for (const auto& r : rows) {
         const bool scan = (r.op == "list" || r.op == "reap") && r.n >= 1000;
         const double limit = scan ? 0.25 : 0.5;
@@ -537,7 +570,8 @@ void print_table(const std::vector<row>& rows) {
         std::snprintf(lim, sizeof lim, "%.2f×", limit);
         std::cout << "| " << r.writers << " | " << r.op << " | " << r.n << " | " << r.turns << " | "
                   << cell(r.procreg_us) << " | " << cell(r.seed_us) << " | " << ratio(r.procreg_us, r.seed_us) << " | "
-                  << cell(r.procreg_turn_us) << " | " << cell(r.seed_turn_us) << " | "
+                  << cell(r.procreg_cpu_us) << " | " << cell(r.seed_cpu_us) << " | "
+                  << ratio(r.procreg_cpu_us, r.seed_cpu_us) << " | " << cell(r.procreg_turn_us) << " | " << cell(r.seed_turn_us) << " | "
                   << ratio(r.procreg_turn_us, r.seed_turn_us) << " | " << lim << " | " << met << " |\n";
     }
     bool any_rss = false;
@@ -578,6 +612,8 @@ std::string row_json(const row& r) {
       << ", \"op\": " << json_string(r.op) << ", \"n\": " << r.n << ", \"turns\": " << r.turns
       << ", \"procreg_us\": " << json_number(r.procreg_us) << ", \"seed_us\": " << json_number(r.seed_us)
       << ", \"ratio\": " << json_number(ratio_of(r.procreg_us, r.seed_us))
+      << ", \"cpu_us\": " << json_number(r.procreg_cpu_us) << ", \"seed_cpu_us\": " << json_number(r.seed_cpu_us)
+      << ", \"cpu_ratio\": " << json_number(ratio_of(r.procreg_cpu_us, r.seed_cpu_us))
       << ", \"turn_us\": " << json_number(r.procreg_turn_us) << ", \"seed_turn_us\": " << json_number(r.seed_turn_us)
       << ", \"turn_ratio\": " << json_number(ratio_of(r.procreg_turn_us, r.seed_turn_us))
       << ", \"procreg_rss_kib\": " << json_long(r.procreg_rss_kib) << ", \"seed_rss_kib\": " << json_long(r.seed_rss_kib)

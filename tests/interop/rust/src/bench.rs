@@ -17,7 +17,8 @@
 //!
 //! Times are measured here, with `Instant` (CLOCK_MONOTONIC), from when the
 //! request (or the token) has been read until the operation returned: the
-//! pipe round trip to the C++ driver is not part of the figure.
+//! pipe round trip to the C++ driver is not part of the figure. `ring` also
+//! reports each turn's CPU time (CLOCK_THREAD_CPUTIME_ID).
 //!
 //!     seedio bench serve <registry.json>
 //!     seedio bench ring <registry.json> <op> <index> <procs> <total> <n> <owner-pid>
@@ -205,13 +206,23 @@ fn serve(path: &Path) -> Outcome {
 
 // ─── ring: strict turns with other processes ─────────────────────────────────
 
+/// This thread's CPU time in microseconds (CLOCK_THREAD_CPUTIME_ID): on a
+/// shared machine, what the operation itself cost, without the waits.
+fn cpu_us() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e6 + ts.tv_nsec as f64 / 1e3
+}
+
 /// One turn of the ring (bench/turns.cpp describes the protocol): the timed
 /// operation of turn `t`, checked, then the untimed write that keeps the
 /// table at its size (insert, erase), leaves the next process a changed
 /// file where the operation wrote nothing (find, list), or something to reap
-/// (reap). Returns the timed microseconds.
-fn ring_turn(path: &Path, op: &str, t: u64, n: u64, owner: u32) -> Result<f64, Failure> {
+/// (reap). Returns the timed microseconds, wall and CPU.
+fn ring_turn(path: &Path, op: &str, t: u64, n: u64, owner: u32) -> Result<(f64, f64), Failure> {
     let t0 = Instant::now();
+    let c0 = cpu_us();
     let bad = |what: String| Failure::Failed(format!("turn {t}, {op}: {what}"));
     match op {
         "insert" => {
@@ -242,7 +253,7 @@ fn ring_turn(path: &Path, op: &str, t: u64, n: u64, owner: u32) -> Result<f64, F
         }
         _ => return Err(Failure::Usage(format!("usage: {VERBS}"))),
     }
-    let us = t0.elapsed().as_secs_f64() * 1e6;
+    let us = (t0.elapsed().as_secs_f64() * 1e6, cpu_us() - c0);
     match op {
         "insert" => {
             if !erase(path, &key("turn", t)).map_err(pool_failed)? {
@@ -284,6 +295,9 @@ fn ring(args: &[String]) -> Outcome {
         return Err(Failure::Usage(format!("usage: {VERBS}")));
     }
     report.write_all(b"ready\n").map_err(failed("report"))?;
+    if total <= procs {
+        return Err(Failure::Usage(format!("usage: {VERBS} (total must exceed procs)")));
+    }
     let mut times = Vec::new();
     let mut expect = index;
     while expect < total {
@@ -293,15 +307,23 @@ fn ring(args: &[String]) -> Outcome {
         if t != expect {
             return Err(Failure::Failed(format!("process {index} got token {t}, expected {expect}")));
         }
-        times.push(ring_turn(&path, op, t, n, owner)?);
+        let us = ring_turn(&path, op, t, n, owner)?;
+        // Turns 0 .. procs - 1 (each process's first) warm the processes up:
+        // not in the figures, and the last of them tells the driver so.
+        if t >= procs {
+            times.push(us);
+        }
         let next = (t + 1).to_le_bytes();
+        if t + 1 == procs {
+            finish.write_all(&next).map_err(failed("marking the warm-up's end"))?;
+        }
         let to = if t + 1 == total { &mut finish } else { &mut output };
         to.write_all(&next).map_err(failed("passing the token"))?;
         expect += procs;
     }
     let mut line = format!("done {index} {}", times.len());
-    for us in &times {
-        line += &format!(" {us:.3}");
+    for (wall, cpu) in &times {
+        line += &format!(" {wall:.3} {cpu:.3}");
     }
     line += "\n";
     report.write_all(line.as_bytes()).map_err(failed("report"))
