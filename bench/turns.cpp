@@ -39,7 +39,7 @@
 //
 //     procreg_turns_bench [--quick] [--n 10,100,...] [--procs 2,8] [--ops insert,...]
 //                         [--tmpfs-dir DIR] [--out results.json]
-//     (PROCREG_TURNS_QUICK=1 is --quick)
+//     (PROCREG_TURNS_QUICK=1 is --quick; PROCREG_TURNS_RAW=1 prints every worker's report)
 //
 // Prints a Markdown table with the ratios and the targets, and
 // merges its rows (those with "writers") into results.json beside the
@@ -367,12 +367,19 @@ ring_result run_ring(int procs, std::uint64_t total,
     out.turn_us = wall_us / static_cast<double>(measured);
     for (int i = 0; i < procs; ++i) {
         const std::string line = read_line(i);
+        if (std::getenv("PROCREG_TURNS_RAW")) std::cerr << "worker " << i << ": " << line << "\n";
         std::istringstream in(line);
-        std::string word;
+        // "done <index> <turns> <peak RSS KiB> <wall µs> <CPU µs> ..." and nothing else.
+        std::string word, rss_text;
         int index = -1;
         std::uint64_t count = 0;
-        long rss = 0;
-        in >> word >> index >> count >> rss;
+        in >> word >> index >> count >> rss_text;
+        long rss = -1;
+        if (!rss_text.empty() && rss_text.find_first_not_of("-0123456789") == std::string::npos) {
+            rss = std::stol(rss_text);
+        } else {
+            die("worker " + std::to_string(i) + ": no peak RSS in '" + line + "'");
+        }
         const std::uint64_t expected = measured / static_cast<std::uint64_t>(procs);
         if (word != "done" || index != i || count != expected) {
             kill_all();
@@ -385,6 +392,7 @@ ring_result run_ring(int procs, std::uint64_t total,
             out.op_us.push_back(us);
             out.cpu_us.push_back(cpu);
         }
+        if (std::string rest; in >> rest) die("worker " + std::to_string(i) + ": more values than turns in its report");
         out.peak_rss_kib = std::max(out.peak_rss_kib, rss);
         ::close(report[i][0]);
     }

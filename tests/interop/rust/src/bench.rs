@@ -18,7 +18,8 @@
 //! Times are measured here, with `Instant` (CLOCK_MONOTONIC), from when the
 //! request (or the token) has been read until the operation returned: the
 //! pipe round trip to the C++ driver is not part of the figure. `ring` also
-//! reports each turn's CPU time (CLOCK_THREAD_CPUTIME_ID).
+//! reports each turn's CPU time (CLOCK_THREAD_CPUTIME_ID) and, at its end,
+//! the process's peak RSS (VmHWM): `done <index> <turns> <KiB> <wall µs> <CPU µs> ...`.
 //!
 //!     seedio bench serve <registry.json>
 //!     seedio bench ring <registry.json> <op> <index> <procs> <total> <n> <owner-pid>
@@ -215,6 +216,18 @@ fn cpu_us() -> f64 {
     ts.tv_sec as f64 * 1e6 + ts.tv_nsec as f64 / 1e3
 }
 
+/// This process's peak resident set (VmHWM in /proc/self/status), in KiB; -1 if unknown.
+fn peak_rss_kib() -> i64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    for line in status.lines() {
+        if let Some(rest) = line.strip_prefix("VmHWM:") {
+            let digits: String = rest.trim().chars().take_while(|c| c.is_ascii_digit()).collect();
+            return digits.parse().unwrap_or(-1);
+        }
+    }
+    -1
+}
+
 /// One turn of the ring (bench/turns.cpp describes the protocol): the timed
 /// operation of turn `t`, checked, then the untimed write that keeps the
 /// table at its size (insert, erase), leaves the next process a changed
@@ -321,7 +334,7 @@ fn ring(args: &[String]) -> Outcome {
         to.write_all(&next).map_err(failed("passing the token"))?;
         expect += procs;
     }
-    let mut line = format!("done {index} {}", times.len());
+    let mut line = format!("done {index} {} {}", times.len(), peak_rss_kib());
     for (wall, cpu) in &times {
         line += &format!(" {wall:.3} {cpu:.3}");
     }
