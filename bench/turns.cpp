@@ -712,6 +712,9 @@ config parse_args(int argc, char** argv) {
 
 int run(int argc, char** argv) {
     const config cfg = parse_args(argc, argv);
+    // A worker that died must not kill the driver through SIGPIPE before it
+    // can say which one (write_all reports EPIPE instead).
+    ::signal(SIGPIPE, SIG_IGN);
     const std::string unavailable = seed_unavailable();
     const std::string seed = unavailable.empty() ? seed_program() : std::string();
     const auto machine = describe_machine();
