@@ -49,6 +49,8 @@
 
 #include <procreg/presets/algocline.hpp>
 
+#include <boost/json.hpp>
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -58,6 +60,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -630,25 +633,25 @@ std::string row_json(const row& r) {
 }
 
 // Keeps the rows of results.json without "writers" (procreg_bench's, the
-// watch bench's: one object a line, as they write them) and appends ours.
+// watch bench's) and appends ours, as bench/watch_latency.cpp merges.
 void merge_json(const fs::path& path, const std::vector<row>& rows) {
-    std::vector<std::string> kept;
-    {
-        std::ifstream in(path);
-        std::string line;
-        while (std::getline(in, line)) {
-            const auto open = line.find('{');
-            if (open == std::string::npos || line.find("\"writers\"") != std::string::npos) continue;
-            auto close = line.rfind('}');
-            if (close == std::string::npos) continue;
-            kept.push_back(line.substr(open, close - open + 1));
+    boost::json::array merged;
+    if (std::ifstream in(path); in) {
+        const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        boost::system::error_code ec;
+        auto old = boost::json::parse(text, ec);
+        if (ec || !old.is_array()) die(path.string() + " is not a JSON array: not merging into it");
+        for (auto& r : old.as_array()) {
+            if (!r.is_object() || !r.as_object().contains("writers")) merged.push_back(r);
         }
     }
-    for (const auto& r : rows) kept.push_back(row_json(r));
+    for (const auto& r : rows) merged.push_back(boost::json::parse(row_json(r)));
     fs::create_directories(path.parent_path());
     std::ofstream out(path, std::ios::trunc);
     out << "[\n";
-    for (std::size_t i = 0; i < kept.size(); ++i) out << "  " << kept[i] << (i + 1 < kept.size() ? "," : "") << "\n";
+    for (std::size_t i = 0; i < merged.size(); ++i) {
+        out << "  " << boost::json::serialize(merged[i]) << (i + 1 < merged.size() ? ",\n" : "\n");
+    }
     out << "]\n";
     if (!out) die("cannot write " + path.string());
 }
