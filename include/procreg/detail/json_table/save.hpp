@@ -1,0 +1,132 @@
+// procreg/detail/json_table/save.hpp — a session's state into the text of a table file.
+//
+// The file is what detail::pretty_print writes for the top-level object
+// with the records array in it (serde_json's to_string_pretty: the seeds'
+// format, byte for byte). Each record's text is written once: a record
+// loaded and not changed since keeps its bytes from the file when they are
+// exactly its encoding (verified while loading, or found equal to it
+// here), and only a changed record is encoded — and proven to read back
+// within the reader's limits (detail::read_back) before anything is
+// written, so no commit writes a file its readers refuse.
+//
+// Invariant: after `adopt_rendered`, every record's text is a verified span
+// of the state's bytes, which are the file just written, so the next save
+// of an unchanged-file session copies them through again.
+#pragma once
+
+#include <procreg/detail/json_codec.hpp>
+#include <procreg/detail/json_table/state.hpp>
+#include <procreg/detail/quote_untrusted.hpp>
+#include <procreg/error.hpp>
+#include <procreg/record_traits.hpp>
+
+#include <boost/json.hpp>
+
+#include <cstddef>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace procreg::detail::json_table_impl {
+
+/// Gives the slot `s` of `state` the text it will have in the file. The
+/// record then holds what reading that text back gives (value and object),
+/// as a fresh load of the file would: the unchanged-file shortcut serves
+/// what the file says. A record whose encoding equals its bytes in the file
+/// just loaded keeps them without the proof: the load parsed and decoded
+/// those very bytes within the same limits (the file's size and depth, two
+/// levels down). Returns whether the record got a new text (proven).
+template <class Record>
+bool encode_slot(table_state<Record>& state, typename table_state<Record>::slot& s, const json_limits& limits,
+                 std::string& scratch, const std::filesystem::path& path) {
+    stored_record<Record>& entry = *s.record;
+    if constexpr (encodes_plainly<Record>::value) {
+        // The usual case, written without a JSON tree: when the file holds
+        // exactly the record's members in order (the bytes equal), its
+        // object has no other key for a merge to add, so this is also what
+        // the merge below would write.
+        if (s.has_span()) {
+            scratch.clear();
+            append_plain_pretty(scratch, entry.value, 2);
+            if (scratch == state.span(s)) {
+                s.verified = true;
+                return false;
+            }
+        }
+    }
+    try {
+        const boost::json::value merged(merge_over(entry.json, entry.value));
+        scratch.clear();
+        pretty_print_into(scratch, merged, 2);  // indent level 2: inside the top-level object's array
+        if (s.has_span() && scratch == state.span(s)) {
+            s.verified = true;
+            return false;
+        }
+        read_back<Record>(scratch, limits, &entry.value, &entry.json);
+        s.offset = table_state<Record>::no_span;
+        s.own.assign(scratch);
+        return true;
+    } catch (const decode_error& e) {
+        const std::string key(key_of(entry.value));
+        throw error(errc::invalid_record, path,
+                    "cannot store the record " + quote_untrusted(key) + ": " + e.what(), error::details{key, {}, 0});
+    }
+}
+
+/// The file as detail::pretty_print writes the top-level object with the
+/// records array in it (the array takes its place among the other keys, or
+/// comes last when the file had none), from the records' texts; `places`
+/// gets each record's offset in it. The state must be compacted.
+template <class Record>
+std::string render(table_state<Record>& state, const std::string& array_key, std::vector<std::size_t>& places) {
+    if (state.top.find(array_key) == state.top.end()) state.top[array_key] = boost::json::array();
+    std::size_t total = 64 + state.bytes.size();
+    for (const auto& s : state.slots) total += s.own.size() + 6;
+    std::string out;
+    out.reserve(total);
+    places.clear();
+    places.reserve(state.slots.size());
+    out += '{';
+    bool first_key = true;
+    for (const auto& item : state.top) {
+        if (!first_key) out += ',';
+        first_key = false;
+        out += "\n  ";
+        append_json_string(out, item.key());
+        out += ": ";
+        if (item.key() != array_key) {
+            pretty_print_into(out, item.value(), 1);
+        } else if (state.slots.empty()) {
+            out += "[]";
+        } else {
+            out += '[';
+            bool first = true;
+            for (const auto& s : state.slots) {
+                if (!first) out += ',';
+                first = false;
+                out += "\n    ";
+                places.push_back(out.size());
+                out += state.text(s);
+            }
+            out += "\n  ]";
+        }
+    }
+    out += "\n}";
+    return out;
+}
+
+/// After `text` (from `render`, with `places`) is the file: the records'
+/// texts become verified spans of it, their own strings freed.
+template <class Record>
+void adopt_rendered(table_state<Record>& state, std::string&& text, const std::vector<std::size_t>& places) {
+    for (std::size_t i = 0; i < state.slots.size(); ++i) {
+        auto& s = state.slots[i];
+        s.length = state.text(s).size();
+        s.offset = places[i];
+        s.verified = true;
+        s.own = std::string();
+    }
+    state.bytes = std::move(text);
+}
+
+}  // namespace procreg::detail::json_table_impl

@@ -1,0 +1,118 @@
+// procreg/detail/json_table/state.hpp — what one json_table session holds: the records, their texts, the file.
+//
+// Records are kept in file order with their key index (key_index.hpp). Each
+// record's text — its bytes as they are or will be in the file — lives
+// either in `bytes`, the text of the file this state was loaded from or
+// last saved as (one buffer for the whole table, so a loaded table is not
+// one string per record, and dropping it is one free), or, for a record
+// changed since, in the slot's own string.
+//
+// Invariants:
+// - a slot whose `span` is set names bytes of `bytes`; with `verified`,
+//   those bytes are exactly what encoding the record writes (so a save
+//   copies them through); without, they are what the file held for the
+//   record, to be compared with its encoding at the next save;
+// - a slot with neither a verified span nor `own` text is encoded (and its
+//   encoding proven to read back) at the next save;
+// - `index` names exactly the slots that hold a record; an erased record
+//   leaves a hole (no record) until the next save compacts the slots.
+#pragma once
+
+#include <procreg/detail/file_io.hpp>
+#include <procreg/detail/json_table/key_index.hpp>
+#include <procreg/record_traits.hpp>
+#include <procreg/stored_record.hpp>
+
+#include <boost/json/object.hpp>
+
+#include <cstddef>
+#include <ctime>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <sys/stat.h>
+
+namespace procreg::detail::json_table_impl {
+
+// What identifies one version of the table file. With the inode pinned
+// by an open descriptor, (device, inode) names one file; size, mtime and
+// ctime change with any write to it.
+struct file_identity {
+    dev_t device = 0;
+    ino_t inode = 0;
+    off_t size = 0;
+    struct timespec modified {};
+    struct timespec changed {};
+
+    static file_identity of(const struct ::stat& st) noexcept {
+        return file_identity{st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_ctim};
+    }
+    bool matches(const struct ::stat& st) const noexcept {
+        return S_ISREG(st.st_mode) && st.st_dev == device && st.st_ino == inode && st.st_size == size &&
+               st.st_mtim.tv_sec == modified.tv_sec && st.st_mtim.tv_nsec == modified.tv_nsec &&
+               st.st_ctim.tv_sec == changed.tv_sec && st.st_ctim.tv_nsec == changed.tv_nsec;
+    }
+};
+
+// One version of the table file: its identity, and the descriptor (always
+// open) that pins its inode. Taken only with `reuse_unchanged`.
+struct pinned_file {
+    file_identity identity;
+    unique_fd pin;
+};
+
+template <class Record>
+struct table_state {
+    static constexpr std::size_t no_span = static_cast<std::size_t>(-1);
+
+    struct slot {
+        std::optional<stored_record<Record>> record;  ///< the record; empty for a hole
+        std::string own;                              ///< its text, when written by this session
+        std::size_t offset = no_span;                 ///< its text's place in `bytes`, or no_span
+        std::size_t length = 0;
+        bool verified = false;  ///< the span is exactly the record's encoding
+
+        bool has_span() const noexcept { return offset != no_span; }
+        /// The text a save writes for it is known (no encoding needed).
+        bool has_text() const noexcept { return !own.empty() || (has_span() && verified); }
+        void forget_text() noexcept {
+            own = std::string();
+            offset = no_span;
+            length = 0;
+            verified = false;
+        }
+    };
+
+    boost::json::object top;  // the file's top-level members but the records (an empty array holds their place)
+    std::vector<slot> slots;  // file order, with holes
+    key_index index;          // key -> position in slots
+    std::string bytes;        // the file text the spans point into
+
+    std::string_view span(const slot& s) const noexcept { return std::string_view(bytes).substr(s.offset, s.length); }
+    std::string_view text(const slot& s) const noexcept { return s.own.empty() ? span(s) : std::string_view(s.own); }
+
+    // key_index's access to the keys it indexes.
+    auto key_at() const {
+        return [this](std::size_t position) { return key_of(slots[position].record->value); };
+    }
+    std::size_t find(std::string_view key) const { return index.find(key, key_at()); }
+
+    /// Removes the holes, renumbering the index.
+    void compact() {
+        if (index.size() == slots.size()) return;  // no holes
+        std::vector<std::size_t> moved(slots.size(), 0);
+        std::size_t to = 0;
+        for (std::size_t from = 0; from < slots.size(); ++from) {
+            if (!slots[from].record) continue;
+            if (to != from) slots[to] = std::move(slots[from]);
+            moved[from] = to++;
+        }
+        slots.resize(to);
+        index.renumber(moved);
+    }
+};
+
+}  // namespace procreg::detail::json_table_impl
