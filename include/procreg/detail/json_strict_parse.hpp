@@ -38,7 +38,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -173,121 +172,6 @@ private:
     std::string number_;                // the text of the number being read
 };
 
-
-// The same checks as `handler` (the parser's syntax, depth and UTF-8 rules,
-// no repeated member name, every number finite once read as `handler`
-// reads it), building nothing: json_table's load runs it over a whole file
-// and then reads the records from their bytes (detail/json_table/load.hpp).
-// Names are kept per open object in one buffer, reused, so a check costs no
-// allocation per member once the buffers have grown.
-class checker {
-public:
-    static constexpr std::size_t max_object_size = boost::json::object::max_size();
-    static constexpr std::size_t max_array_size = boost::json::array::max_size();
-    static constexpr std::size_t max_key_size = boost::json::string::max_size();
-    static constexpr std::size_t max_string_size = boost::json::string::max_size();
-
-    bool on_document_begin(boost::json::error_code&) { return true; }
-    bool on_document_end(boost::json::error_code&) { return true; }
-    bool on_object_begin(boost::json::error_code&) {
-        if (levels_.size() <= depth_) levels_.emplace_back();
-        levels_[depth_++].clear();
-        return true;
-    }
-    bool on_object_end(std::size_t, boost::json::error_code&) {
-        --depth_;
-        return true;
-    }
-    bool on_array_begin(boost::json::error_code&) { return true; }
-    bool on_array_end(std::size_t, boost::json::error_code&) { return true; }
-    bool on_key_part(boost::json::string_view s, std::size_t, boost::json::error_code&) {
-        key_.append(s.data(), s.size());
-        return true;
-    }
-    bool on_key(boost::json::string_view s, std::size_t, boost::json::error_code& ec) {
-        bool fresh = false;
-        if (key_.empty()) {
-            fresh = levels_[depth_ - 1].add(std::string_view(s.data(), s.size()));
-        } else {
-            key_.append(s.data(), s.size());
-            fresh = levels_[depth_ - 1].add(key_);
-            key_.clear();
-        }
-        if (!fresh) ec = boost::json::error::syntax;
-        return fresh;
-    }
-    bool on_string_part(boost::json::string_view, std::size_t, boost::json::error_code&) { return true; }
-    bool on_string(boost::json::string_view, std::size_t, boost::json::error_code&) { return true; }
-    bool on_number_part(boost::json::string_view s, boost::json::error_code&) {
-        number_.append(s.data(), s.size());
-        return true;
-    }
-    bool on_int64(std::int64_t, boost::json::string_view, boost::json::error_code&) {
-        number_.clear();
-        return true;
-    }
-    bool on_uint64(std::uint64_t, boost::json::string_view, boost::json::error_code&) {
-        number_.clear();
-        return true;
-    }
-    bool on_double(double d, boost::json::string_view s, boost::json::error_code& ec) {
-        // As handler::on_double, then parse_json's refusal of a non-finite number.
-        number_.append(s.data(), s.size());
-        double exact = 0;
-        const char* const end = number_.data() + number_.size();
-        const auto read = std::from_chars(number_.data(), end, exact);
-        if (read.ec == std::errc() && read.ptr == end) d = exact;
-        number_.clear();
-        if (std::isfinite(d)) return true;
-        ec = boost::json::error::syntax;
-        return false;
-    }
-    bool on_bool(bool, boost::json::error_code&) { return true; }
-    bool on_null(boost::json::error_code&) { return true; }
-    bool on_comment_part(boost::json::string_view, boost::json::error_code&) { return true; }
-    bool on_comment(boost::json::string_view, boost::json::error_code&) { return true; }
-
-private:
-    // The names seen so far in one open object: in one buffer while few,
-    // in a hash set once many (a hostile file cannot make it quadratic).
-    struct names {
-        std::string text;
-        std::vector<std::size_t> ends;
-        std::unordered_set<std::string> many;
-        bool hashed = false;
-
-        void clear() {
-            text.clear();
-            ends.clear();
-            if (hashed) many.clear();
-            hashed = false;
-        }
-        bool add(std::string_view name) {
-            if (hashed) return many.emplace(name).second;
-            std::size_t begin = 0;
-            for (const std::size_t end : ends) {
-                if (std::string_view(text).substr(begin, end - begin) == name) return false;
-                begin = end;
-            }
-            text.append(name.data(), name.size());
-            ends.push_back(text.size());
-            if (ends.size() > 16) {
-                begin = 0;
-                for (const std::size_t end : ends) {
-                    many.emplace(text, begin, end - begin);
-                    begin = end;
-                }
-                hashed = true;
-            }
-            return true;
-        }
-    };
-    std::vector<names> levels_;  // one per open object, reused
-    std::size_t depth_ = 0;      // open objects
-    std::string key_;            // the name being read, when it comes in parts
-    std::string number_;         // the text of the number being read
-};
-
 }  // namespace json_strict
 
 /// Parses `text` as boost::json::parse(text, ec, {}, options) does, but
@@ -307,19 +191,6 @@ inline boost::json::value parse_refusing_duplicates(std::string_view text, const
         return nullptr;
     }
     return parser.handler().st.release();
-}
-
-/// Whether `text` is one JSON value that parse_json (detail/json_codec.hpp)
-/// accepts at `max_depth`: the same parser and options, no repeated member
-/// name, every number finite. Says only yes or no: a caller that needs the
-/// error's wording parses again with parse_json.
-inline bool json_is_strictly_valid(std::string_view text, std::size_t max_depth) {
-    boost::json::parse_options options;
-    options.max_depth = max_depth;
-    boost::json::basic_parser<json_strict::checker> parser(options);
-    boost::json::error_code ec;
-    const std::size_t used = parser.write_some(false, text.data(), text.size(), ec);
-    return !ec && used == text.size() && parser.done();
 }
 
 }  // namespace procreg::detail

@@ -1,13 +1,13 @@
 // procreg/detail/json_table/load.hpp — a table file's bytes into a session's state.
 //
-// Two ways, one result. The direct load: one strict pass over the file
-// building nothing (json_is_strictly_valid: the parser, depth limit,
-// duplicate member names and number range of parse_json), one scan for
-// where each top-level member and record lies (file_layout.hpp), then each
-// record decoded from its own bytes — a plain record in the pretty format
-// straight into the struct, with no JSON tree and no JSON object kept
-// (plain_records.hpp); any other record through a JSON tree of its bytes
-// alone, kept as its object, as before. The general load: the whole file
+// Two ways, one result. The direct load: one walk over the file's top
+// level (file_layout.hpp) in which a plain record in the pretty format is
+// decoded straight from its bytes into the struct, with no JSON tree and
+// no JSON object kept (plain_records.hpp), and every other part — any
+// other record, each other top-level member — is parsed strictly on its
+// own (parse_refusing_duplicates within the depth left, numbers finite:
+// parse_json's rules), the record decoded from that tree and keeping it as
+// its object, as before. The general load: the whole file
 // as one JSON tree, each record decoded from it (the way of earlier
 // versions). The direct load gives up on anything unusual — an error of any
 // kind, an escaped top-level key — and the general one then runs on the
@@ -33,65 +33,89 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <optional>
+#include <string_view>
+#include <vector>
 #include <string>
 #include <utility>
 
 namespace procreg::detail::json_table_impl {
 
+// A part of the file (a top-level member's value, a record the plain
+// reader did not take) parsed as parse_json would parse it `levels` deep in
+// the file: strictly, within the depth left, every number finite. Nothing
+// when it does not parse.
+inline std::optional<boost::json::value> parse_part(std::string_view text, std::size_t max_depth,
+                                                    std::size_t levels) {
+    boost::json::parse_options options;
+    options.max_depth = max_depth - levels;
+    boost::json::error_code ec;
+    std::string why;
+    boost::json::value parsed = parse_refusing_duplicates(text, options, ec, why);
+    if (ec || non_finite_number(parsed)) return std::nullopt;
+    return parsed;
+}
+
 /// The direct load of `state.bytes` (see the file comment); false, with the
 /// state's records and top level left empty, when the general load must run.
 template <class Record>
 bool load_directly(table_state<Record>& state, const std::string& array_key, std::size_t max_depth) {
-    if (!json_is_strictly_valid(state.bytes, max_depth)) return false;
-    const file_layout layout = scan_layout(state.bytes, array_key);
-    if (!layout.ok) return false;
-    const auto give_up = [&] {
-        state.top.clear();
-        state.slots.clear();
-        state.index.clear();
-        return false;
-    };
-    boost::json::parse_options whole;
-    whole.max_depth = max_depth;  // the file is within it, so each part of it is
-    boost::json::error_code ec;
-    std::string why;
-    for (const auto& [key, value] : layout.members) {
-        if (key == array_key) {
-            state.top.emplace(key, boost::json::array());  // holds the records' place among the keys
-            continue;
-        }
-        boost::json::value parsed = parse_refusing_duplicates(value, whole, ec, why);
-        if (ec) return give_up();
-        state.top.emplace(key, std::move(parsed));
-    }
-    state.slots.reserve(layout.records.size());
-    state.index.reserve(layout.records.size());
-    const char* const base = state.bytes.data();
-    for (const std::string_view text : layout.records) {
+    // The records lie three levels down; a limit below that is the general load's to refuse.
+    if (max_depth < 3) return false;
+    const std::string_view file = state.bytes;
+    // A record that has decoded: indexed by its key, refused (to the
+    // general load) when the key is there already.
+    const auto add = [&](std::string_view span, Record&& value, boost::json::object&& json, bool verified) {
         auto& s = state.slots.emplace_back();
-        s.offset = static_cast<std::size_t>(text.data() - base);
-        s.length = text.size();
-        Record value{};
-        if constexpr (encodes_plainly<Record>::value) {
-            s.verified = read_canonical(text, value);
-        }
-        if (s.verified) {
-            s.record.emplace(stored_record<Record>{std::move(value), boost::json::object()});
-        } else {
-            boost::json::value parsed = parse_refusing_duplicates(text, whole, ec, why);
-            if (ec || !parsed.is_object()) return give_up();
-            try {
-                value = decode_value<Record>(parsed, std::string());
-            } catch (const decode_error&) {
-                return give_up();  // the general load words the error, with the record's path
+        s.offset = static_cast<std::size_t>(span.data() - file.data());
+        s.length = span.size();
+        s.verified = verified;
+        s.record.emplace(stored_record<Record>{std::move(value), std::move(json)});
+        return state.index.insert(key_of(s.record->value), state.slots.size() - 1, state.key_at());
+    };
+    const bool walked = walk_layout(
+        file, array_key,
+        [&](std::string_view key, std::string_view value) {
+            auto parsed = parse_part(value, max_depth, 1);
+            if (!parsed) return false;
+            state.top.emplace(key, std::move(*parsed));
+            return true;
+        },
+        [&] {
+            state.top.emplace(array_key, boost::json::array());  // holds the records' place among the keys
+            // The records: about one per 128 bytes of file in the pretty format.
+            state.slots.reserve(file.size() / 128 + 1);
+            state.index.reserve(file.size() / 128 + 1);
+            return true;
+        },
+        [&](std::size_t start) -> std::size_t {
+            if constexpr (encodes_plainly<Record>::value) {
+                Record value{};
+                std::size_t end = start;
+                if (read_canonical(file, end, value)) {
+                    return add(file.substr(start, end - start), std::move(value), boost::json::object(), true)
+                               ? end
+                               : stop_walk;
+                }
             }
-            s.record.emplace(stored_record<Record>{std::move(value), std::move(parsed.as_object())});
-        }
-        if (!state.index.insert(key_of(s.record->value), state.slots.size() - 1, state.key_at())) {
-            return give_up();  // a duplicate key: the general load names it
-        }
-    }
-    return true;
+            return std::string_view::npos;
+        },
+        [&](std::string_view span) {
+            auto parsed = parse_part(span, max_depth, 2);
+            if (!parsed || !parsed->is_object()) return false;
+            std::optional<Record> value;
+            try {
+                value.emplace(decode_value<Record>(*parsed, std::string()));
+            } catch (const decode_error&) {
+                return false;  // the general load words the error, with the record's path
+            }
+            return add(span, std::move(*value), std::move(parsed->as_object()), false);
+        });
+    if (walked) return true;
+    state.top.clear();
+    state.slots.clear();
+    state.index.clear();
+    return false;
 }
 
 /// The general load of `state.bytes`: throws `errc::corrupted_file` naming
@@ -139,11 +163,11 @@ void load_generally(table_state<Record>& state, const std::string& array_key, st
     // Each record's bytes, to compare with its encoding at the first save
     // (the scan gives up on an escaped top-level key: those records are
     // then encoded afresh and proven).
-    const file_layout layout = scan_layout(state.bytes, array_key);
-    if (layout.ok && layout.records.size() == state.slots.size()) {
+    const std::vector<std::string_view> spans = record_spans(state.bytes, array_key);
+    if (spans.size() == state.slots.size()) {
         for (std::size_t i = 0; i < state.slots.size(); ++i) {
-            state.slots[i].offset = static_cast<std::size_t>(layout.records[i].data() - state.bytes.data());
-            state.slots[i].length = layout.records[i].size();
+            state.slots[i].offset = static_cast<std::size_t>(spans[i].data() - state.bytes.data());
+            state.slots[i].length = spans[i].size();
         }
     }
 }

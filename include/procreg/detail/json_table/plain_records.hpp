@@ -17,8 +17,11 @@
 // has no key the type does not know). Anything else (another layout, an
 // escape the serializer does not write, an unknown key, a number in another
 // form) returns false, and the caller decodes the record through a JSON
-// tree as before. The text must have passed the strict check (UTF-8,
-// depth, numbers): this only matches bytes.
+// tree as before. The bytes are not trusted: all that this accepts is
+// checked here (bounds, ASCII strings with the serializer's escapes,
+// integers as to_chars writes them, which JSON allows), so a record it
+// takes needs no other parse; its depth is fixed (one level in the file's
+// three) and its keys are the type's distinct member names.
 #pragma once
 
 #include <procreg/detail/json_codec.hpp>
@@ -29,6 +32,7 @@
 #include <array>
 #include <charconv>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -63,42 +67,49 @@ struct plain_layout {
     }
 };
 
+// The first byte from `at` on that a string's plain run cannot hold (a
+// quote, a backslash, a control byte or one outside ASCII), or the end.
+// Eight bytes at a time: this is most of a record's bytes.
+inline std::size_t plain_run_end(std::string_view text, std::size_t at) {
+    constexpr std::uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    const auto has_zero = [&](std::uint64_t v) { return (v - ones) & ~v & highs; };
+    while (text.size() - at >= 8) {
+        std::uint64_t w;
+        std::memcpy(&w, text.data() + at, 8);
+        const std::uint64_t special = has_zero(w ^ (ones * '"')) | has_zero(w ^ (ones * '\\')) |
+                                      ((w - ones * 0x20) & ~w & highs) | (w & highs);
+        if (special != 0) break;  // one of these 8 bytes ends the run: find it below
+        at += 8;
+    }
+    while (at < text.size()) {
+        const auto byte = static_cast<unsigned char>(text[at]);
+        if (byte == '"' || byte == '\\' || byte < 0x20 || byte >= 0x80) break;
+        ++at;
+    }
+    return at;
+}
+
 // Reads a string literal at `at` written as append_json_string writes it
-// into `out`; advances `at` past it. False for any other spelling.
+// into `out`; advances `at` past it. False for any other spelling, and for
+// a byte outside ASCII: such a string is left to the strict parser, which
+// checks that it is UTF-8 (the bytes here are not trusted).
 inline bool read_canonical_string(std::string_view text, std::size_t& at, std::string& out) {
     if (at >= text.size() || text[at] != '"') return false;
     ++at;
     std::size_t run = at;
-    // The usual string has no escape: one scan for the closing quote, one assign.
-    while (at < text.size()) {
-        const auto byte = static_cast<unsigned char>(text[at]);
-        if (byte == '"') {
-            out.assign(text.data() + run, at - run);
-            ++at;
-            return true;
-        }
-        if (byte == '\\' || byte < 0x20) break;
-        ++at;
-    }
-    out.assign(text.data() + run, at - run);
-    run = at;
-    while (at < text.size()) {
-        const auto byte = static_cast<unsigned char>(text[at]);
-        if (byte == '"') {
-            out.append(text.data() + run, at - run);
-            ++at;
-            return true;
-        }
-        if (byte < 0x20) return false;  // not valid JSON anyway
-        if (byte != '\\') {
-            ++at;
-            continue;
-        }
+    out.clear();
+    for (;;) {
+        at = plain_run_end(text, at);
         out.append(text.data() + run, at - run);
-        if (at + 1 >= text.size()) return false;
-        const char e = text[at + 1];
+        if (at >= text.size()) return false;
+        const char c = text[at];
+        if (c == '"') {
+            ++at;
+            return true;
+        }
+        if (c != '\\' || at + 1 >= text.size()) return false;  // a control byte (not JSON) or non-ASCII
         char decoded = 0;
-        switch (e) {
+        switch (text[at + 1]) {
         case '"': decoded = '"'; break;
         case '\\': decoded = '\\'; break;
         case 'b': decoded = '\b'; break;
@@ -109,8 +120,8 @@ inline bool read_canonical_string(std::string_view text, std::size_t& at, std::s
         case 'u': {
             // Only \u00xx, lower-case hex, for a control character the
             // serializer has no short form for.
-            if (at + 6 > text.size() || text[at + 2] != '0' || text[at + 3] != '0') return false;
-            const auto hex = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1; };
+            if (text.size() - at < 6 || text[at + 2] != '0' || text[at + 3] != '0') return false;
+            const auto hex = [](char h) { return h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : -1; };
             const int high = hex(text[at + 4]), low = hex(text[at + 5]);
             if (high < 0 || high > 1 || low < 0) return false;
             decoded = static_cast<char>(high * 16 + low);
@@ -126,7 +137,6 @@ inline bool read_canonical_string(std::string_view text, std::size_t& at, std::s
         at += 2;
         run = at;
     }
-    return false;
 }
 
 // Reads an integer at `at` spelled as std::to_chars spells it.
@@ -147,25 +157,37 @@ bool read_canonical_integer(std::string_view text, std::size_t& at, T& out) {
 }
 
 // Whether `text` at `at` starts with `expected`; advances past it if so.
+// The separators compared are short: compared inline, eight bytes at a
+// time, rather than by a call to memcmp for each.
 inline bool read_literal(std::string_view text, std::size_t& at, std::string_view expected) {
-    if (text.size() - at < expected.size() || std::memcmp(text.data() + at, expected.data(), expected.size()) != 0) {
-        return false;
+    std::size_t n = expected.size();
+    if (text.size() - at < n) return false;
+    const char* a = text.data() + at;
+    const char* b = expected.data();
+    for (; n >= 8; n -= 8, a += 8, b += 8) {
+        std::uint64_t x, y;
+        std::memcpy(&x, a, 8);
+        std::memcpy(&y, b, 8);
+        if (x != y) return false;
+    }
+    for (; n > 0; --n, ++a, ++b) {
+        if (*a != *b) return false;
     }
     at += expected.size();
     return true;
 }
 
-/// Decodes `text`, one record's bytes in the file, into `out` when they are
-/// exactly its pretty encoding at indent level 2 (see the file comment);
-/// otherwise false, `out` then holding a partial value.
+/// Decodes the record at `at` in `text` (the file) into `out` when its
+/// bytes are exactly its pretty encoding at indent level 2 (see the file
+/// comment), advancing `at` past them; otherwise false, `out` then holding a
+/// partial value and `at` anywhere.
 template <class Record>
-bool read_canonical(std::string_view text, Record& out) {
+bool read_canonical(std::string_view text, std::size_t& at, Record& out) {
     using layout = plain_layout<Record>;
     if constexpr (layout::count == 0) {
-        return text == "{}";
+        return read_literal(text, at, "{}");
     } else {
         const layout& expected = layout::get();
-        std::size_t at = 0;
         std::size_t i = 0;
         bool ok = true;
         boost::mp11::mp_for_each<typename layout::members>([&](auto member) {
@@ -190,7 +212,7 @@ bool read_canonical(std::string_view text, Record& out) {
                 ok = read_canonical_string(text, at, field);
             }
         });
-        return ok && read_literal(text, at, expected.after) && at == text.size();
+        return ok && read_literal(text, at, expected.after);
     }
 }
 
