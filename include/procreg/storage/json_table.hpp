@@ -206,7 +206,10 @@ public:
         /// the one it describes; called by `json_table::begin` under the
         /// registry's lock.
         explicit session(json_table& table) : table_(&table) {
-            if (!table.template adopt<Record>(state_, file_)) load();
+            std::unique_ptr<kept_base> stale;
+            if (!table.template adopt<Record>(state_, file_, stale)) {
+                load(stale ? &static_cast<kept<Record>&>(*stale).state : nullptr);
+            }
         }
 
         /// Moves the session (and its claim to hand its state back).
@@ -291,12 +294,10 @@ public:
             const detail::json_limits limits = record_limits(opts);
             const slot* last_encoded = nullptr;  // names the record in a refusal
             std::string scratch;                 // one buffer for every record's encoding
-            for (slot& s : state_.slots) {
-                if (s.has_text()) continue;
-                if (detail::json_table_impl::encode_slot(state_, s, limits, scratch, path())) last_encoded = &s;
-            }
             std::vector<std::size_t> places;
-            std::string text = detail::json_table_impl::render(state_, opts.array_key, places);
+            std::string text = detail::json_table_impl::render(state_, opts.array_key, places, [&](slot& s) {
+                if (detail::json_table_impl::encode_slot(state_, s, limits, scratch, path())) last_encoded = &s;
+            });
             if (text.size() > opts.max_file_bytes) {
                 // Each record fits on its own, the table does not: refused
                 // before anything is written, as readers would refuse the file.
@@ -359,14 +360,14 @@ public:
 
         // Reads the file (detail/json_table/load.hpp): directly from its
         // bytes when it can, else as one JSON tree, which words any error.
-        void load() {
+        void load(state_type* stale) {
             const auto& opts = table_->options_;
             detail::unique_fd opened;
             auto contents = detail::read_file_at(table_->directory_.get(), path(), table_->name_.c_str(),
                                                  opts.max_file_bytes, opts.reuse_unchanged ? &opened : nullptr);
             if (!contents) return;  // no file yet: an empty table (not kept: nothing to save)
             state_.bytes = std::move(contents->bytes);
-            if (!detail::json_table_impl::load_directly(state_, opts.array_key, opts.max_depth)) {
+            if (!detail::json_table_impl::load_directly(state_, opts.array_key, opts.max_depth, stale)) {
                 detail::json_table_impl::load_generally(state_, opts.array_key, opts.max_depth, path());
             }
             if (opened) file_ = pinned_file{file_identity::of(contents->status), std::move(opened)};
@@ -394,15 +395,20 @@ private:
     }
 
     // Called by a new session, under the lock: moves the kept state into it
-    // when the file at the name is the kept one. Whatever happens, the
-    // storage keeps nothing afterwards, so a session that fails drops it.
+    // when the file at the name is the kept one; otherwise hands it over as
+    // `stale` (the load reuses the records whose bytes it finds unchanged,
+    // detail/json_table/load.hpp). Whatever happens, the storage keeps
+    // nothing afterwards, so a session that fails drops it.
     template <class Record>
-    bool adopt(table_state<Record>& state, std::optional<pinned_file>& file) {
-        const std::unique_ptr<kept_base> cached = std::move(kept_);
+    bool adopt(table_state<Record>& state, std::optional<pinned_file>& file, std::unique_ptr<kept_base>& stale) {
+        std::unique_ptr<kept_base> cached = std::move(kept_);
         if (!cached || cached->type != type_tag<Record>()) return false;
         struct ::stat st {};
-        if (detail::sys::fstatat(directory_.get(), name_.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return false;
-        if (!cached->file.identity.matches(st)) return false;
+        if (detail::sys::fstatat(directory_.get(), name_.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !cached->file.identity.matches(st)) {
+            stale = std::move(cached);
+            return false;
+        }
         state = std::move(static_cast<kept<Record>&>(*cached).state);
         file = std::move(cached->file);
         return true;

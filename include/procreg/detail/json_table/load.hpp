@@ -58,20 +58,38 @@ inline std::optional<boost::json::value> parse_part(std::string_view text, std::
 
 /// The direct load of `state.bytes` (see the file comment); false, with the
 /// state's records and top level left empty, when the general load must run.
+///
+/// With `stale` (the state this storage kept of an earlier version of the
+/// file, of the same limits), a record whose bytes are exactly the bytes
+/// of the stale record at the same place (or the next: one record changed
+/// or erased in between) is moved over from it instead of being read
+/// again: the stale record is what reading those bytes gave (the kept
+/// state is exactly the contents of its file), so this is what reading
+/// them again gives. The usual case when another process wrote the file
+/// last: it changed one record of many.
 template <class Record>
-bool load_directly(table_state<Record>& state, const std::string& array_key, std::size_t max_depth) {
+bool load_directly(table_state<Record>& state, const std::string& array_key, std::size_t max_depth,
+                   table_state<Record>* stale = nullptr) {
     // The records lie three levels down; a limit below that is the general load's to refuse.
     if (max_depth < 3) return false;
     const std::string_view file = state.bytes;
-    // A record that has decoded: indexed by its key, refused (to the
-    // general load) when the key is there already.
+    std::size_t next_stale = 0;  // the stale record expected next
+    // A record that has decoded (indexed once all are: key_index::build).
     const auto add = [&](std::string_view span, Record&& value, boost::json::object&& json, bool verified) {
         auto& s = state.slots.emplace_back();
         s.offset = static_cast<std::size_t>(span.data() - file.data());
         s.length = span.size();
         s.verified = verified;
         s.record.emplace(stored_record<Record>{std::move(value), std::move(json)});
-        return state.index.insert(key_of(s.record->value), state.slots.size() - 1, state.key_at());
+    };
+    // After a record read afresh (new, or changed): the stale records
+    // expected next are those after the stale one with its key, if any, so
+    // that records inserted, changed or erased in several places do not
+    // put the comparison out of step for the rest of the file.
+    const auto resync = [&] {
+        if (!stale) return;
+        const std::size_t at = stale->find(key_of(state.slots.back().record->value));
+        if (at != key_index::npos && at >= next_stale) next_stale = at + 1;
     };
     const bool walked = walk_layout(
         file, array_key,
@@ -89,13 +107,25 @@ bool load_directly(table_state<Record>& state, const std::string& array_key, std
             return true;
         },
         [&](std::size_t start) -> std::size_t {
+            for (std::size_t k = next_stale; stale && k < stale->slots.size() && k < next_stale + 2; ++k) {
+                auto& old = stale->slots[k];
+                if (!old.record || !old.has_span() || old.in_fresh) continue;
+                const std::string_view bytes = stale->span(old);
+                if (file.compare(start, bytes.size(), bytes) != 0) continue;
+                add(file.substr(start, bytes.size()), std::move(old.record->value), std::move(old.record->json),
+                    old.verified);
+                // Left moved-from (the stale index still reaches it) and without a span: taken.
+                old.forget_text();
+                next_stale = k + 1;
+                return start + bytes.size();
+            }
             if constexpr (encodes_plainly<Record>::value) {
                 Record value{};
                 std::size_t end = start;
                 if (read_canonical(file, end, value)) {
-                    return add(file.substr(start, end - start), std::move(value), boost::json::object(), true)
-                               ? end
-                               : stop_walk;
+                    add(file.substr(start, end - start), std::move(value), boost::json::object(), true);
+                    resync();
+                    return end;
                 }
             }
             return std::string_view::npos;
@@ -109,9 +139,12 @@ bool load_directly(table_state<Record>& state, const std::string& array_key, std
             } catch (const decode_error&) {
                 return false;  // the general load words the error, with the record's path
             }
-            return add(span, std::move(*value), std::move(parsed->as_object()), false);
+            add(span, std::move(*value), std::move(parsed->as_object()), false);
+            resync();
+            return true;
         });
-    if (walked) return true;
+    // A key twice is the general load's to name.
+    if (walked && state.index.build(state.slots.size(), state.key_at())) return true;
     state.top.clear();
     state.slots.clear();
     state.index.clear();

@@ -63,8 +63,11 @@ bool encode_slot(table_state<Record>& state, typename table_state<Record>::slot&
             return false;
         }
         read_back<Record>(scratch, limits, &entry.value, &entry.json);
-        s.offset = table_state<Record>::no_span;
-        s.own.assign(scratch);
+        s.offset = state.fresh.size();
+        s.length = scratch.size();
+        s.in_fresh = true;
+        s.verified = true;
+        state.fresh += scratch;
         return true;
     } catch (const decode_error& e) {
         const std::string key(key_of(entry.value));
@@ -75,15 +78,17 @@ bool encode_slot(table_state<Record>& state, typename table_state<Record>::slot&
 
 /// The file as detail::pretty_print writes the top-level object with the
 /// records array in it (the array takes its place among the other keys, or
-/// comes last when the file had none), from the records' texts; `places`
-/// gets each record's offset in it. The state must be compacted.
-template <class Record>
-std::string render(table_state<Record>& state, const std::string& array_key, std::vector<std::size_t>& places) {
+/// comes last when the file had none), from the records' texts: each
+/// record without one is given its text first (`encode(slot)`, which may
+/// throw: the state is then as consistent as before, with the records
+/// encoded so far holding their new text). `places` gets each record's
+/// offset in the result. The state must be compacted.
+template <class Record, class Encode>
+std::string render(table_state<Record>& state, const std::string& array_key, std::vector<std::size_t>& places,
+                   Encode&& encode) {
     if (state.top.find(array_key) == state.top.end()) state.top[array_key] = boost::json::array();
-    std::size_t total = 64 + state.bytes.size();
-    for (const auto& s : state.slots) total += s.own.size() + 6;
     std::string out;
-    out.reserve(total);
+    out.reserve(64 + state.bytes.size() + state.fresh.size() + 6 * state.slots.size());
     places.clear();
     places.reserve(state.slots.size());
     out += '{';
@@ -101,12 +106,13 @@ std::string render(table_state<Record>& state, const std::string& array_key, std
         } else {
             out += '[';
             bool first = true;
-            for (const auto& s : state.slots) {
+            for (auto& s : state.slots) {
+                if (!s.has_text()) encode(s);
                 if (!first) out += ',';
                 first = false;
                 out += "\n    ";
                 places.push_back(out.size());
-                out += state.text(s);
+                out += state.span(s);
             }
             out += "\n  ]";
         }
@@ -116,17 +122,17 @@ std::string render(table_state<Record>& state, const std::string& array_key, std
 }
 
 /// After `text` (from `render`, with `places`) is the file: the records'
-/// texts become verified spans of it, their own strings freed.
+/// texts become verified spans of it, and `fresh` is emptied.
 template <class Record>
 void adopt_rendered(table_state<Record>& state, std::string&& text, const std::vector<std::size_t>& places) {
     for (std::size_t i = 0; i < state.slots.size(); ++i) {
         auto& s = state.slots[i];
-        s.length = state.text(s).size();
         s.offset = places[i];
         s.verified = true;
-        s.own = std::string();
+        s.in_fresh = false;
     }
     state.bytes = std::move(text);
+    state.fresh = std::string();
 }
 
 }  // namespace procreg::detail::json_table_impl

@@ -5,15 +5,16 @@
 // either in `bytes`, the text of the file this state was loaded from or
 // last saved as (one buffer for the whole table, so a loaded table is not
 // one string per record, and dropping it is one free), or, for a record
-// changed since, in the slot's own string.
+// encoded since, in `fresh`, one buffer for the texts of a save.
 //
 // Invariants:
-// - a slot whose `span` is set names bytes of `bytes`; with `verified`,
-//   those bytes are exactly what encoding the record writes (so a save
-//   copies them through); without, they are what the file held for the
-//   record, to be compared with its encoding at the next save;
-// - a slot with neither a verified span nor `own` text is encoded (and its
-//   encoding proven to read back) at the next save;
+// - a slot with a span names bytes of `bytes` (or of `fresh`, when
+//   `in_fresh`); with `verified`, those bytes are exactly what encoding the
+//   record writes (so a save copies them through); without, they are what
+//   the file held for the record, to be compared with its encoding at the
+//   next save;
+// - a slot without a verified span is encoded (and its encoding proven to
+//   read back) at the next save;
 // - `index` names exactly the slots that hold a record; an erased record
 //   leaves a hole (no record) until the next save compacts the slots.
 #pragma once
@@ -70,19 +71,19 @@ struct table_state {
 
     struct slot {
         std::optional<stored_record<Record>> record;  ///< the record; empty for a hole
-        std::string own;                              ///< its text, when written by this session
-        std::size_t offset = no_span;                 ///< its text's place in `bytes`, or no_span
+        std::size_t offset = no_span;                 ///< its text's place in `bytes` (or `fresh`), or no_span
         std::size_t length = 0;
         bool verified = false;  ///< the span is exactly the record's encoding
+        bool in_fresh = false;  ///< the span is in `fresh`, not `bytes`
 
         bool has_span() const noexcept { return offset != no_span; }
         /// The text a save writes for it is known (no encoding needed).
-        bool has_text() const noexcept { return !own.empty() || (has_span() && verified); }
+        bool has_text() const noexcept { return has_span() && verified; }
         void forget_text() noexcept {
-            own = std::string();
             offset = no_span;
             length = 0;
             verified = false;
+            in_fresh = false;
         }
     };
 
@@ -90,9 +91,11 @@ struct table_state {
     std::vector<slot> slots;  // file order, with holes
     key_index index;          // key -> position in slots
     std::string bytes;        // the file text the spans point into
+    std::string fresh;        // the texts encoded since `bytes` was read or written
 
-    std::string_view span(const slot& s) const noexcept { return std::string_view(bytes).substr(s.offset, s.length); }
-    std::string_view text(const slot& s) const noexcept { return s.own.empty() ? span(s) : std::string_view(s.own); }
+    std::string_view span(const slot& s) const noexcept {
+        return std::string_view(s.in_fresh ? fresh : bytes).substr(s.offset, s.length);
+    }
 
     // key_index's access to the keys it indexes.
     auto key_at() const {
