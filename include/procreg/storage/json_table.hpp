@@ -30,11 +30,11 @@
 // process or registry object replaced the file, it was edited, it is gone)
 // reloads as before. A commit encodes only the records that changed and
 // reuses the kept text of the others, so its output is byte for byte what a
-// full re-encode writes. After a reload (another process wrote the file) a
-// record has no kept text yet: the first save encodes it and, when that
-// text is exactly the record's bytes in the file just loaded (found by
-// `record_texts`), skips the read-back proof a changed record needs, since
-// the load parsed and decoded those very bytes within the same limits.
+// full re-encode writes. When another process wrote the file, the reload
+// (detail/json_table/load.hpp) moves over from the kept state every record
+// whose bytes are unchanged, reads a plain record in the pretty format
+// straight from its bytes, and keeps each record's bytes as its text when
+// they are exactly its encoding, so the first save copies them through.
 // Invariants of the shortcut:
 // - the kept state is always exactly the contents of the file whose identity
 //   is kept: it is handed back only by a session that is clean (nothing
@@ -73,13 +73,11 @@
 
 #include <chrono>
 #include <cstddef>
-#include <ctime>
 #include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -124,20 +122,9 @@ class json_table {
     template <class Record>
     using table_state = detail::json_table_impl::table_state<Record>;
 
-    // The state a clean session handed back, with the file it is exactly
-    // the contents of and the record type it was made for.
-    struct kept_base {
-        kept_base(const void* type_tag, pinned_file&& f) : type(type_tag), file(std::move(f)) {}
-        virtual ~kept_base() = default;
-        const void* type;  // type_tag<Record>() of the derived kept<Record>
-        pinned_file file;
-    };
+    using kept_base = detail::json_table_impl::kept_base;
     template <class Record>
-    struct kept final : kept_base {
-        kept(table_state<Record>&& s, pinned_file&& f)
-            : kept_base(type_tag<Record>(), std::move(f)), state(std::move(s)) {}
-        table_state<Record> state;
-    };
+    using kept = detail::json_table_impl::kept<Record>;
 
 public:
     /// The options type, named uniformly across storages.
@@ -291,24 +278,15 @@ public:
             if (!dirty_) return;
             state_.compact();
             const auto& opts = table_->options_;
-            const detail::json_limits limits = record_limits(opts);
+            const detail::json_limits limits = detail::json_table_impl::record_limits(opts.max_depth, opts.max_file_bytes, opts.array_key);
             const slot* last_encoded = nullptr;  // names the record in a refusal
             std::string scratch;                 // one buffer for every record's encoding
             std::vector<std::size_t> places;
             std::string text = detail::json_table_impl::render(state_, opts.array_key, places, [&](slot& s) {
                 if (detail::json_table_impl::encode_slot(state_, s, limits, scratch, path())) last_encoded = &s;
             });
-            if (text.size() > opts.max_file_bytes) {
-                // Each record fits on its own, the table does not: refused
-                // before anything is written, as readers would refuse the file.
-                std::string key = last_encoded ? std::string(detail::key_of(last_encoded->record->value)) : "";
-                const std::string what =
-                    (key.empty() ? std::string("cannot store the table")
-                                 : "cannot store the record " + detail::quote_untrusted(key)) +
-                    ": the table would be " + std::to_string(text.size()) + " bytes, above the limit of " +
-                    std::to_string(opts.max_file_bytes) + " bytes (max_file_bytes) that readers accept";
-                throw error(errc::invalid_record, path(), what, error::details{std::move(key), {}, 0});
-            }
+            detail::json_table_impl::check_table_size(text.size(), opts.max_file_bytes,
+                                                      last_encoded ? &last_encoded->record->value : nullptr, path());
             const auto now = std::chrono::steady_clock::now();
             if (table_->sweep_pending_ || now - table_->last_sweep_ >= opts.temp_sweep_interval) {
                 // Temp files a save left behind — a live process whose
@@ -346,18 +324,6 @@ public:
         }
 
     private:
-        // The limits one record's text is held to: the file's, less what the
-        // file adds around it. render() nests a record two levels down (the
-        // top-level object, the array) and writes at least
-        // `{\n  "<array_key>": [\n    ` and `\n  ]\n}` around it. The size
-        // of the whole table is checked once rendered (commit).
-        static detail::json_limits record_limits(const options& opts) {
-            detail::json_limits limits{opts.max_depth, opts.max_file_bytes};
-            limits.outer_depth = 2;
-            limits.outer_bytes = 18 + boost::json::serialize(boost::json::string_view(opts.array_key)).size();
-            return limits;
-        }
-
         // Reads the file (detail/json_table/load.hpp): directly from its
         // bytes when it can, else as one JSON tree, which words any error.
         void load(state_type* stale) {
@@ -419,7 +385,7 @@ private:
     void keep(table_state<Record>&& state, pinned_file&& file) noexcept {
         if (!options_.reuse_unchanged || !file.pin) return;
         try {
-            kept_ = std::make_unique<kept<Record>>(std::move(state), std::move(file));
+            kept_ = std::make_unique<kept<Record>>(type_tag<Record>(), std::move(state), std::move(file));
         } catch (...) {
             // out of memory: the next session reads the file
         }

@@ -29,6 +29,34 @@
 
 namespace procreg::detail::json_table_impl {
 
+/// The limits one record's text is held to: the file's, less what the file
+/// adds around it. render() nests a record two levels down (the top-level
+/// object, the array) and writes at least `{\n  "<array_key>": [\n    `
+/// and `\n  ]\n}` around it. The whole table's size is checked once
+/// rendered (check_table_size).
+inline json_limits record_limits(std::size_t max_depth, std::size_t max_file_bytes, const std::string& array_key) {
+    json_limits limits{max_depth, max_file_bytes};
+    limits.outer_depth = 2;
+    limits.outer_bytes = 18 + boost::json::serialize(boost::json::string_view(array_key)).size();
+    return limits;
+}
+
+/// Refuses (errc::invalid_record, before anything is written) a rendered
+/// table of `size` bytes above `max_file_bytes`, which readers would refuse:
+/// each record fits on its own, the table does not. Names `last_encoded`,
+/// the last record encoded, when there is one.
+template <class Record>
+void check_table_size(std::size_t size, std::size_t max_file_bytes, const Record* last_encoded,
+                      const std::filesystem::path& path) {
+    if (size <= max_file_bytes) return;
+    std::string key = last_encoded ? std::string(key_of(*last_encoded)) : "";
+    const std::string what = (key.empty() ? std::string("cannot store the table")
+                                          : "cannot store the record " + quote_untrusted(key)) +
+                             ": the table would be " + std::to_string(size) + " bytes, above the limit of " +
+                             std::to_string(max_file_bytes) + " bytes (max_file_bytes) that readers accept";
+    throw error(errc::invalid_record, path, what, error::details{std::move(key), {}, 0});
+}
+
 /// Gives the slot `s` of `state` the text it will have in the file. The
 /// record then holds what reading that text back gives (value and object),
 /// as a fresh load of the file would: the unchanged-file shortcut serves

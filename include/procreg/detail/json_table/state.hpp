@@ -118,4 +118,20 @@ struct table_state {
     }
 };
 
+// The state a clean session handed back to its storage, with the file it
+// is exactly the contents of and the record type it was made for (one
+// address per type: a kept state is only reused by sessions of that type).
+struct kept_base {
+    kept_base(const void* type_tag, pinned_file&& f) : type(type_tag), file(std::move(f)) {}
+    virtual ~kept_base() = default;
+    const void* type;  // the tag of the derived kept<Record>
+    pinned_file file;
+};
+template <class Record>
+struct kept final : kept_base {
+    kept(const void* type_tag, table_state<Record>&& s, pinned_file&& f)
+        : kept_base(type_tag, std::move(f)), state(std::move(s)) {}
+    table_state<Record> state;
+};
+
 }  // namespace procreg::detail::json_table_impl
