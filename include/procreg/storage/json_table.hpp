@@ -256,10 +256,7 @@ public:
             dirty_ = true;
             // A hole keeps the other records' positions (and so the index)
             // valid; holes are compacted away before a save.
-            state_.index.erase(key, state_.key_at());
-            slot& s = state_.slots[at];
-            s.record.reset();
-            s.forget_text();
+            state_.erase_at(at);
             return true;
         }
 

@@ -104,10 +104,11 @@ public:
         return true;
     }
 
-    /// Renumbers every position p as moved[p] (a compaction of the records).
-    void renumber(const std::vector<std::size_t>& moved) {
+    /// Renumbers every position p from `first` on as moved[p - first] (a
+    /// compaction of the records).
+    void renumber(std::size_t first, const std::vector<std::size_t>& moved) {
         for (bucket& b : buckets_) {
-            if (b.used()) b.slot = static_cast<std::uint32_t>(moved[b.position()] + 1);
+            if (b.used() && b.position() >= first) b.slot = static_cast<std::uint32_t>(moved[b.position() - first] + 1);
         }
     }
 

@@ -92,6 +92,7 @@ struct table_state {
     key_index index;          // key -> position in slots
     std::string bytes;        // the file text the spans point into
     std::string fresh;        // the texts encoded since `bytes` was read or written
+    std::size_t first_hole = no_span;  // no hole before it (no_span: no hole)
 
     std::string_view span(const slot& s) const noexcept {
         return std::string_view(s.in_fresh ? fresh : bytes).substr(s.offset, s.length);
@@ -103,18 +104,30 @@ struct table_state {
     }
     std::size_t find(std::string_view key) const { return index.find(key, key_at()); }
 
-    /// Removes the holes, renumbering the index.
+    /// Leaves a hole at `position` (see `compact`).
+    void erase_at(std::size_t position) {
+        index.erase(key_of(slots[position].record->value), key_at());
+        slots[position].record.reset();
+        slots[position].forget_text();
+        if (first_hole == no_span || position < first_hole) first_hole = position;
+    }
+
+    /// Removes the holes, renumbering the index. Only the slots from the
+    /// first hole on move (an erase near the end costs little).
     void compact() {
         if (index.size() == slots.size()) return;  // no holes
-        std::vector<std::size_t> moved(slots.size(), 0);
-        std::size_t to = 0;
-        for (std::size_t from = 0; from < slots.size(); ++from) {
+        std::size_t first = first_hole < slots.size() ? first_hole : 0;
+        while (slots[first].record) ++first;  // there is a hole
+        first_hole = no_span;
+        std::vector<std::size_t> moved(slots.size() - first, 0);
+        std::size_t to = first;
+        for (std::size_t from = first; from < slots.size(); ++from) {
             if (!slots[from].record) continue;
             if (to != from) slots[to] = std::move(slots[from]);
-            moved[from] = to++;
+            moved[from - first] = to++;
         }
         slots.resize(to);
-        index.renumber(moved);
+        index.renumber(first, moved);
     }
 };
 
