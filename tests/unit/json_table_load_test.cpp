@@ -257,7 +257,8 @@ BOOST_AUTO_TEST_CASE(a_stale_state_gives_exactly_the_new_file) {
     expected.push_back(session("new-front", 1));
     for (int i = 0; i < 20; ++i) {
         if (i == 0 || i == 7 || i == 8 || i == 19) continue;  // erased
-        expected.push_back(session("s" + std::to_string(i), i == 3 || i == 12 ? 4242 : 1));  // 3, 12 changed
+        // 3 and 12 changed: 12 keeps its length (pid 1 -> 7), so only its bytes tell.
+        expected.push_back(session("s" + std::to_string(i), i == 3 ? 4242 : i == 12 ? 7 : 1));
         if (i == 10) expected.push_back(session("new-middle", 1));
     }
     expected.push_back(session("new-end", 1));
@@ -272,10 +273,27 @@ BOOST_AUTO_TEST_CASE(a_stale_state_gives_exactly_the_new_file) {
     BOOST_TEST_REQUIRE(rows.size() == expected.size());
     for (std::size_t i = 0; i < rows.size(); ++i) BOOST_TEST((rows[i].record == expected[i]), i);
     BOOST_TEST((reg.find("s3")->pid == 4242u));
+    BOOST_TEST((reg.find("s12")->pid == 7u));
     BOOST_TEST(!reg.find("s0").has_value());
     reg.insert(session("last", 1));
     texts.push_back(pretty(session("last", 1)));
     BOOST_TEST(procreg_test::read_text(file) == table_of(texts));
+
+    // Changes that keep every record's length: the file lines up with the
+    // stale state record for record, and only the bytes tell what changed.
+    expected.push_back(session("last", 1));
+    expected[2].pid = 8;
+    expected[9].pid = 9;
+    texts.clear();
+    for (const auto& r : expected) texts.push_back(pretty(r));
+    const pid_t again = procreg_test::spawn([&] {
+        procreg_test::write_text(file, table_of(texts));
+        return 0;
+    });
+    BOOST_TEST_REQUIRE(procreg_test::wait_exit(again) == 0);
+    const auto same_length = reg.list();
+    BOOST_TEST_REQUIRE(same_length.size() == expected.size());
+    for (std::size_t i = 0; i < same_length.size(); ++i) BOOST_TEST((same_length[i].record == expected[i]), i);
 }
 
 // A record the other writer rewrote in another spelling (same value) is
