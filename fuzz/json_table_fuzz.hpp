@@ -14,6 +14,9 @@
 // - the unchanged-file shortcut (the storage object that wrote the file
 //   hands its state to its next session) gives the same records, and saving
 //   from it gives the same bytes again;
+// - a storage object that kept its state of the saved table and then finds
+//   the input again (another writer's file: its unchanged records are
+//   moved over from the stale state) gives the records a fresh load gave;
 // - the limits hold on write: through a storage whose max_file_bytes is the
 //   input's size (so it reads the input), saving the table back is either
 //   refused with `errc::invalid_record` before anything is written, or
@@ -174,6 +177,20 @@ void fuzz_json_table(const std::uint8_t* data, std::size_t size, procreg::storag
         },
         [&](const procreg::error& e) { fail(std::string("reading back through the shortcut failed: ") + e.what()); });
     PROCREG_FUZZ_CHECK(read_file(file) == first, "saving through the unchanged-file shortcut changed the file");
+
+    // A reload over a stale state: `table` keeps its state of `first`, and
+    // another writer puts the input back. The records whose bytes did not
+    // change are moved over from that state, the others read afresh: the
+    // result must be what a fresh load of the input gave.
+    write_file(file, input);
+    guarded(
+        "json_table reload over a stale state",
+        [&] {
+            auto session = table.begin<Record>();
+            check_same_rows(loaded, snapshot<Record>(session), "reload over a stale state");
+        },
+        [&](const procreg::error& e) { fail(std::string("the input no longer loads over a stale state: ") + e.what()); });
+    check_untouched(file, input, "a load over a stale state");
 }
 
 }  // namespace procreg_fuzz

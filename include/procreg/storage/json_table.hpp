@@ -30,11 +30,11 @@
 // process or registry object replaced the file, it was edited, it is gone)
 // reloads as before. A commit encodes only the records that changed and
 // reuses the kept text of the others, so its output is byte for byte what a
-// full re-encode writes. After a reload (another process wrote the file) a
-// record has no kept text yet: the first save encodes it and, when that
-// text is exactly the record's bytes in the file just loaded (found by
-// `record_texts`), skips the read-back proof a changed record needs, since
-// the load parsed and decoded those very bytes within the same limits.
+// full re-encode writes. When another process wrote the file, the reload
+// (detail/json_table/load.hpp) moves over from the kept state every record
+// whose bytes are unchanged, reads a plain record in the pretty format
+// straight from its bytes, and keeps each record's bytes as its text when
+// they are exactly its encoding, so the first save copies them through.
 // Invariants of the shortcut:
 // - the kept state is always exactly the contents of the file whose identity
 //   is kept: it is handed back only by a session that is clean (nothing
@@ -61,6 +61,9 @@
 #include <procreg/detail/located_file.hpp>
 #include <procreg/detail/publish.hpp>
 #include <procreg/detail/json_codec.hpp>
+#include <procreg/detail/json_table/load.hpp>
+#include <procreg/detail/json_table/save.hpp>
+#include <procreg/detail/json_table/state.hpp>
 #include <procreg/error.hpp>
 #include <procreg/record_traits.hpp>
 #include <procreg/stored_record.hpp>
@@ -70,13 +73,11 @@
 
 #include <chrono>
 #include <cstddef>
-#include <ctime>
 #include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -116,82 +117,14 @@ struct json_table_options {
 
 /// Storage policy: one JSON file holding every record.
 class json_table {
-    // What identifies one version of the table file. With the inode pinned
-    // by an open descriptor, (device, inode) names one file; size, mtime and
-    // ctime change with any write to it.
-    struct file_identity {
-        dev_t device = 0;
-        ino_t inode = 0;
-        off_t size = 0;
-        struct timespec modified {};
-        struct timespec changed {};
-
-        static file_identity of(const struct ::stat& st) noexcept {
-            return file_identity{st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_ctim};
-        }
-        bool matches(const struct ::stat& st) const noexcept {
-            return S_ISREG(st.st_mode) && st.st_dev == device && st.st_ino == inode && st.st_size == size &&
-                   st.st_mtim.tv_sec == modified.tv_sec && st.st_mtim.tv_nsec == modified.tv_nsec &&
-                   st.st_ctim.tv_sec == changed.tv_sec && st.st_ctim.tv_nsec == changed.tv_nsec;
-        }
-    };
-
-    // One version of the table file: its identity, and the descriptor
-    // (always open) that pins its inode. Taken only with `reuse_unchanged`.
-    struct pinned_file {
-        file_identity identity;
-        detail::unique_fd pin;
-    };
-
-    // One session's records, in file order.
+    using file_identity = detail::json_table_impl::file_identity;
+    using pinned_file = detail::json_table_impl::pinned_file;
     template <class Record>
-    struct table_state {
-        /// A record with its text as last written (empty: to be encoded at
-        /// the next save). An erased record leaves a hole (no record), so
-        /// positions in `index` stay valid until the next save compacts them.
-        struct slot {
-            std::optional<stored_record<Record>> record;  ///< the record; empty for a hole
-            std::string text;                             ///< its text as last written, or empty
-            /// For a record loaded and not changed since: its position in
-            /// the file's records array (`loaded`); else `not_loaded`.
-            std::size_t loaded_index = not_loaded;
-        };
-        static constexpr std::size_t not_loaded = static_cast<std::size_t>(-1);
-        boost::json::object top;                             // the file's top level, records array emptied
-        std::vector<slot> slots;                             // file order, with holes
-        std::unordered_map<std::string, std::size_t> index;  // key -> position in slots, one per record
-        std::string loaded;            // the bytes of the file loaded, until the first save takes the records' texts
-        std::size_t loaded_count = 0;  // how many records `loaded` holds
+    using table_state = detail::json_table_impl::table_state<Record>;
 
-        void compact() {
-            if (index.size() == slots.size()) return;  // no holes
-            std::size_t to = 0;
-            for (std::size_t from = 0; from < slots.size(); ++from) {
-                if (!slots[from].record) continue;
-                if (to != from) {
-                    slots[to] = std::move(slots[from]);
-                    index[std::string(detail::key_of(slots[to].record->value))] = to;
-                }
-                ++to;
-            }
-            slots.resize(to);
-        }
-    };
-
-    // The state a clean session handed back, with the file it is exactly
-    // the contents of and the record type it was made for.
-    struct kept_base {
-        kept_base(const void* type_tag, pinned_file&& f) : type(type_tag), file(std::move(f)) {}
-        virtual ~kept_base() = default;
-        const void* type;  // type_tag<Record>() of the derived kept<Record>
-        pinned_file file;
-    };
+    using kept_base = detail::json_table_impl::kept_base;
     template <class Record>
-    struct kept final : kept_base {
-        kept(table_state<Record>&& s, pinned_file&& f)
-            : kept_base(type_tag<Record>(), std::move(f)), state(std::move(s)) {}
-        table_state<Record> state;
-    };
+    using kept = detail::json_table_impl::kept<Record>;
 
 public:
     /// The options type, named uniformly across storages.
@@ -251,7 +184,8 @@ public:
     /// written back (only if changed) by `commit`.
     template <class Record>
     class session {
-        using slot = typename table_state<Record>::slot;
+        using state_type = table_state<Record>;
+        using slot = typename state_type::slot;
 
     public:
         /// Reads the table from disk (a missing file is an empty table), or
@@ -259,7 +193,10 @@ public:
         /// the one it describes; called by `json_table::begin` under the
         /// registry's lock.
         explicit session(json_table& table) : table_(&table) {
-            if (!table.template adopt<Record>(state_, file_)) load();
+            std::unique_ptr<kept_base> stale;
+            if (!table.template adopt<Record>(state_, file_, stale)) {
+                load(stale ? &static_cast<kept<Record>&>(*stale).state : nullptr);
+            }
         }
 
         /// Moves the session (and its claim to hand its state back).
@@ -283,8 +220,8 @@ public:
 
         /// The record with `key`, or null.
         const stored_record<Record>* find(std::string_view key) const {
-            const auto it = state_.index.find(std::string(key));
-            return it == state_.index.end() ? nullptr : &*state_.slots[it->second].record;
+            const std::size_t at = state_.find(key);
+            return at == detail::json_table_impl::key_index::npos ? nullptr : &*state_.slots[at].record;
         }
 
         /// Calls `visit(const stored_record<Record>&)` for each record, in file order.
@@ -299,31 +236,27 @@ public:
         /// table never refuses a write, so the result is always empty.
         std::optional<skipped_file> put(stored_record<Record> entry) {
             dirty_ = true;
-            std::string key(detail::key_of(entry.value));
-            const auto it = state_.index.find(key);
-            if (it == state_.index.end()) {
-                state_.index.emplace(std::move(key), state_.slots.size());
+            const std::size_t at = state_.find(detail::key_of(entry.value));
+            if (at == detail::json_table_impl::key_index::npos) {
                 state_.slots.emplace_back().record.emplace(std::move(entry));
+                const std::size_t position = state_.slots.size() - 1;
+                state_.index.insert(detail::key_of(state_.slots[position].record->value), position, state_.key_at());
             } else {
-                slot& s = state_.slots[it->second];
+                slot& s = state_.slots[at];
                 s.record = std::move(entry);
-                s.text.clear();  // to be encoded again
-                s.loaded_index = table_state<Record>::not_loaded;
+                s.forget_text();  // to be encoded again
             }
             return std::nullopt;
         }
 
         /// Removes the record with `key`; false when there was none.
         bool erase(std::string_view key) {
-            const auto it = state_.index.find(std::string(key));
-            if (it == state_.index.end()) return false;
+            const std::size_t at = state_.find(key);
+            if (at == detail::json_table_impl::key_index::npos) return false;
             dirty_ = true;
             // A hole keeps the other records' positions (and so the index)
             // valid; holes are compacted away before a save.
-            slot& s = state_.slots[it->second];
-            s.record.reset();
-            s.text = std::string();
-            state_.index.erase(it);
+            state_.erase_at(at);
             return true;
         }
 
@@ -335,40 +268,22 @@ public:
 
         /// Writes the table back atomically if anything changed: records
         /// changed in this session are encoded, the others keep the text
-        /// they were last written with (byte for byte what encoding them
-        /// again gives).
+        /// they were last written with, or their bytes in the file loaded
+        /// when those are exactly their encoding (byte for byte what
+        /// encoding them again gives).
         void commit() {
             if (!dirty_) return;
             state_.compact();
             const auto& opts = table_->options_;
-            const detail::json_limits limits = record_limits(opts);
+            const detail::json_limits limits = detail::json_table_impl::record_limits(opts.max_depth, opts.max_file_bytes, opts.array_key);
             const slot* last_encoded = nullptr;  // names the record in a refusal
-            std::string scratch;                 // one buffer for every record's text
-            // The loaded records' bytes in the file, found only now that a
-            // save needs them (a transaction that only reads never scans).
-            std::vector<std::string_view> loaded_texts;
-            if (!state_.loaded.empty()) {
-                loaded_texts = record_texts(state_.loaded, opts.array_key);
-                if (loaded_texts.size() != state_.loaded_count) loaded_texts.clear();
-            }
-            for (slot& s : state_.slots) {
-                if (!s.text.empty()) continue;
-                if (encode(s, limits, loaded_texts, scratch)) last_encoded = &s;
-            }
-            loaded_texts.clear();
-            state_.loaded = std::string();  // every record has its text now
-            const std::string text = render(opts.array_key);
-            if (text.size() > opts.max_file_bytes) {
-                // Each record fits on its own, the table does not: refused
-                // before anything is written, as readers would refuse the file.
-                std::string key = last_encoded ? std::string(detail::key_of(last_encoded->record->value)) : "";
-                const std::string what =
-                    (key.empty() ? std::string("cannot store the table")
-                                 : "cannot store the record " + detail::quote_untrusted(key)) +
-                    ": the table would be " + std::to_string(text.size()) + " bytes, above the limit of " +
-                    std::to_string(opts.max_file_bytes) + " bytes (max_file_bytes) that readers accept";
-                throw error(errc::invalid_record, path(), what, error::details{std::move(key), {}, 0});
-            }
+            std::string scratch;                 // one buffer for every record's encoding
+            std::vector<std::size_t> places;
+            std::string text = detail::json_table_impl::render(state_, opts.array_key, places, [&](slot& s) {
+                if (detail::json_table_impl::encode_slot(state_, s, limits, scratch, path())) last_encoded = &s;
+            });
+            detail::json_table_impl::check_table_size(text.size(), opts.max_file_bytes,
+                                                      last_encoded ? &last_encoded->record->value : nullptr, path());
             const auto now = std::chrono::steady_clock::now();
             if (table_->sweep_pending_ || now - table_->last_sweep_ >= opts.temp_sweep_interval) {
                 // Temp files a save left behind — a live process whose
@@ -394,6 +309,9 @@ public:
                 throw;
             }
             dirty_ = false;
+            // The records' texts now live in the file's text: one buffer
+            // for the table kept, not one string per changed record.
+            detail::json_table_impl::adopt_rendered(state_, std::move(text), places);
             // The identity of the file just written, from its own descriptor
             // after the rename (rename updates the inode's ctime).
             struct ::stat st {};
@@ -403,232 +321,23 @@ public:
         }
 
     private:
-        // The limits one record's text is held to: the file's, less what the
-        // file adds around it. render() nests a record two levels down (the
-        // top-level object, the array) and writes at least
-        // `{\n  "<array_key>": [\n    ` and `\n  ]\n}` around it. The size
-        // of the whole table is checked once rendered (commit).
-        static detail::json_limits record_limits(const options& opts) {
-            detail::json_limits limits{opts.max_depth, opts.max_file_bytes};
-            limits.outer_depth = 2;
-            limits.outer_bytes = 18 + boost::json::serialize(boost::json::string_view(opts.array_key)).size();
-            return limits;
-        }
-
-        // Gives a changed record the text it will have in the file, once
-        // that very text is proven to read back. The record then holds what
-        // reading it back gives (value and object), as a fresh load of the
-        // file would: the unchanged-file shortcut serves what the file says.
-        // A record loaded unchanged whose text encodes to the very bytes the
-        // file holds for it keeps them without the proof: the load that
-        // made it parsed and decoded those bytes within the same limits
-        // (the file's size and depth, two levels down), which is what the
-        // proof would do again. Returns false for that case (nothing new).
-        bool encode(slot& s, const detail::json_limits& limits, const std::vector<std::string_view>& loaded_texts,
-                    std::string& text) {
-            stored_record<Record>& entry = *s.record;
-            if constexpr (detail::encodes_plainly<Record>::value) {
-                // The usual case written without a JSON tree: when the file
-                // holds exactly the record's members in order (the bytes
-                // equal), its object has no other key for a merge to add,
-                // so this is also what the merge below would write.
-                if (s.loaded_index < loaded_texts.size()) {
-                    text.clear();
-                    detail::append_plain_pretty(text, entry.value, 2);
-                    if (text == loaded_texts[s.loaded_index]) {
-                        s.loaded_index = table_state<Record>::not_loaded;
-                        s.text.assign(text);
-                        return false;
-                    }
-                }
-            }
-            try {
-                const boost::json::value merged(detail::merge_over(entry.json, entry.value));
-                text.clear();
-                detail::pretty_print_into(text, merged, 2);  // indent level 2: inside the top-level object's array
-                const std::size_t position = s.loaded_index;
-                s.loaded_index = table_state<Record>::not_loaded;
-                if (position < loaded_texts.size() && text == loaded_texts[position]) {
-                    s.text.assign(text);
-                    return false;
-                }
-                detail::read_back<Record>(text, limits, &entry.value, &entry.json);
-                s.text.assign(text);
-                return true;
-            } catch (const detail::decode_error& e) {
-                const std::string key(detail::key_of(entry.value));
-                throw error(errc::invalid_record, path(),
-                            "cannot store the record " + detail::quote_untrusted(key) + ": " + e.what(),
-                            error::details{key, {}, 0});
-            }
-        }
-
-        void load() {
+        // Reads the file (detail/json_table/load.hpp): directly from its
+        // bytes when it can, else as one JSON tree, which words any error.
+        void load(state_type* stale) {
             const auto& opts = table_->options_;
             detail::unique_fd opened;
             auto contents = detail::read_file_at(table_->directory_.get(), path(), table_->name_.c_str(),
                                                  opts.max_file_bytes, opts.reuse_unchanged ? &opened : nullptr);
             if (!contents) return;  // no file yet: an empty table (not kept: nothing to save)
-            std::string parse_error;
-            auto parsed = detail::parse_json(contents->bytes, detail::json_limits{opts.max_depth}, parse_error);
-            if (!parsed) throw error(errc::corrupted_file, path(), "cannot parse JSON: " + parse_error);
-            if (!parsed->is_object()) throw error(errc::corrupted_file, path(), "top level is not a JSON object");
-            state_.top = std::move(parsed->as_object());
-            auto found = state_.top.find(opts.array_key);
-            if (found != state_.top.end()) {
-                if (!found->value().is_array()) {
-                    throw error(errc::corrupted_file, path(), "\"" + opts.array_key + "\" is not an array");
-                }
-                boost::json::array& array = found->value().as_array();
-                state_.slots.reserve(array.size());
-                state_.index.reserve(array.size());
-                for (std::size_t i = 0; i < array.size(); ++i) {
-                    // The field path for error messages is built only when
-                    // one is needed: decoding runs without it, and a failure
-                    // decodes that record again with it for the message.
-                    const auto where = [&] { return opts.array_key + "[" + std::to_string(i) + "]"; };
-                    if (!array[i].is_object()) throw error(errc::corrupted_file, path(), where() + ": not an object");
-                    Record value = [&]() -> Record {
-                        try {
-                            return detail::decode_value<Record>(array[i], std::string());
-                        } catch (const detail::decode_error&) {
-                        }
-                        try {
-                            return detail::decode_value<Record>(array[i], where());
-                        } catch (const detail::decode_error& e) {
-                            throw error(errc::corrupted_file, path(), e.what());
-                        }
-                    }();
-                    std::string key(detail::key_of(value));
-                    if (!state_.index.emplace(key, state_.slots.size()).second) {
-                        throw error(errc::corrupted_file, path(), where() + ": duplicate key " + detail::quote_untrusted(key),
-                                    error::details{key, {}, 0});
-                    }
-                    slot& s = state_.slots.emplace_back();
-                    s.record.emplace(stored_record<Record>{std::move(value), std::move(array[i].as_object())});
-                    s.loaded_index = i;  // its bytes are compared with its encoding at the first save
-                }
-                array.clear();
-                state_.loaded_count = state_.slots.size();
-                state_.loaded = std::move(contents->bytes);
+            state_.bytes = std::move(contents->bytes);
+            if (!detail::json_table_impl::load_directly(state_, opts.array_key, opts.max_depth, stale)) {
+                detail::json_table_impl::load_generally(state_, opts.array_key, opts.max_depth, path());
             }
             if (opened) file_ = pinned_file{file_identity::of(contents->status), std::move(opened)};
         }
 
-        // The bytes of each element of the top-level member `array_key` in
-        // `file`, a text that has parsed as JSON (so only well-formed input
-        // is scanned). Empty when a top-level key holds an escape (the
-        // raw text would not say which key it is): the records are then
-        // encoded afresh, as they were before this was kept.
-        static std::vector<std::string_view> record_texts(std::string_view file, const std::string& array_key) {
-            std::vector<std::string_view> out;
-            std::size_t at = 0;
-            const auto skip_space = [&] {
-                while (at < file.size() && (file[at] == ' ' || file[at] == '\n' || file[at] == '\r' || file[at] == '\t')) ++at;
-            };
-            const auto skip_string = [&] {  // at the opening quote; returns whether it held an escape
-                bool escaped = false;
-                for (++at; file[at] != '"'; ++at) {
-                    if (file[at] == '\\') {
-                        escaped = true;
-                        ++at;
-                    }
-                }
-                ++at;
-                return escaped;
-            };
-            const auto skip_value = [&] {
-                if (file[at] == '"') {
-                    skip_string();
-                    return;
-                }
-                if (file[at] != '{' && file[at] != '[') {  // a number or a literal
-                    while (at < file.size() && file[at] != ',' && file[at] != '}' && file[at] != ']' && file[at] != ' ' &&
-                           file[at] != '\n' && file[at] != '\r' && file[at] != '\t')
-                        ++at;
-                    return;
-                }
-                std::size_t depth = 0;
-                do {
-                    if (file[at] == '"') {
-                        skip_string();
-                        continue;
-                    }
-                    if (file[at] == '{' || file[at] == '[') ++depth;
-                    if (file[at] == '}' || file[at] == ']') --depth;
-                    ++at;
-                } while (depth > 0);
-            };
-            skip_space();
-            if (at >= file.size() || file[at] != '{') return out;
-            ++at;
-            for (;;) {
-                skip_space();
-                if (file[at] != '"') return out;  // `}`: no such member
-                const std::size_t key_start = at + 1;
-                if (skip_string()) return {};
-                const std::string_view key = file.substr(key_start, at - 1 - key_start);
-                skip_space();
-                ++at;  // ':'
-                skip_space();
-                if (key == array_key) {
-                    if (file[at] != '[') return {};
-                    ++at;
-                    for (;;) {
-                        skip_space();
-                        if (file[at] == ']') return out;
-                        const std::size_t start = at;
-                        skip_value();
-                        out.push_back(file.substr(start, at - start));
-                        skip_space();
-                        if (file[at] == ',') ++at;
-                    }
-                }
-                skip_value();
-                skip_space();
-                if (file[at] == ',') ++at;
-            }
-        }
-
-        // The file as detail::pretty_print writes the top-level object with
-        // the records array in it (the array takes its place among the other
-        // keys, or comes last when the file had none), from the records' texts.
-        std::string render(const std::string& array_key) {
-            if (state_.top.find(array_key) == state_.top.end()) state_.top[array_key] = boost::json::array();
-            std::size_t total = 64;
-            for (const auto& s : state_.slots) total += s.text.size() + 6;
-            std::string out;
-            out.reserve(total);
-            out += '{';
-            bool first_key = true;
-            for (const auto& item : state_.top) {
-                if (!first_key) out += ',';
-                first_key = false;
-                out += "\n  ";
-                out += boost::json::serialize(boost::json::string_view(item.key()));
-                out += ": ";
-                if (item.key() != array_key) {
-                    detail::pretty_print_into(out, item.value(), 1);
-                } else if (state_.slots.empty()) {
-                    out += "[]";
-                } else {
-                    out += '[';
-                    bool first = true;
-                    for (const auto& s : state_.slots) {  // compacted: no holes
-                        if (!first) out += ',';
-                        first = false;
-                        out += "\n    ";
-                        out += s.text;
-                    }
-                    out += "\n  ]";
-                }
-            }
-            out += "\n}";
-            return out;
-        }
-
         json_table* table_;
-        table_state<Record> state_;
+        state_type state_;
         std::optional<pinned_file> file_;  // set while state_ is exactly this file
         bool dirty_ = false;
     };
@@ -649,15 +358,20 @@ private:
     }
 
     // Called by a new session, under the lock: moves the kept state into it
-    // when the file at the name is the kept one. Whatever happens, the
-    // storage keeps nothing afterwards, so a session that fails drops it.
+    // when the file at the name is the kept one; otherwise hands it over as
+    // `stale` (the load reuses the records whose bytes it finds unchanged,
+    // detail/json_table/load.hpp). Whatever happens, the storage keeps
+    // nothing afterwards, so a session that fails drops it.
     template <class Record>
-    bool adopt(table_state<Record>& state, std::optional<pinned_file>& file) {
-        const std::unique_ptr<kept_base> cached = std::move(kept_);
+    bool adopt(table_state<Record>& state, std::optional<pinned_file>& file, std::unique_ptr<kept_base>& stale) {
+        std::unique_ptr<kept_base> cached = std::move(kept_);
         if (!cached || cached->type != type_tag<Record>()) return false;
         struct ::stat st {};
-        if (detail::sys::fstatat(directory_.get(), name_.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return false;
-        if (!cached->file.identity.matches(st)) return false;
+        if (detail::sys::fstatat(directory_.get(), name_.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !cached->file.identity.matches(st)) {
+            stale = std::move(cached);
+            return false;
+        }
         state = std::move(static_cast<kept<Record>&>(*cached).state);
         file = std::move(cached->file);
         return true;
@@ -668,7 +382,7 @@ private:
     void keep(table_state<Record>&& state, pinned_file&& file) noexcept {
         if (!options_.reuse_unchanged || !file.pin) return;
         try {
-            kept_ = std::make_unique<kept<Record>>(std::move(state), std::move(file));
+            kept_ = std::make_unique<kept<Record>>(type_tag<Record>(), std::move(state), std::move(file));
         } catch (...) {
             // out of memory: the next session reads the file
         }

@@ -1,0 +1,166 @@
+// procreg/detail/json_table/save.hpp — a session's state into the text of a table file.
+//
+// The file is what detail::pretty_print writes for the top-level object
+// with the records array in it (serde_json's to_string_pretty: the seeds'
+// format, byte for byte). Each record's text is written once: a record
+// loaded and not changed since keeps its bytes from the file when they are
+// exactly its encoding (verified while loading, or found equal to it
+// here), and only a changed record is encoded — and proven to read back
+// within the reader's limits (detail::read_back) before anything is
+// written, so no commit writes a file its readers refuse.
+//
+// Invariant: after `adopt_rendered`, every record's text is a verified span
+// of the state's bytes, which are the file just written, so the next save
+// of an unchanged-file session copies them through again.
+#pragma once
+
+#include <procreg/detail/json_codec.hpp>
+#include <procreg/detail/json_table/state.hpp>
+#include <procreg/detail/quote_untrusted.hpp>
+#include <procreg/error.hpp>
+#include <procreg/record_traits.hpp>
+
+#include <boost/json.hpp>
+
+#include <cstddef>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace procreg::detail::json_table_impl {
+
+/// The limits one record's text is held to: the file's, less what the file
+/// adds around it. render() nests a record two levels down (the top-level
+/// object, the array) and writes at least `{\n  "<array_key>": [\n    `
+/// and `\n  ]\n}` around it. The whole table's size is checked once
+/// rendered (check_table_size).
+inline json_limits record_limits(std::size_t max_depth, std::size_t max_file_bytes, const std::string& array_key) {
+    json_limits limits{max_depth, max_file_bytes};
+    limits.outer_depth = 2;
+    limits.outer_bytes = 18 + boost::json::serialize(boost::json::string_view(array_key)).size();
+    return limits;
+}
+
+/// Refuses (errc::invalid_record, before anything is written) a rendered
+/// table of `size` bytes above `max_file_bytes`, which readers would refuse:
+/// each record fits on its own, the table does not. Names `last_encoded`,
+/// the last record encoded, when there is one.
+template <class Record>
+void check_table_size(std::size_t size, std::size_t max_file_bytes, const Record* last_encoded,
+                      const std::filesystem::path& path) {
+    if (size <= max_file_bytes) return;
+    std::string key = last_encoded ? std::string(key_of(*last_encoded)) : "";
+    const std::string what = (key.empty() ? std::string("cannot store the table")
+                                          : "cannot store the record " + quote_untrusted(key)) +
+                             ": the table would be " + std::to_string(size) + " bytes, above the limit of " +
+                             std::to_string(max_file_bytes) + " bytes (max_file_bytes) that readers accept";
+    throw error(errc::invalid_record, path, what, error::details{std::move(key), {}, 0});
+}
+
+/// Gives the slot `s` of `state` the text it will have in the file. The
+/// record then holds what reading that text back gives (value and object),
+/// as a fresh load of the file would: the unchanged-file shortcut serves
+/// what the file says. A record whose encoding equals its bytes in the file
+/// just loaded keeps them without the proof: the load parsed and decoded
+/// those very bytes within the same limits (the file's size and depth, two
+/// levels down). Returns whether the record got a new text (proven).
+template <class Record>
+bool encode_slot(table_state<Record>& state, typename table_state<Record>::slot& s, const json_limits& limits,
+                 std::string& scratch, const std::filesystem::path& path) {
+    stored_record<Record>& entry = *s.record;
+    if constexpr (encodes_plainly<Record>::value) {
+        // The usual case, written without a JSON tree: when the file holds
+        // exactly the record's members in order (the bytes equal), its
+        // object has no other key for a merge to add, so this is also what
+        // the merge below would write.
+        if (s.has_span()) {
+            scratch.clear();
+            append_plain_pretty(scratch, entry.value, 2);
+            if (scratch == state.span(s)) {
+                s.verified = true;
+                return false;
+            }
+        }
+    }
+    try {
+        const boost::json::value merged(merge_over(entry.json, entry.value));
+        scratch.clear();
+        pretty_print_into(scratch, merged, 2);  // indent level 2: inside the top-level object's array
+        if (s.has_span() && scratch == state.span(s)) {
+            s.verified = true;
+            return false;
+        }
+        read_back<Record>(scratch, limits, &entry.value, &entry.json);
+        s.offset = state.fresh.size();
+        s.length = scratch.size();
+        s.in_fresh = true;
+        s.verified = true;
+        state.fresh += scratch;
+        return true;
+    } catch (const decode_error& e) {
+        const std::string key(key_of(entry.value));
+        throw error(errc::invalid_record, path,
+                    "cannot store the record " + quote_untrusted(key) + ": " + e.what(), error::details{key, {}, 0});
+    }
+}
+
+/// The file as detail::pretty_print writes the top-level object with the
+/// records array in it (the array takes its place among the other keys, or
+/// comes last when the file had none), from the records' texts: each
+/// record without one is given its text first (`encode(slot)`, which may
+/// throw: the state is then as consistent as before, with the records
+/// encoded so far holding their new text). `places` gets each record's
+/// offset in the result. The state must be compacted.
+template <class Record, class Encode>
+std::string render(table_state<Record>& state, const std::string& array_key, std::vector<std::size_t>& places,
+                   Encode&& encode) {
+    if (state.top.find(array_key) == state.top.end()) state.top[array_key] = boost::json::array();
+    std::string out;
+    out.reserve(64 + state.bytes.size() + state.fresh.size() + 6 * state.slots.size());
+    places.clear();
+    places.reserve(state.slots.size());
+    out += '{';
+    bool first_key = true;
+    for (const auto& item : state.top) {
+        if (!first_key) out += ',';
+        first_key = false;
+        out += "\n  ";
+        append_json_string(out, item.key());
+        out += ": ";
+        if (item.key() != array_key) {
+            pretty_print_into(out, item.value(), 1);
+        } else if (state.slots.empty()) {
+            out += "[]";
+        } else {
+            out += '[';
+            bool first = true;
+            for (auto& s : state.slots) {
+                if (!s.has_text()) encode(s);
+                if (!first) out += ',';
+                first = false;
+                out += "\n    ";
+                places.push_back(out.size());
+                out += state.span(s);
+            }
+            out += "\n  ]";
+        }
+    }
+    out += "\n}";
+    return out;
+}
+
+/// After `text` (from `render`, with `places`) is the file: the records'
+/// texts become verified spans of it, and `fresh` is emptied.
+template <class Record>
+void adopt_rendered(table_state<Record>& state, std::string&& text, const std::vector<std::size_t>& places) {
+    for (std::size_t i = 0; i < state.slots.size(); ++i) {
+        auto& s = state.slots[i];
+        s.offset = places[i];
+        s.verified = true;
+        s.in_fresh = false;
+    }
+    state.bytes = std::move(text);
+    state.fresh = std::string();
+}
+
+}  // namespace procreg::detail::json_table_impl
