@@ -12,7 +12,7 @@ else()
 endif()
 option(PROCREG_ETCD_TESTS "Build the etcd tests (need the etcd binary)" ${_procreg_etcd_default})
 if(PROCREG_ETCD_TESTS AND PROCREG_ETCD_EXECUTABLE)
-  foreach(_procreg_etcd_program IN ITEMS etcd etcd_cluster etcd_seed)
+  foreach(_procreg_etcd_program IN ITEMS etcd etcd_cluster etcd_seed etcd_watch)
     procreg_add_boost_test(NAME ${_procreg_etcd_program} SOURCES etcd/${_procreg_etcd_program}_test.cpp
                            LABELS etcd TIMEOUT 600)
     target_compile_definitions(test_${_procreg_etcd_program} PRIVATE

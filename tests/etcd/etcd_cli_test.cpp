@@ -19,12 +19,14 @@
 #include <procreg/storage/etcd_store.hpp>
 
 #include <chrono>
+#include <filesystem>
 #include <csignal>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 
 #include <unistd.h>
 
@@ -208,6 +210,48 @@ BOOST_AUTO_TEST_CASE(fails_over_to_the_next_endpoint) {
     const auto unreachable = run_tool({"ls", "etcd://" + nobody + prefix});
     BOOST_TEST(unreachable.code == 4);
     BOOST_TEST(unreachable.err.find(nobody) != std::string::npos, unreachable.err);
+}
+
+// watch follows the prefix through etcd's watch stream: a record another
+// process adds, then removes, is printed as it happens.
+BOOST_AUTO_TEST_CASE(watch_prints_added_and_removed_as_they_happen) {
+    three_records f;
+    procreg_cli_test::running_program tool;
+    procreg_cli_test::start_tool_into(tool, {"watch", "--json", "--timeout", "60", url(f.cluster)});
+    // What the tool printed so far (nothing before it opened its output).
+    const auto printed_lines = [&] {
+        std::error_code ec;
+        if (!std::filesystem::exists(tool.out_path(), ec)) return std::vector<boost::json::object>{};
+        return procreg_cli_test::json_lines(procreg_test::read_text(tool.out_path()));
+    };
+    // Until the tool has its starting point a new record is part of it, not
+    // an event: add one record after another until one is printed.
+    std::string first;
+    auto writer = pid_judged(f.cluster);
+    const bool printed = procreg_cli_test::eventually([&] {
+        const auto lines = printed_lines();
+        if (!lines.empty()) {
+            first = std::string(lines.front().at("key").as_string());
+            return lines.front().at("event").as_string() == "added";
+        }
+        writer.insert(session("probe-" + std::to_string(writer.list().size()), static_cast<std::uint32_t>(::getpid())));
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        return false;
+    });
+    if (!printed) ::kill(tool.pid, SIGINT);
+    BOOST_TEST_REQUIRE(printed, procreg_cli_test::finish(tool).err);
+    const pid_t other = procreg_test::spawn([&] { return pid_judged(f.cluster).erase(first) ? 0 : 1; });
+    BOOST_TEST(procreg_test::wait_exit(other) == 0);
+    const bool removed = procreg_cli_test::eventually([&] {
+        for (const auto& line : printed_lines()) {
+            if (line.at("event").as_string() == "removed" && line.at("key").as_string() == first) return true;
+        }
+        return false;
+    });
+    ::kill(tool.pid, SIGINT);
+    const auto result = procreg_cli_test::finish(tool);
+    BOOST_TEST(removed, result.out + result.err);
+    BOOST_TEST(result.code == 0, result.err);
 }
 
 // What an etcd prefix cannot do is a usage error (exit 2), changing nothing.

@@ -97,15 +97,7 @@ int cmd_watch(const common_options& common, long count, double timeout_seconds) 
         std::cout.flush();
         ++printed;
     };
-    if (t.kind == format::etcd) {
-        throw procreg::error(procreg::errc::io_failure, t.path,
-                             "watch does not follow an etcd registry yet (docs/cli.md): use `ls` to poll it",
-                             procreg::error::details{{}, {}, ENOTSUP});
-    }
     return with_registry(t, [&](auto& reg) {
-        if constexpr (is_etcd_registry_v<std::decay_t<decltype(reg)>>) {
-            return exit_error;  // refused above
-        } else {
         // The state now is the starting point. On the heap: GCC's flow
         // analysis sees the watcher's optional descriptors as maybe
         // uninitialized on the stack (-Wmaybe-uninitialized, a false positive).
@@ -133,7 +125,6 @@ int cmd_watch(const common_options& common, long count, double timeout_seconds) 
             }
         }
         return exit_ok;
-        }
     });
 }
 
