@@ -86,7 +86,7 @@ struct watch_options {
 /// What a watcher has done so far (for tests, benchmarks and logs).
 struct watch_stats {
     std::uint64_t reads = 0;     ///< full reads of the state (one lock cycle each)
-    std::uint64_t rebuilds = 0;  ///< watches rebuilt: queue overflow, watch lost, directory replaced
+    std::uint64_t rebuilds = 0;  ///< watches rebuilt (queue overflow, watch lost, directory replaced), or a change feed lost track
 };
 
 /// Reports what happens to the records of a registry. See the file comment.
