@@ -238,8 +238,11 @@ BOOST_AUTO_TEST_CASE(watch_prints_added_and_removed_as_they_happen) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
         return false;
     });
-    if (!printed) ::kill(tool.pid, SIGINT);
-    BOOST_TEST_REQUIRE(printed, procreg_cli_test::finish(tool).err);
+    if (!printed) {
+        ::kill(tool.pid, SIGINT);
+        const auto result = procreg_cli_test::finish(tool);
+        BOOST_FAIL("watch printed no added event: " + result.out + result.err);
+    }
     const pid_t other = procreg_test::spawn([&] { return pid_judged(f.cluster).erase(first) ? 0 : 1; });
     BOOST_TEST(procreg_test::wait_exit(other) == 0);
     const bool removed = procreg_cli_test::eventually([&] {

@@ -147,7 +147,8 @@ BOOST_AUTO_TEST_CASE(a_sigkilled_owner_is_reported_gone_within_the_ttl) {
     BOOST_TEST(procreg_test::wait_exit(owner) == 128 + SIGKILL);
     std::vector<std::pair<watch_event_kind, std::string>> gone;
     while (gone.size() < 4) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
         if (left.count() <= 0) break;
         const auto e = w.next(left);
         if (!e) break;

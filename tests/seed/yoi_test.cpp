@@ -70,17 +70,35 @@ BOOST_AUTO_TEST_SUITE(seed)
 BOOST_AUTO_TEST_CASE(register_detects_write_conflict) { yoi_cases::register_detects_write_conflict<file_place>(); }
 BOOST_AUTO_TEST_CASE(duplicate_pod_name_rejected) { yoi_cases::duplicate_pod_name_rejected<file_place>(); }
 BOOST_AUTO_TEST_CASE(delegate_must_be_subset) { yoi_cases::delegate_must_be_subset<file_place>(); }
-BOOST_AUTO_TEST_CASE(delegate_uses_delegation_scope_not_direct_effective_write) { yoi_cases::delegate_uses_delegation_scope_not_direct_effective_write<file_place>(); }
-BOOST_AUTO_TEST_CASE(delegate_succeeds_within_parent_scope) { yoi_cases::delegate_succeeds_within_parent_scope<file_place>(); }
+BOOST_AUTO_TEST_CASE(delegate_uses_delegation_scope_not_direct_effective_write) {
+    yoi_cases::delegate_uses_delegation_scope_not_direct_effective_write<file_place>();
+}
+BOOST_AUTO_TEST_CASE(delegate_succeeds_within_parent_scope) {
+    yoi_cases::delegate_succeeds_within_parent_scope<file_place>();
+}
 BOOST_AUTO_TEST_CASE(delegate_rejects_sibling_overlap) { yoi_cases::delegate_rejects_sibling_overlap<file_place>(); }
 BOOST_AUTO_TEST_CASE(release_reparents_children) { yoi_cases::release_reparents_children<file_place>(); }
-BOOST_AUTO_TEST_CASE(reclaim_delegated_scope_removes_child_and_one_parent_deny_layer) { yoi_cases::reclaim_delegated_scope_removes_child_and_one_parent_deny_layer<file_place>(); }
-BOOST_AUTO_TEST_CASE(reclaim_delegated_scope_removes_parent_deny_when_child_allocation_missing) { yoi_cases::reclaim_delegated_scope_removes_parent_deny_when_child_allocation_missing<file_place>(); }
-BOOST_AUTO_TEST_CASE(reclaim_stale_reparents_and_removes_dead_entries) { yoi_cases::reclaim_stale_reparents_and_removes_dead_entries<file_place>(); }
-BOOST_AUTO_TEST_CASE(read_rules_do_not_conflict_with_write) { yoi_cases::read_rules_do_not_conflict_with_write<file_place>(); }
-BOOST_AUTO_TEST_CASE(releasing_pod_reopens_scope_for_fresh_registration) { yoi_cases::releasing_pod_reopens_scope_for_fresh_registration<file_place>(); }
-BOOST_AUTO_TEST_CASE(delegated_scope_returns_to_parent_on_release) { yoi_cases::delegated_scope_returns_to_parent_on_release<file_place>(); }
-BOOST_AUTO_TEST_CASE(register_pod_rejects_session_id_collision) { yoi_cases::register_pod_rejects_session_id_collision<file_place>(); }
+BOOST_AUTO_TEST_CASE(reclaim_delegated_scope_removes_child_and_one_parent_deny_layer) {
+    yoi_cases::reclaim_delegated_scope_removes_child_and_one_parent_deny_layer<file_place>();
+}
+BOOST_AUTO_TEST_CASE(reclaim_delegated_scope_removes_parent_deny_when_child_allocation_missing) {
+    yoi_cases::reclaim_delegated_scope_removes_parent_deny_when_child_allocation_missing<file_place>();
+}
+BOOST_AUTO_TEST_CASE(reclaim_stale_reparents_and_removes_dead_entries) {
+    yoi_cases::reclaim_stale_reparents_and_removes_dead_entries<file_place>();
+}
+BOOST_AUTO_TEST_CASE(read_rules_do_not_conflict_with_write) {
+    yoi_cases::read_rules_do_not_conflict_with_write<file_place>();
+}
+BOOST_AUTO_TEST_CASE(releasing_pod_reopens_scope_for_fresh_registration) {
+    yoi_cases::releasing_pod_reopens_scope_for_fresh_registration<file_place>();
+}
+BOOST_AUTO_TEST_CASE(delegated_scope_returns_to_parent_on_release) {
+    yoi_cases::delegated_scope_returns_to_parent_on_release<file_place>();
+}
+BOOST_AUTO_TEST_CASE(register_pod_rejects_session_id_collision) {
+    yoi_cases::register_pod_rejects_session_id_collision<file_place>();
+}
 
 BOOST_AUTO_TEST_SUITE_END()
 

@@ -51,10 +51,6 @@ using etcd_tool_registry = procreg::registry<procreg::dynamic_record, procreg::l
                                              procreg::storage::etcd_store,
                                              procreg::dynamic_liveness<etcd_record_liveness>>;
 
-/// Whether a registry type is an etcd one (no files: no lock file, no watch by inotify).
-template <class Registry>
-constexpr bool is_etcd_registry_v = std::is_same_v<typename Registry::storage_type, procreg::storage::etcd_store>;
-
 /// Whether a registry type keeps tombstones (retire / unretire).
 template <class Registry>
 constexpr bool has_tombstones_v = std::is_same_v<typename Registry::storage_type, procreg::storage::record_files>;

@@ -173,7 +173,7 @@ private:
         poller_.add(stream_->socket.get(), socket_tag);
         change_news ignored;
         while (stream_ && !stream_->created) {
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            const auto left = until(deadline);
             pollfd ready{stream_->socket.get(), POLLIN, 0};
             if (left.count() <= 0 || ::poll(&ready, 1, static_cast<int>(left.count())) <= 0) {
                 why = "no answer to the watch request in " + std::to_string(connection_.timeout.count()) + " ms";
@@ -188,6 +188,10 @@ private:
             return false;
         }
         return true;
+    }
+
+    static std::chrono::milliseconds until(std::chrono::steady_clock::time_point deadline) {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     }
 
     static unique_fd connect_to(const etcd_endpoint& where, std::chrono::steady_clock::time_point deadline,
@@ -209,7 +213,7 @@ private:
                 why = std::string("connect: ") + std::strerror(errno);
                 continue;
             }
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            const auto left = until(deadline);
             pollfd ready{s.get(), POLLOUT, 0};
             int error_code = 0;
             socklen_t size = sizeof error_code;
@@ -237,7 +241,7 @@ private:
             }
             if (n < 0 && errno == EINTR) continue;
             if (n < 0 && errno != EAGAIN) return false;
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            const auto left = until(deadline);
             pollfd ready{socket, POLLOUT, 0};
             if (left.count() <= 0 || ::poll(&ready, 1, static_cast<int>(left.count())) <= 0) {
                 errno = ETIMEDOUT;

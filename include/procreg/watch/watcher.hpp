@@ -17,14 +17,9 @@
 // with the state it saw last (`diff_snapshots`). When a pidfd polls
 // readable, the owner has exited: its records are reported `owner_died`
 // without any write to the registry.
-//
-// A storage without local directories offers a change feed instead
-// (`open_change_feed()`, watch/target.hpp): its descriptor takes the place
-// of inotify's, and each `drain()` says whether to read again, whether to
-// resync after the feed lost track (counted as a rebuild), and which keys
-// went with their owner (reported owner_died, then removed). With a
-// liveness policy whose records end with their owner (detail::
-// records_end_with_owner) no owner is watched: the feed reports the end.
+// A storage without directories offers a change feed instead (watch/
+// target.hpp), whose descriptor takes inotify's place; with a liveness
+// policy whose records end with their owner no owner is pinned.
 //
 // Invariants:
 // - nothing is missed: the watches exist before the first read; an inotify
@@ -86,7 +81,9 @@ struct watch_options {
 /// What a watcher has done so far (for tests, benchmarks and logs).
 struct watch_stats {
     std::uint64_t reads = 0;     ///< full reads of the state (one lock cycle each)
-    std::uint64_t rebuilds = 0;  ///< watches rebuilt (queue overflow, watch lost, directory replaced), or a change feed lost track
+    /// Watches rebuilt (queue overflow, watch lost, directory replaced), or
+    /// a full resync after a change feed lost track (history compacted).
+    std::uint64_t rebuilds = 0;
 };
 
 /// Reports what happens to the records of a registry. See the file comment.
@@ -284,14 +281,7 @@ private:
     // Reads the state under the lock and queues the difference.
     void resync() {
         snapshot_type next = missing_ ? snapshot_type{} : read_state();
-        // Keys the feed says went with their owner: owner_died, then (by the diff) removed.
-        for (const std::string& key : owners_gone_) {
-            const auto found = seen_.active.find(key);
-            if (found == seen_.active.end() || !found->second.alive || next.active.count(key)) continue;
-            found->second.alive = false;
-            pending_.push_back(
-                event_type{watch_event_kind::owner_died, key, found->second.record, found->second.pid, false});
-        }
+        report_owners_gone(seen_, next, owners_gone_, pending_);  // then the diff says removed
         owners_gone_.clear();
         diff_snapshots(seen_, next, pending_);
         seen_ = std::move(next);
