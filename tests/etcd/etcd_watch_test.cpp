@@ -24,10 +24,15 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <unistd.h>
 
@@ -246,6 +251,60 @@ BOOST_AUTO_TEST_CASE(compaction_while_disconnected_resyncs_with_the_right_diff) 
     const auto later = w.next(std::chrono::seconds(5));
     BOOST_TEST_REQUIRE(later.has_value());
     BOOST_TEST(later->key == "later");
+}
+
+// A member may send the watch's confirmation and the first events in one
+// write (a resumed watch replays history right behind `created`): those
+// events are news for the first drain, not swallowed by the opening.
+// A fake gateway on loopback sends exactly that.
+BOOST_AUTO_TEST_CASE(events_sent_with_the_confirmation_are_reported) {
+    const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    BOOST_TEST_REQUIRE(listener >= 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t size = sizeof address;
+    BOOST_TEST_REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&address), size) == 0);
+    BOOST_TEST_REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &size) == 0);
+    BOOST_TEST_REQUIRE(::listen(listener, 1) == 0);
+    procreg_test::signal_pipe done;
+    std::thread gateway([&] {
+        const int client = ::accept(listener, nullptr, nullptr);
+        if (client < 0) return;
+        std::string request;
+        char buffer[4096];
+        while (request.find("\r\n\r\n") == std::string::npos || request.find("}}") == std::string::npos) {
+            const ssize_t n = ::recv(client, buffer, sizeof buffer, 0);
+            if (n <= 0) break;
+            request.append(buffer, static_cast<std::size_t>(n));
+        }
+        const std::string key = procreg::detail::base64_encode("/procreg/watched/a");
+        const std::string lines =
+            R"({"result":{"header":{"revision":"5"},"created":true}})"
+            "\n"
+            R"({"result":{"header":{"revision":"6"},"events":[{"kv":{"key":")" + key +
+            R"(","mod_revision":"6","value":"e30="}}]}})"
+            "\n";
+        char length[32];
+        std::snprintf(length, sizeof length, "%zx", lines.size());
+        const std::string response =
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+            std::string(length) + "\r\n" + lines + "\r\n";
+        (void)!::send(client, response.data(), response.size(), MSG_NOSIGNAL);  // one write
+        (void)done.wait(std::chrono::seconds(10));
+        ::close(client);
+    });
+    procreg::detail::etcd_connection connection;
+    connection.endpoints = {"127.0.0.1:" + std::to_string(ntohs(address.sin_port))};
+    {
+        procreg::detail::etcd_watch_stream feed(connection, "/procreg/watched/", "/procreg/watched0");
+        const procreg::change_news news = feed.drain();
+        BOOST_TEST(news.changed);
+        BOOST_TEST(feed.revision() == 6);
+    }
+    done.notify();
+    gateway.join();
+    ::close(listener);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

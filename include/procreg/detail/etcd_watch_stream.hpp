@@ -80,14 +80,11 @@ public:
     /// What arrived since the last call; never waits, except to open the
     /// stream again on another member after it broke (within the timeout).
     change_news drain() {
-        change_news news;
         disarm();
-        if (!stream_) {
-            open();
-        } else {
-            receive(news);
-            if (!stream_) open();  // broke: resume from the revision after the last seen
-        }
+        if (stream_) receive(held_);
+        if (!stream_) open();  // broke: resume from the revision after the last seen
+        change_news news = std::move(held_);
+        held_ = change_news{};
         if (resync_) news.resync = true;
         resync_ = false;
         return news;
@@ -171,7 +168,6 @@ private:
         }
         stream_ = std::move(state);
         poller_.add(stream_->socket.get(), socket_tag);
-        change_news ignored;
         while (stream_ && !stream_->created) {
             const auto left = until(deadline);
             pollfd ready{stream_->socket.get(), POLLIN, 0};
@@ -180,7 +176,7 @@ private:
                 close();
                 return false;
             }
-            receive(ignored);
+            receive(held_);  // events replayed with the confirmation count too
         }
         if (!stream_) {
             why = compacted_ ? "compacted" : broken_why_;
@@ -395,6 +391,7 @@ private:
     unique_fd retry_;
     event_poller poller_;
     std::unique_ptr<connection_state> stream_;
+    change_news held_;         // news received and not yet drained (also while opening)
     std::size_t current_ = 0;  // the member tried first
     std::int64_t revision_ = 0;
     std::uint64_t reopened_ = 0;
