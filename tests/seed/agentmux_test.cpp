@@ -3,7 +3,9 @@
 // written from the seed's code (upsert's merge and its refusals, retire /
 // unretire / hard_delete, exists / exists_anywhere, list_active), plus the
 // issue's checks (keys that are not file names, several processes at once,
-// a newer schema's file surviving every operation). What the seed imports
+// a newer schema's file surviving every operation). The cases about records
+// rather than files have their bodies in support/seed_cases/agentmux_cases.hpp,
+// which tests/etcd/etcd_seed_test.cpp runs on etcd too. What the seed imports
 // from `schema.rs` is reconstructed, not copied: `MAX_SUPPORTED_SCHEMA`
 // (1), the fields of `data` other than `instance_id` (`name`,
 // `display_name`, `working_dir`, `last_launched_at_ms`) and `validate`
@@ -16,6 +18,7 @@
 
 #include "support/policy_matrix.hpp"
 #include "support/process.hpp"
+#include "support/seed_cases/agentmux_cases.hpp"
 #include "support/temp_dir.hpp"
 
 #include <boost/json.hpp>
@@ -24,6 +27,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <ostream>
 #include <set>
 #include <string>
@@ -36,6 +40,7 @@ inline std::ostream& operator<<(std::ostream& out, tombstone_status s) { return 
 }  // namespace procreg
 
 namespace fs = std::filesystem;
+namespace agentmux_cases = procreg_test::agentmux_cases;
 using procreg::agentmux::agent_record;
 using procreg_test::read_text;
 using procreg_test::temp_dir;
@@ -54,12 +59,19 @@ struct fixture {
     fs::path retired(const std::string& id) const { return root / "retired" / (id + ".json"); }
 
     static agent_record record(const std::string& id, const std::string& display = "agent") {
-        agent_record r = agent_record::make(id);
-        r.data.display_name = display;
-        r.data.working_dir = "/work/" + id;
-        r.data.last_launched_at_ms = 1700000000000;
-        return r;
+        return procreg_test::agentmux_cases::record(id, display);
     }
+
+    // The place the shared cases (support/seed_cases/agentmux_cases.hpp) ask for.
+    test_registry open() const { return procreg::agentmux::open<test_registry>(root); }
+    std::optional<std::string> raw(const std::string& id) const {
+        std::ifstream in(active(id), std::ios::binary);
+        if (!in) return std::nullopt;
+        return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    }
+    void write_raw(const std::string& id, const std::string& text) const { write_text(active(id), text); }
+    fs::path where(const std::string& id) const { return active(id); }
+    bool list_active_skips_nothing() { return reg.list_active().skipped.empty(); }
 
     static boost::json::object parse(const fs::path& file) {
         return boost::json::parse(read_text(file)).as_object();
@@ -100,62 +112,12 @@ BOOST_AUTO_TEST_CASE(open_creates_active_and_retired_directories_0700) {
 }
 
 BOOST_AUTO_TEST_CASE(upsert_new_record_writes_the_seed_layout) {
-    const auto result = reg.upsert(record("a1", "reviewer"));
-    BOOST_TEST(result.status == procreg::upsert_status::inserted);
-    BOOST_TEST(!result.skipped);
-    BOOST_REQUIRE(fs::exists(active("a1")));
+    agentmux_cases::upsert_new_record_writes_the_seed_layout(*this);
     BOOST_TEST(procreg_test::mode_of(active("a1")) == 0600u);
-
-    const auto json = parse(active("a1"));
-    BOOST_TEST(json.at("schema_version").to_number<int>() == 1);
-    const auto& data = json.at("data").as_object();
-    BOOST_TEST(data.at("instance_id").as_string() == "a1");
-    BOOST_TEST(data.at("display_name").as_string() == "reviewer");
-    BOOST_TEST(data.at("last_launched_at_ms").to_number<std::int64_t>() == 1700000000000);
-    BOOST_TEST(read_text(active("a1")).back() == '\n');
-
-    const auto found = reg.find("a1");
-    BOOST_REQUIRE(found);
-    BOOST_TEST((*found == record("a1", "reviewer")));
-
-    auto changed = record("a1", "writer");
-    BOOST_TEST((reg.upsert(changed).status == procreg::upsert_status::replaced));
-    BOOST_TEST(reg.find("a1")->data.display_name.value() == "writer");
 }
 
 BOOST_AUTO_TEST_CASE(upsert_preserves_unknown_top_level_and_data_fields) {
-    write_text(active("a1"), R"({
-  "schema_version": 1,
-  "future_top": {"flag": true, "list": [1, 2, 3]},
-  "data": {
-    "instance_id": "a1",
-    "display_name": "old",
-    "future_data": "keep me",
-    "future_nested": {"deep": {"deeper": 42}}
-  }
-})");
-    auto rec = record("a1", "new");
-    const auto result = reg.upsert(rec);
-    BOOST_TEST(result.status == procreg::upsert_status::replaced);
-
-    const auto json = parse(active("a1"));
-    BOOST_TEST(json.at("schema_version").to_number<int>() == 1);
-    BOOST_TEST(json.at("future_top").at("flag").as_bool());
-    BOOST_TEST(json.at("future_top").at("list").as_array().size() == 3u);
-    const auto& data = json.at("data").as_object();
-    BOOST_TEST(data.at("display_name").as_string() == "new");
-    BOOST_TEST(data.at("working_dir").as_string() == "/work/a1");
-    BOOST_TEST(data.at("future_data").as_string() == "keep me");
-    BOOST_TEST(data.at("future_nested").at("deep").at("deeper").to_number<int>() == 42);
-
-    // And once more through modify(): still there.
-    reg.transact([](auto& tx) {
-        BOOST_TEST(tx.modify("a1", [](agent_record& r) { r.data.name = "claude"; }));
-    });
-    const auto again = parse(active("a1"));
-    BOOST_TEST(again.at("data").at("future_data").as_string() == "keep me");
-    BOOST_TEST(again.at("data").at("name").as_string() == "claude");
-    BOOST_TEST(again.at("future_top").at("flag").as_bool());
+    agentmux_cases::upsert_preserves_unknown_top_level_and_data_fields(*this);
 }
 
 BOOST_AUTO_TEST_CASE(upsert_refuses_to_overwrite_a_higher_schema) {
@@ -184,18 +146,7 @@ BOOST_AUTO_TEST_CASE(upsert_refuses_to_overwrite_a_higher_schema) {
 }
 
 BOOST_AUTO_TEST_CASE(upsert_refuses_to_overwrite_a_corrupt_file) {
-    const std::string corrupt = "{\"schema_version\": 1, \"data\": {\"instance_id\": \"a1\"";  // truncated
-    write_text(active("a1"), corrupt);
-    const auto result = reg.upsert(record("a1"));
-    BOOST_TEST(result.status == procreg::upsert_status::skipped);
-    BOOST_REQUIRE(result.skipped);
-    BOOST_TEST(result.skipped->reason.find("parse") != std::string::npos);
-    BOOST_TEST(read_text(active("a1")) == corrupt);
-
-    const std::string not_object = "[1, 2, 3]\n";
-    write_text(active("a2"), not_object);
-    BOOST_TEST((reg.upsert(record("a2")).status == procreg::upsert_status::skipped));
-    BOOST_TEST(read_text(active("a2")) == not_object);
+    agentmux_cases::upsert_refuses_to_overwrite_a_corrupt_file(*this);
 }
 
 BOOST_AUTO_TEST_CASE(upsert_refuses_to_overwrite_a_file_without_schema_version) {
@@ -473,88 +424,16 @@ BOOST_AUTO_TEST_CASE(keys_the_seed_accepts_are_accepted) {
 }
 
 BOOST_AUTO_TEST_CASE(several_processes_upserting_different_records_lose_nothing) {
-    constexpr int processes = 6;
-    constexpr int per_process = 25;
-    // Everyone also rewrites one shared record, so the processes really collide.
-    write_text(active("shared"), R"({"schema_version": 1, "keep": "me", "data": {"instance_id": "shared"}})");
-    std::vector<pid_t> children;
-    for (int p = 0; p < processes; ++p) {
-        children.push_back(procreg_test::spawn([&, p] {
-            auto mine = procreg::agentmux::open<test_registry>(root);
-            for (int i = 0; i < per_process; ++i) {
-                const std::string id = "p" + std::to_string(p) + "-r" + std::to_string(i);
-                if (mine.upsert(record(id, id)).status != procreg::upsert_status::inserted) return 1;
-                if (mine.upsert(record("shared", id)).status != procreg::upsert_status::replaced) return 2;
-            }
-            return 0;
-        }));
-    }
-    for (const pid_t child : children) BOOST_TEST(procreg_test::wait_exit(child) == 0);
-
-    const auto listing = reg.list_active();
-    BOOST_TEST(listing.skipped.empty());
-    BOOST_TEST(listing.records.size() == static_cast<std::size_t>(processes * per_process + 1));
-    for (int p = 0; p < processes; ++p) {
-        for (int i = 0; i < per_process; ++i) {
-            const std::string id = "p" + std::to_string(p) + "-r" + std::to_string(i);
-            const auto found = reg.find(id);
-            BOOST_TEST_CONTEXT(id) {
-                BOOST_REQUIRE(found);
-                BOOST_TEST(found->data.display_name.value() == id);
-            }
-        }
-    }
-    BOOST_TEST(parse(active("shared")).at("keep").as_string() == "me");
+    agentmux_cases::several_processes_upserting_different_records_lose_nothing(*this);
+    BOOST_TEST(list_active_skips_nothing());
     // No temp file left behind.
     for (const auto& entry : fs::directory_iterator(root))
         BOOST_TEST(entry.path().filename().string().find(".tmp-") == std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(concurrent_upserts_of_one_record_are_never_torn) {
-    constexpr int writers = 4;
-    constexpr int rounds = 60;
-    reg.upsert(record("hot"));
-    std::vector<pid_t> children;
-    for (int w = 0; w < writers; ++w) {
-        children.push_back(procreg_test::spawn([&, w] {
-            auto mine = procreg::agentmux::open<test_registry>(root);
-            // A large value so a torn write would be visible.
-            const std::string payload(8192, static_cast<char>('a' + w));
-            for (int i = 0; i < rounds; ++i) {
-                if (mine.upsert(record("hot", payload)).status != procreg::upsert_status::replaced) return 1;
-            }
-            return 0;
-        }));
-    }
-    // A reader that takes no lock at all (as the Rust binary or `cat`
-    // would): every read, until the writers are done, must be one complete
-    // version.
-    const fs::path done = dir / "writers-done";
-    const pid_t reader = procreg_test::spawn([&] {
-        for (long i = 0; i < 1000000 && !fs::exists(done); ++i) {
-            std::ifstream in(active("hot"), std::ios::binary);
-            if (!in) return 3;  // rename never leaves the name missing
-            const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-            boost::system::error_code ec;
-            const auto value = boost::json::parse(text, ec);
-            if (ec) return 4;
-            const auto& name = value.at("data").at("display_name");
-            if (!name.is_string()) return 5;
-            const auto& s = name.get_string();
-            if (s != "agent" && (s.size() != 8192 || std::count(s.begin(), s.end(), s[0]) != 8192)) return 6;
-        }
-        return 0;
-    });
-    for (const pid_t child : children) BOOST_TEST(procreg_test::wait_exit(child) == 0);
-    write_text(done, "");
-    BOOST_TEST(procreg_test::wait_exit(reader) == 0);
-
-    const auto found = reg.find("hot");
-    BOOST_REQUIRE(found);
-    const std::string& final_name = found->data.display_name.value();
-    BOOST_TEST(final_name.size() == 8192u);
-    BOOST_TEST(std::count(final_name.begin(), final_name.end(), final_name[0]) == 8192);
-    BOOST_TEST(reg.list_active().skipped.empty());
+    agentmux_cases::concurrent_upserts_of_one_record_are_never_torn(*this);
+    BOOST_TEST(list_active_skips_nothing());
 }
 
 BOOST_AUTO_TEST_CASE(a_newer_schema_file_survives_every_operation_unchanged) {

@@ -4,6 +4,13 @@
 // promises but its tests only exercise with threads: real processes writing
 // concurrently, a writer killed while it holds the lock, and the on-disk
 // format the Rust program reads and writes.
+//
+// The cases that hold on any storage have their bodies in
+// support/seed_cases/algocline_cases.hpp, which tests/etcd/etcd_seed_test.cpp
+// runs on etcd too; here they run on the preset's registry.json. The others
+// look at files by nature and have no etcd counterpart: T3 (a corrupt
+// file), T5 and T6 (permissions, the lock file), the seed's bytes read and
+// written, a wrong field type (a corrupt file), and the directory checks.
 #define BOOST_TEST_MODULE algocline
 #include <boost/test/unit_test.hpp>
 
@@ -11,17 +18,13 @@
 
 #include "../support/policy_matrix.hpp"
 #include "../support/process.hpp"
+#include "../support/seed_cases/algocline_cases.hpp"
 #include "../support/temp_dir.hpp"
 
 #include <boost/json.hpp>
 
-#include <atomic>
-#include <chrono>
 #include <climits>
-#include <csignal>
-#include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <sys/stat.h>
@@ -31,44 +34,37 @@ using procreg::algocline::pool_session;
 using procreg::algocline::pool_registry;
 using test_registry = procreg_test::under_test<pool_registry>;
 using procreg_test::temp_dir;
+using procreg_test::algocline_cases::make_entry;
+using procreg_test::algocline_cases::self_pid;
+namespace algocline_cases = procreg_test::algocline_cases;
 
 namespace {
 
-pool_session make_entry(const std::string& sid, std::uint32_t pid) {
-    return pool_session::make(sid, pid, "/tmp/alc-pool/" + sid + ".sock", "0.30.0");
-}
+// The preset's place: one registry.json (and its lock) in a private directory.
+struct file_place {
+    temp_dir dir;
+    std::filesystem::path file = dir / "registry.json";
 
-std::uint32_t self_pid() { return static_cast<std::uint32_t>(::getpid()); }
+    test_registry open() const { return procreg::algocline::open<test_registry>(file); }
+    bool nothing_stored() const { return !std::filesystem::exists(file); }
+    std::size_t stored_count() const {
+        return boost::json::parse(procreg_test::read_text(file)).at("sessions").as_array().size();
+    }
+    std::string stored_bytes() const { return procreg_test::read_text(file); }
+};
 
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(algocline)
 
-// T1 — a missing registry.json is an empty registry, and reading creates no file.
 BOOST_AUTO_TEST_CASE(load_default_when_absent) {
-    temp_dir dir;
-    auto reg = procreg::algocline::open<test_registry>(dir / "registry.json");
-    BOOST_TEST(reg.list().empty());
-    BOOST_TEST(!std::filesystem::exists(dir / "registry.json"));
+    file_place place;
+    algocline_cases::load_default_when_absent(place);
 }
 
-// T2 — reap (the seed's scan_and_gc) removes the dead pid and keeps the live one.
 BOOST_AUTO_TEST_CASE(scan_and_gc_removes_dead_pid) {
-    temp_dir dir;
-    auto reg = procreg::algocline::open<test_registry>(dir / "registry.json");
-    const auto dead = static_cast<std::uint32_t>(procreg_test::dead_pid());
-    reg.insert(make_entry("live-session", self_pid()));
-    reg.insert(make_entry("dead-session", dead));
-
-    const auto removed = reg.reap();
-    BOOST_TEST_REQUIRE(removed.size() == 1u);
-    BOOST_TEST(removed[0].sid == "dead-session");
-    const auto survivors = reg.list();
-    BOOST_TEST_REQUIRE(survivors.size() == 1u);
-    BOOST_TEST(survivors[0].record.sid == "live-session");
-    BOOST_TEST(survivors[0].alive);
-    BOOST_TEST(!reg.find("dead-session"));
-    BOOST_TEST(reg.find("live-session").has_value());
+    file_place place;
+    algocline_cases::scan_and_gc_removes_dead_pid(place);
 }
 
 // T3 — bad JSON is RegistryCorrupted naming the path, never an empty registry,
@@ -95,28 +91,9 @@ BOOST_AUTO_TEST_CASE(load_corrupted_returns_pool_error) {
     BOOST_TEST(!rows.has_value());
 }
 
-// T4 — concurrent writers (threads) under the lock lose no entry: two threads
-// share one registry object, two more each open their own.
 BOOST_AUTO_TEST_CASE(concurrent_writers_no_entry_loss) {
-    temp_dir dir;
-    const auto path = dir / "registry.json";
-    auto shared = procreg::algocline::open<test_registry>(path);
-    constexpr int per_thread = 50;
-    std::vector<std::thread> threads;
-    for (int t = 0; t < 4; ++t) {
-        threads.emplace_back([&, t] {
-            if (t < 2) {
-                for (int i = 0; i < per_thread; ++i)
-                    shared.insert(make_entry("t" + std::to_string(t) + "-s" + std::to_string(i), self_pid()));
-            } else {
-                auto own = procreg::algocline::open<test_registry>(path);
-                for (int i = 0; i < per_thread; ++i)
-                    own.insert(make_entry("t" + std::to_string(t) + "-s" + std::to_string(i), self_pid()));
-            }
-        });
-    }
-    for (auto& thread : threads) thread.join();
-    BOOST_TEST(shared.list().size() == 4u * per_thread);
+    file_place place;
+    algocline_cases::concurrent_writers_no_entry_loss(place);
 }
 
 // T5 — the pool directory is created 0700 and registry.json is 0600.
@@ -150,63 +127,14 @@ BOOST_AUTO_TEST_CASE(lock_file_sets_secure_permissions) {
     check_lock_is_private(dir.path(), reg.lock_policy());
 }
 
-// 4 real processes × 100 inserts each: every entry present, file parses.
 BOOST_AUTO_TEST_CASE(concurrent_processes_lose_nothing) {
-    temp_dir dir;
-    const auto path = dir / "registry.json";
-    constexpr int processes = 4;
-    constexpr int per_process = 100;
-    std::vector<pid_t> children;
-    for (int p = 0; p < processes; ++p) {
-        children.push_back(procreg_test::spawn([&, p] {
-            auto reg = procreg::algocline::open<test_registry>(path);
-            for (int i = 0; i < per_process; ++i)
-                reg.insert(make_entry("p" + std::to_string(p) + "-" + std::to_string(i), self_pid()));
-            return 0;
-        }));
-    }
-    for (const pid_t child : children) BOOST_TEST(procreg_test::wait_exit(child) == 0);
-
-    const auto parsed = boost::json::parse(procreg_test::read_text(path));
-    BOOST_TEST(parsed.at("sessions").as_array().size() == std::size_t{processes * per_process});
-    auto reg = procreg::algocline::open<test_registry>(path);
-    std::set<std::string> keys;
-    for (const auto& row : reg.list()) keys.insert(row.record.sid);
-    BOOST_TEST(keys.size() == std::size_t{processes * per_process});
+    file_place place;
+    algocline_cases::concurrent_processes_lose_nothing(place);
 }
 
-// A writer SIGKILLed while it holds the lock (mid-transaction) leaves the
-// previous table intact and does not block the next locker.
 BOOST_AUTO_TEST_CASE(killed_lock_holder_does_not_wedge_or_corrupt) {
-    temp_dir dir;
-    const auto path = dir / "registry.json";
-    {
-        auto reg = procreg::algocline::open<test_registry>(path);
-        reg.insert(make_entry("before", self_pid()));
-    }
-    const std::string before = procreg_test::read_text(path);
-    procreg_test::signal_pipe holding;
-    const pid_t child = procreg_test::spawn([&] {
-        auto reg = procreg::algocline::open<test_registry>(path);
-        reg.transact([&](auto& tx) {
-            tx.insert(make_entry("never-committed", self_pid()));
-            holding.notify();
-            for (;;) ::pause();
-        });
-        return 0;
-    });
-    BOOST_TEST_REQUIRE(holding.wait());
-    ::kill(child, SIGKILL);
-    BOOST_TEST(procreg_test::wait_exit(child) == 128 + SIGKILL);
-
-    auto reg = procreg::algocline::open<test_registry>(path);
-    const bool acquired = reg.transact_for(std::chrono::seconds(5), [](auto&) { return true; });
-    BOOST_TEST(acquired);
-    BOOST_TEST(procreg_test::read_text(path) == before);
-    BOOST_TEST(reg.find("before").has_value());
-    BOOST_TEST(!reg.find("never-committed").has_value());
-    reg.insert(make_entry("after", self_pid()));
-    BOOST_TEST(reg.list().size() == 2u);
+    file_place place;
+    algocline_cases::killed_lock_holder_does_not_wedge_or_corrupt(place);
 }
 
 // A file exactly as serde_json::to_string_pretty writes it (the Rust seed)
@@ -270,23 +198,9 @@ BOOST_AUTO_TEST_CASE(writes_exactly_the_seed_format) {
     BOOST_TEST(entry.at("created_at").as_string().size() == 20u);  // 2026-11-21T09:30:05Z
 }
 
-// The seed's K-52 guard: a pid above i32::MAX is dead and pruned, never
-// sent to kill() where it would mean a process group or broadcast. Pid 0 is
-// NOT the seed's guard: the seed sends kill(0, 0), which succeeds (it
-// addresses the caller's own process group), so the seed keeps a pid-0
-// entry alive forever. procreg counts it dead, deliberately
-// (docs/policy-liveness.md; listed in docs/seeds.md with the other
-// differences).
 BOOST_AUTO_TEST_CASE(pids_out_of_range_are_dead) {
-    temp_dir dir;
-    auto reg = procreg::algocline::open<test_registry>(dir / "registry.json");
-    reg.insert(make_entry("overflow", static_cast<std::uint32_t>(INT_MAX) + 1u));
-    reg.insert(make_entry("max", UINT32_MAX));
-    reg.insert(make_entry("zero", 0));
-    reg.insert(make_entry("me", self_pid()));
-    const auto removed = reg.reap();
-    BOOST_TEST(removed.size() == 3u);
-    BOOST_TEST(reg.list().size() == 1u);
+    file_place place;
+    algocline_cases::pids_out_of_range_are_dead(place);
 }
 
 // A pid that does not fit u32 is a corrupt file (serde would refuse it too),

@@ -1,10 +1,8 @@
 // Conformance suite of the yoi pod registry (seed 001, pod-registry/src/mutate.rs).
 //
-// Suite `seed`: the seed's 14 tests, ported one for one. As in the seed,
-// every pod is registered with the test process's own pid, and one test
-// rewrites a pod's pid to a fake dead one (here with transaction::modify).
-// Each step runs in its own transaction, so every step reloads the table
-// from disk and the next one sees only what was committed.
+// Suite `seed`: the seed's 14 tests, ported one for one; their bodies are in
+// support/seed_cases/yoi_cases.hpp, which tests/etcd/etcd_seed_test.cpp runs
+// on etcd too. Here every step reloads the table from disk.
 //
 // Suite `processes`: real processes registering disjoint and overlapping
 // write scopes at the same moment.
@@ -22,6 +20,7 @@
 
 #include "../support/policy_matrix.hpp"
 #include "../support/process.hpp"
+#include "../support/seed_cases/yoi_cases.hpp"
 #include "../support/temp_dir.hpp"
 
 #include <boost/json.hpp>
@@ -50,241 +49,55 @@ using test_registry = procreg_test::under_test<yoi::pod_registry>;
 
 namespace {
 
-scope_rule write_rule(const std::string& path, bool recursive) { return scope_rule::write(path, recursive); }
-scope_rule read_rule(const std::string& path, bool recursive) { return scope_rule::read(path, recursive); }
-std::string sock(const std::string& name) { return "/tmp/" + name + ".sock"; }
-delegation_scope delegation(std::vector<scope_rule> rules) { return delegation_scope{std::move(rules)}; }
-std::uint32_t self_pid() { return static_cast<std::uint32_t>(::getpid()); }
+using namespace procreg_test::yoi_cases;  // the helpers the cases share (write_rule, sid, ...)
+namespace yoi_cases = procreg_test::yoi_cases;
 
-/// A fresh random UUID (v4) as text, like the seed's `sid()`.
-std::string sid() {
-    static std::random_device device;
-    unsigned char bytes[16];
-    for (auto& b : bytes) b = static_cast<unsigned char>(device() & 0xffu);
-    bytes[6] = static_cast<unsigned char>((bytes[6] & 0x0fu) | 0x40u);
-    bytes[8] = static_cast<unsigned char>((bytes[8] & 0x3fu) | 0x80u);
-    char out[37];
-    std::snprintf(out, sizeof out, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", bytes[0],
-                  bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9], bytes[10],
-                  bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]);
-    return out;
-}
-
-/// A table in a private directory, and shorthands for one-step transactions.
-struct table {
+// The preset's place: pods.json (and its lock) in a private directory.
+struct file_place {
     temp_dir dir;
-    test_registry reg{yoi::open<test_registry>(dir / "pods.json")};
-
+    test_registry open() const { return yoi::open<test_registry>(dir / "pods.json"); }
     std::filesystem::path path() const { return dir / "pods.json"; }
-
-    void register_pod(const std::string& name, std::vector<scope_rule> allow, std::string segment = sid()) {
-        reg.transact([&](auto& tx) { yoi::register_pod(tx, name, self_pid(), sock(name), allow, segment); });
-    }
-    void register_pod_with_deny(const std::string& name, std::vector<scope_rule> allow, std::vector<scope_rule> deny) {
-        reg.transact(
-            [&](auto& tx) { yoi::register_pod_with_deny(tx, name, self_pid(), sock(name), allow, deny, sid()); });
-    }
-    void delegate_scope(const std::string& spawner, const std::string& spawned, std::vector<scope_rule> allow,
-                        const delegation_scope& scope) {
-        reg.transact(
-            [&](auto& tx) { yoi::delegate_scope(tx, spawner, spawned, self_pid(), sock(spawned), allow, scope); });
-    }
-    void release_pod(const std::string& name) {
-        reg.transact([&](auto& tx) { yoi::release_pod(tx, name); });
-    }
-    void reclaim_delegated_scope(const std::string& parent, const std::string& child, std::vector<scope_rule> rules) {
-        reg.transact([&](auto& tx) { yoi::reclaim_delegated_scope(tx, parent, child, rules); });
-    }
-    bool is_within_effective_write(const std::string& pod, const scope_rule& rule) {
-        return reg.transact([&](auto& tx) { return yoi::is_within_effective_write(tx, pod, rule); });
-    }
-    std::optional<allocation> find(const std::string& name) { return reg.find(name); }
-    std::size_t size() {
-        return reg.transact([](auto& tx) { return tx.size(); });
-    }
 };
-
-/// Runs `step`, which must throw a scope_error; returns it.
-template <class Step>
-scope_error expect_scope_error(Step&& step) {
-    try {
-        step();
-    } catch (const scope_error& e) {
-        return e;
-    }
-    BOOST_FAIL("expected a procreg::yoi::scope_error");
-    throw std::logic_error("unreachable");
-}
+using table = yoi_cases::basic_table<file_place>;
 
 }  // namespace
-
-namespace procreg::yoi {
-// For Boost.Test's messages.
-std::ostream& operator<<(std::ostream& out, const scope_rule& rule) { return out << describe(rule); }
-}  // namespace procreg::yoi
 
 // ===========================================================================
 // The seed's tests, ported.
 // ===========================================================================
 BOOST_AUTO_TEST_SUITE(seed)
 
-BOOST_AUTO_TEST_CASE(register_detects_write_conflict) {
-    table t;
-    t.register_pod("a", {write_rule("/src", true)});
-    const auto err = expect_scope_error([&] { t.register_pod("b", {write_rule("/src/core", true)}); });
-    BOOST_TEST(err.reason() == yoi::errc::write_conflict);
-    BOOST_TEST(err.competitor() == "a");
-}
-
-BOOST_AUTO_TEST_CASE(duplicate_pod_name_rejected) {
-    table t;
-    t.register_pod("a", {write_rule("/src", true)});
-    const auto err = expect_scope_error([&] { t.register_pod("a", {write_rule("/docs", true)}); });
-    BOOST_TEST(err.reason() == yoi::errc::duplicate_pod_name);
-    BOOST_TEST(err.pod() == "a");
-}
-
-BOOST_AUTO_TEST_CASE(delegate_must_be_subset) {
-    table t;
-    t.register_pod("a", {write_rule("/src", true)});
-    const auto err = expect_scope_error([&] {
-        t.delegate_scope("a", "b", {write_rule("/docs", true)}, delegation({write_rule("/src", true)}));
-    });
-    BOOST_TEST(err.reason() == yoi::errc::not_subset);
-}
-
+BOOST_AUTO_TEST_CASE(register_detects_write_conflict) { yoi_cases::register_detects_write_conflict<file_place>(); }
+BOOST_AUTO_TEST_CASE(duplicate_pod_name_rejected) { yoi_cases::duplicate_pod_name_rejected<file_place>(); }
+BOOST_AUTO_TEST_CASE(delegate_must_be_subset) { yoi_cases::delegate_must_be_subset<file_place>(); }
 BOOST_AUTO_TEST_CASE(delegate_uses_delegation_scope_not_direct_effective_write) {
-    table t;
-    t.register_pod("orchestrator", {read_rule("/workspace", true)});
-    t.delegate_scope("orchestrator", "coder", {write_rule("/workspace/.worktree/task", true)},
-                     delegation({write_rule("/workspace", true)}));
-    const auto coder = t.find("coder");
-    BOOST_TEST_REQUIRE(coder.has_value());
-    BOOST_TEST((coder->delegated_from == std::optional<std::string>("orchestrator")));
+    yoi_cases::delegate_uses_delegation_scope_not_direct_effective_write<file_place>();
 }
-
 BOOST_AUTO_TEST_CASE(delegate_succeeds_within_parent_scope) {
-    table t;
-    t.register_pod("a", {write_rule("/src", true)});
-    t.delegate_scope("a", "b", {write_rule("/src/core", true)}, delegation({write_rule("/src", true)}));
-    BOOST_TEST(t.size() == 2u);
-    // A's effective write no longer covers /src/core because B has it.
-    BOOST_TEST(!t.is_within_effective_write("a", write_rule("/src/core", true)));
-    // A still covers its own uninvolved areas.
-    BOOST_TEST(t.is_within_effective_write("a", write_rule("/src/other", true)));
+    yoi_cases::delegate_succeeds_within_parent_scope<file_place>();
 }
-
-BOOST_AUTO_TEST_CASE(delegate_rejects_sibling_overlap) {
-    table t;
-    t.register_pod("a", {write_rule("/src", true)});
-    t.delegate_scope("a", "b", {write_rule("/src/core", true)}, delegation({write_rule("/src", true)}));
-    // Sibling C from A tries to take /src/core/sub — already under B's scope.
-    const auto err = expect_scope_error([&] {
-        t.delegate_scope("a", "c", {write_rule("/src/core/sub", true)}, delegation({write_rule("/src", true)}));
-    });
-    BOOST_TEST(err.reason() == yoi::errc::write_conflict);
-    BOOST_TEST(err.competitor() == "b");
-}
-
-BOOST_AUTO_TEST_CASE(release_reparents_children) {
-    table t;
-    t.register_pod("a", {write_rule("/src", true)});
-    t.delegate_scope("a", "b", {write_rule("/src/core", true)}, delegation({write_rule("/src", true)}));
-    t.delegate_scope("b", "d", {write_rule("/src/core/x", true)}, delegation({write_rule("/src/core", true)}));
-    t.release_pod("b");
-    // D should now list A as its delegated_from.
-    const auto d = t.find("d");
-    BOOST_TEST_REQUIRE(d.has_value());
-    BOOST_TEST((d->delegated_from == std::optional<std::string>("a")));
-    BOOST_TEST(!t.find("b").has_value());
-}
-
+BOOST_AUTO_TEST_CASE(delegate_rejects_sibling_overlap) { yoi_cases::delegate_rejects_sibling_overlap<file_place>(); }
+BOOST_AUTO_TEST_CASE(release_reparents_children) { yoi_cases::release_reparents_children<file_place>(); }
 BOOST_AUTO_TEST_CASE(reclaim_delegated_scope_removes_child_and_one_parent_deny_layer) {
-    table t;
-    const auto delegated_rule = write_rule("/src/core", true);
-    t.register_pod_with_deny("a", {write_rule("/src", true)}, {delegated_rule, delegated_rule});
-    t.register_pod("b", {delegated_rule});
-
-    t.reclaim_delegated_scope("a", "b", {delegated_rule});
-    auto a = t.find("a");
-    BOOST_TEST_REQUIRE(a.has_value());
-    BOOST_TEST((a->scope_deny == std::vector<scope_rule>{delegated_rule}));
-    BOOST_TEST(!t.find("b").has_value());
-
-    t.reclaim_delegated_scope("a", "b", {delegated_rule});
-    a = t.find("a");
-    BOOST_TEST_REQUIRE(a.has_value());
-    // A missing child allocation still reclaims one matching parent deny.
-    BOOST_TEST(a->scope_deny.empty());
+    yoi_cases::reclaim_delegated_scope_removes_child_and_one_parent_deny_layer<file_place>();
 }
-
 BOOST_AUTO_TEST_CASE(reclaim_delegated_scope_removes_parent_deny_when_child_allocation_missing) {
-    table t;
-    const auto delegated_rule = write_rule("/src/core", true);
-    t.register_pod_with_deny("a", {write_rule("/src", true)}, {delegated_rule});
-    t.reclaim_delegated_scope("a", "missing", {delegated_rule});
-    const auto a = t.find("a");
-    BOOST_TEST_REQUIRE(a.has_value());
-    BOOST_TEST(a->scope_deny.empty());
+    yoi_cases::reclaim_delegated_scope_removes_parent_deny_when_child_allocation_missing<file_place>();
 }
-
 BOOST_AUTO_TEST_CASE(reclaim_stale_reparents_and_removes_dead_entries) {
-    table t;
-    t.register_pod("a", {write_rule("/src", true)});
-    t.delegate_scope("a", "b", {write_rule("/src/core", true)}, delegation({write_rule("/src", true)}));
-    t.delegate_scope("b", "d", {write_rule("/src/core/x", true)}, delegation({write_rule("/src/core", true)}));
-
-    // Simulate B crashing by rewriting its pid to one the probe will treat as dead.
-    const std::uint32_t fake_dead_pid = 0xffff'fff0u;
-    t.reg.transact([&](auto& tx) { tx.modify("b", [&](allocation& a) { a.pid = fake_dead_pid; }); });
-    const auto removed = t.reg.transact([&](auto& tx) {
-        return yoi::reclaim_stale_with(tx, [&](std::uint32_t pid) { return pid != fake_dead_pid; });
-    });
-
-    BOOST_TEST_REQUIRE(removed.size() == 1u);
-    BOOST_TEST(removed[0].pod_name == "b");
-    BOOST_TEST(!t.find("b").has_value());
-    const auto d = t.find("d");
-    BOOST_TEST_REQUIRE(d.has_value());
-    BOOST_TEST((d->delegated_from == std::optional<std::string>("a")));
+    yoi_cases::reclaim_stale_reparents_and_removes_dead_entries<file_place>();
 }
-
 BOOST_AUTO_TEST_CASE(read_rules_do_not_conflict_with_write) {
-    table t;
-    t.register_pod("a", {write_rule("/src", true)});
-    // B only reads under the same tree — allowed.
-    t.register_pod("b", {read_rule("/src", true)});
-    BOOST_TEST(t.size() == 2u);
+    yoi_cases::read_rules_do_not_conflict_with_write<file_place>();
 }
-
 BOOST_AUTO_TEST_CASE(releasing_pod_reopens_scope_for_fresh_registration) {
-    table t;
-    t.register_pod("a", {write_rule("/src", true)});
-    t.release_pod("a");
-    BOOST_CHECK_NO_THROW(t.register_pod("b", {write_rule("/src", true)}));
+    yoi_cases::releasing_pod_reopens_scope_for_fresh_registration<file_place>();
 }
-
 BOOST_AUTO_TEST_CASE(delegated_scope_returns_to_parent_on_release) {
-    table t;
-    t.register_pod("a", {write_rule("/src", true)});
-    t.delegate_scope("a", "b", {write_rule("/src/core", true)}, delegation({write_rule("/src", true)}));
-    BOOST_TEST(!t.is_within_effective_write("a", write_rule("/src/core", true)));
-    t.release_pod("b");
-    // /src/core is back in A's effective write scope.
-    BOOST_TEST(t.is_within_effective_write("a", write_rule("/src/core", true)));
+    yoi_cases::delegated_scope_returns_to_parent_on_release<file_place>();
 }
-
 BOOST_AUTO_TEST_CASE(register_pod_rejects_session_id_collision) {
-    table t;
-    const auto shared_session = sid();
-    t.register_pod("first", {write_rule("/work/a", true)}, shared_session);
-    // Same segment_id under a different pod_name: without the check both
-    // would succeed and race on the same jsonl.
-    const auto err =
-        expect_scope_error([&] { t.register_pod("second", {write_rule("/work/b", true)}, shared_session); });
-    BOOST_TEST(err.reason() == yoi::errc::segment_conflict);
-    BOOST_TEST((err.segment_id() == std::optional<std::string>(shared_session)));
-    BOOST_TEST(err.competitor() == "first");
+    yoi_cases::register_pod_rejects_session_id_collision<file_place>();
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -2,9 +2,11 @@
 // storage without files (tests/support/memory_storage.hpp): the storage
 // contract asks only for find, for_each, put, erase, size and commit, and
 // the registry — transactions, liveness, reap, conflicts, unknown keys,
-// owner identities — works on exactly that. The file-format cases of the
-// algocline suite (permissions, the seed's bytes, a corrupted file) have no
-// counterpart here: there is no file.
+// owner identities — works on exactly that. The cases shared with the seed
+// suite run its own bodies (support/seed_cases/algocline_cases.hpp), except
+// those with several processes (the store lives in one process's memory).
+// The file-format cases of the algocline suite (permissions, the seed's
+// bytes, a corrupted file) have no counterpart here: there is no file.
 #define BOOST_TEST_MODULE memory storage runs the algocline cases
 #include <boost/test/unit_test.hpp>
 
@@ -14,6 +16,7 @@
 
 #include "support/memory_storage.hpp"
 #include "support/process.hpp"
+#include "support/seed_cases/algocline_cases.hpp"
 
 #include <memory>
 #include <set>
@@ -44,51 +47,40 @@ pool_session entry(const std::string& sid, std::uint32_t pid) {
 
 std::uint32_t self_pid() { return static_cast<std::uint32_t>(::getpid()); }
 
+namespace algocline_cases = procreg_test::algocline_cases;
+
+// The place the shared cases ask for: one store in this process's memory.
+struct memory_place {
+    std::shared_ptr<memory_store> store = std::make_shared<memory_store>();
+    memory_registry<> open() const {
+        return memory_registry<>(memory_storage(store), memory_lock(store), procreg::liveness::kill_liveness{});
+    }
+    bool nothing_stored() const { return store->records.empty(); }
+    std::size_t stored_count() const { return store->records.size(); }
+    std::string stored_bytes() const {
+        std::string out;
+        for (const auto& [key, json] : store->records) out += key + "=" + boost::json::serialize(json) + "\n";
+        return out;
+    }
+};
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(memory_storage_algocline)
 
-// T1 — nothing stored is an empty registry.
 BOOST_AUTO_TEST_CASE(load_default_when_absent) {
-    auto store = std::make_shared<memory_store>();
-    auto reg = open(store);
-    BOOST_TEST(reg.list().empty());
-    BOOST_TEST(store->records.empty());
+    memory_place place;
+    algocline_cases::load_default_when_absent(place);
 }
 
-// T2 — reap removes the dead pid and keeps the live one.
 BOOST_AUTO_TEST_CASE(scan_and_gc_removes_dead_pid) {
-    auto store = std::make_shared<memory_store>();
-    auto reg = open(store);
-    const auto dead = static_cast<std::uint32_t>(procreg_test::dead_pid());
-    reg.insert(entry("live-session", self_pid()));
-    reg.insert(entry("dead-session", dead));
-    const auto removed = reg.reap();
-    BOOST_TEST_REQUIRE(removed.size() == 1u);
-    BOOST_TEST(removed[0].sid == "dead-session");
-    const auto rows = reg.list();
-    BOOST_TEST_REQUIRE(rows.size() == 1u);
-    BOOST_TEST(rows[0].record.sid == "live-session");
-    BOOST_TEST(rows[0].alive);
-    BOOST_TEST(store->records.size() == 1u);
+    memory_place place;
+    algocline_cases::scan_and_gc_removes_dead_pid(place);
 }
 
-// T4 — concurrent writers (threads, two registry objects on one store) lose nothing.
 BOOST_AUTO_TEST_CASE(concurrent_writers_no_entry_loss) {
-    auto store = std::make_shared<memory_store>();
-    auto a = open(store);
-    auto b = open(store);
-    std::vector<std::thread> threads;
-    for (int t = 0; t < 4; ++t) {
-        threads.emplace_back([&, t] {
-            auto& reg = (t % 2 == 0) ? a : b;
-            for (int i = 0; i < 50; ++i) reg.insert(entry("s-" + std::to_string(t) + "-" + std::to_string(i), self_pid()));
-        });
-    }
-    for (auto& thread : threads) thread.join();
-    std::set<std::string> sids;
-    for (const auto& row : a.list()) sids.insert(row.record.sid);
-    BOOST_TEST(sids.size() == 200u);
+    memory_place place;
+    algocline_cases::concurrent_writers_no_entry_loss(place);
 }
 
 BOOST_AUTO_TEST_CASE(a_duplicate_key_is_refused_and_nothing_changes) {
@@ -126,14 +118,9 @@ BOOST_AUTO_TEST_CASE(unknown_keys_survive_an_upsert) {
     BOOST_TEST(store->records.at("s").at("future_field").as_int64() == 42);
 }
 
-// The seed's guards: pids out of range are dead.
 BOOST_AUTO_TEST_CASE(pids_out_of_range_are_dead) {
-    auto store = std::make_shared<memory_store>();
-    auto reg = open(store);
-    reg.insert(entry("zero", 0));
-    reg.insert(entry("huge", 3000000000u));
-    for (const auto& row : reg.list()) BOOST_TEST(!row.alive, row.record.sid);
-    BOOST_TEST(reg.reap().size() == 2u);
+    memory_place place;
+    algocline_cases::pids_out_of_range_are_dead(place);
 }
 
 // A conflict check sees live records only.

@@ -168,6 +168,9 @@ int cmd_retire(const common_options& common, const std::string& key, bool unreti
 }
 
 int cmd_claim(const common_options& common) {
+    if (is_etcd_url(common.target.path)) {
+        throw usage_error("claim: " + common.target.path.string() + " is an etcd registry, not a claim file");
+    }
     struct ::stat st {};
     target t;
     if (::lstat(common.target.path.c_str(), &st) != 0 && errno == ENOENT && common.target.preset.empty()) {

@@ -110,6 +110,46 @@ void check_mode(const fs::path& path, bool is_directory, bool fix, std::vector<p
     }
 }
 
+// Records, skipped files, dead owners: under the lock; with `fix`, the
+// dead owners' records and the dead writers' `temps` are removed.
+void check_records(const target& target_found, bool fix, bool claim,
+                   const std::vector<std::pair<temp_file, std::size_t>>& temps, std::vector<problem>& found) {
+    const target* t = &target_found;
+    try {
+        with_registry(*t, [&](auto& reg) {
+            reg.transact([&](auto& tx) {
+                for (const auto& s : skipped_in(tx)) {
+                    found.push_back({claim ? "stale_claim" : "skipped_file", s.path.string(), s.reason});
+                }
+                std::vector<std::pair<std::string, std::size_t>> dead;  // key, index in `found`
+                for (auto& item : tx.list()) {
+                    if (!item.record.pid() || item.alive) continue;
+                    dead.emplace_back(item.record.key(), found.size());
+                    found.push_back({claim ? "stale_claim" : "dead_record", t->path.string(),
+                                     (claim ? "claim held by dead pid " : "record " +
+                                          procreg::detail::quote_untrusted(item.record.key()) + " owned by dead pid ") +
+                                         std::to_string(*item.record.pid())});
+                }
+                if (fix) {
+                    // Under the lock no save runs, so a dead writer's file is
+                    // garbage. A claim's seed writers do not take the lock
+                    // (trusty renames "daemon.lock.tmp" into place after
+                    // closing it): their files are left.
+                    for (const auto& [temp, index] : temps) {
+                        if (temp.writer || !claim) (void)::unlink(temp.path.c_str());
+                    }
+                    // The library's reap, in this same transaction (committed when it returns).
+                    for (const auto& [key, index] : dead) found[index].fixed = tx.erase(key);
+                }
+                return 0;
+            });
+            return 0;
+        });
+    } catch (const procreg::error& e) {
+        found.push_back({"unreadable", t->path.string(), e.what()});
+    }
+}
+
 void run_checks(const common_options& common, bool fix, std::optional<target>& t, std::vector<problem>& found) {
     try {
         t = resolve(common.target);
@@ -120,6 +160,11 @@ void run_checks(const common_options& common, bool fix, std::optional<target>& t
     }
     const bool directory = t->kind == format::record_files;
     const bool claim = t->kind == format::claim_pid || t->kind == format::claim_json;
+    if (t->kind == format::etcd) {
+        // No files: no lock file, modes, segments or temp files to look at.
+        check_records(*t, fix, claim, {}, found);
+        return;
+    }
     const fs::path dir = directory ? t->path : (t->path.parent_path().empty() ? fs::path(".") : t->path.parent_path());
 
     // The lock file: a regular file, or nothing yet.
@@ -162,40 +207,7 @@ void run_checks(const common_options& common, bool fix, std::optional<target>& t
         }
     }
 
-    // Records, skipped files, dead owners: under the lock.
-    try {
-        with_registry(*t, [&](auto& reg) {
-            reg.transact([&](auto& tx) {
-                for (const auto& s : skipped_in(tx)) {
-                    found.push_back({claim ? "stale_claim" : "skipped_file", s.path.string(), s.reason});
-                }
-                std::vector<std::pair<std::string, std::size_t>> dead;  // key, index in `found`
-                for (auto& item : tx.list()) {
-                    if (!item.record.pid() || item.alive) continue;
-                    dead.emplace_back(item.record.key(), found.size());
-                    found.push_back({claim ? "stale_claim" : "dead_record", t->path.string(),
-                                     (claim ? "claim held by dead pid " : "record " +
-                                          procreg::detail::quote_untrusted(item.record.key()) + " owned by dead pid ") +
-                                         std::to_string(*item.record.pid())});
-                }
-                if (fix) {
-                    // Under the lock no save runs, so a dead writer's file is
-                    // garbage. A claim's seed writers do not take the lock
-                    // (trusty renames "daemon.lock.tmp" into place after
-                    // closing it): their files are left.
-                    for (const auto& [temp, index] : temps) {
-                        if (temp.writer || !claim) (void)::unlink(temp.path.c_str());
-                    }
-                    // The library's reap, in this same transaction (committed when it returns).
-                    for (const auto& [key, index] : dead) found[index].fixed = tx.erase(key);
-                }
-                return 0;
-            });
-            return 0;
-        });
-    } catch (const procreg::error& e) {
-        found.push_back({"unreadable", t->path.string(), e.what()});
-    }
+    check_records(*t, fix, claim, temps, found);
     for (const auto& [temp, index] : temps) {
         std::error_code ec;
         if (!fs::exists(fs::symlink_status(temp.path, ec))) found[index].fixed = true;

@@ -20,7 +20,7 @@ using namespace procreg_cli;
 // The options naming and reading a registry, on every subcommand.
 void add_target_options(CLI::App& sub, common_options& common, bool table_output) {
     sub.add_option("PATH", common.target.path,
-                   "registry file, record directory or claim file")
+                   "registry file, record directory, claim file, or etcd://HOST:PORT[,HOST:PORT]/PREFIX")
         ->required();
     sub.add_option("--preset", common.target.preset, "use a seed's exact layout")
         ->check(CLI::IsMember({"algocline", "yoi", "agentmux", "trusty", "insomnia"}));

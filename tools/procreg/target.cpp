@@ -1,6 +1,7 @@
 // tools/procreg/target.cpp — format detection (see target.hpp).
 #include "target.hpp"
 
+#include <procreg/detail/etcd_client.hpp>
 #include <procreg/detail/file_io.hpp>
 #include <procreg/detail/json_codec.hpp>
 #include <procreg/error.hpp>
@@ -10,6 +11,8 @@
 #include <procreg/storage/claim_file.hpp>
 
 #include <cerrno>
+#include <cstdlib>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -181,7 +184,99 @@ void detect_directory(target& out) {
     out.layout = {guess_key(first), "pid"};
 }
 
+constexpr std::string_view etcd_scheme = "etcd://";
+
+// `etcd://HOST:PORT[,HOST:PORT]/PREFIX`: the members and the prefix. The
+// prefix keeps its leading '/', loses trailing ones, and must not be empty.
+void parse_etcd_url(target& out) {
+    const std::string text = out.path.string();
+    const std::string rest = text.substr(etcd_scheme.size());
+    const auto slash = rest.find('/');
+    const std::string hosts = rest.substr(0, slash);
+    std::string prefix = slash == std::string::npos ? std::string() : rest.substr(slash);
+    while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
+    if (hosts.empty() || prefix.empty()) {
+        throw usage_error(procreg::detail::quote_untrusted(text) +
+                          ": an etcd registry is etcd://HOST:PORT[,HOST:PORT]/PREFIX, with a non-empty PREFIX");
+    }
+    std::size_t start = 0;
+    for (;;) {
+        const auto comma = hosts.find(',', start);
+        const std::string one = hosts.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        procreg::detail::parse_etcd_endpoint(one);  // throws naming a malformed one
+        out.etcd_endpoints.push_back(one);
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    out.etcd_prefix = prefix;
+}
+
+// The first record under the prefix, to guess its key field from (none when
+// the prefix is empty or the value is not a JSON object).
+std::optional<boost::json::object> first_etcd_record(const target& out) {
+    procreg::detail::etcd_client client(etcd_connection_of(out));
+    const std::string start = out.etcd_prefix + "/";
+    const std::string end = out.etcd_prefix + "0";  // '0' follows '/'
+    const boost::json::value answer = client.call_ok(
+        "/v3/kv/range", boost::json::object{{"key", procreg::detail::base64_encode(start)},
+                                            {"range_end", procreg::detail::base64_encode(end)},
+                                            {"limit", "1"}});
+    const auto* kvs = answer.as_object().if_contains("kvs");
+    if (!kvs || !kvs->is_array() || kvs->get_array().empty()) return std::nullopt;
+    const auto* value = kvs->get_array().front().as_object().if_contains("value");
+    if (!value || !value->is_string()) return std::nullopt;
+    const auto bytes = procreg::detail::base64_decode(value->get_string());
+    if (!bytes) return std::nullopt;
+    std::string why;
+    auto parsed = procreg::detail::parse_json(*bytes, procreg::detail::json_limits{}, why);
+    if (!parsed || !parsed->is_object()) return std::nullopt;
+    return std::move(parsed->as_object());
+}
+
+// An etcd registry: the preset's layout, or the key guessed from a record.
+target resolve_etcd(const target_options& options) {
+    target out;
+    out.path = options.path;
+    out.kind = format::etcd;
+    parse_etcd_url(out);
+    if (options.named_mutex || !options.lock.empty()) {
+        throw usage_error("--lock and --named-mutex do not apply to etcd: its transactions are compare-and-swap, "
+                          "with no lock");
+    }
+    if (!options.array.empty()) throw usage_error("--array applies only to a JSON table");
+    const std::string pid_field = options.pid_field.empty() ? "pid" : options.pid_field;
+    if (options.preset == "algocline") {
+        out.layout = {"sid", "pid"};
+    } else if (options.preset == "yoi") {
+        out.layout = {"pod_name", "pid"};
+    } else if (options.preset == "agentmux") {
+        out.layout = {"data.instance_id", ""};
+    } else if (!options.preset.empty()) {
+        throw usage_error("the " + options.preset + " preset is a claim file; an etcd prefix holds records "
+                          "(algocline, yoi, agentmux)");
+    } else {
+        const auto first = first_etcd_record(out);
+        out.layout = {guess_key(first ? &*first : nullptr), pid_field};
+    }
+    if (!options.key_field.empty()) out.layout.key_field = options.key_field;
+    if (!options.pid_field.empty()) out.layout.pid_field = options.pid_field;
+    out.lock = out.path;  // no lock file: shown where a lock would be named
+    return out;
+}
+
 }  // namespace
+
+bool is_etcd_url(const std::filesystem::path& path) {
+    return path.native().compare(0, etcd_scheme.size(), etcd_scheme) == 0;
+}
+
+procreg::detail::etcd_connection etcd_connection_of(const target& t) {
+    procreg::detail::etcd_connection connection;
+    connection.endpoints = t.etcd_endpoints;
+    if (const char* user = std::getenv("PROCREG_ETCD_USER")) connection.user = user;
+    if (const char* password = std::getenv("PROCREG_ETCD_PASSWORD")) connection.password = password;
+    return connection;
+}
 
 const char* to_string(format f) {
     switch (f) {
@@ -189,11 +284,13 @@ const char* to_string(format f) {
     case format::record_files: return "record_files";
     case format::claim_pid: return "claim_pid_text";
     case format::claim_json: return "claim_json";
+    case format::etcd: return "etcd";
     }
     return "?";
 }
 
 target resolve(const target_options& options) {
+    if (is_etcd_url(options.path)) return resolve_etcd(options);
     target out;
     out.path = options.path;
     if (out.path.empty()) throw usage_error("PATH is empty");
@@ -241,6 +338,7 @@ target resolve(const target_options& options) {
         case format::record_files: out.lock = out.path / ".registry.lock"; break;
         case format::claim_pid:
         case format::claim_json:
+        case format::etcd:
             out.lock = procreg::storage::claim_file<procreg::storage::pid_text_format>::default_lock_path(out.path);
             break;
         }

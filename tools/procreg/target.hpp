@@ -4,6 +4,8 @@
 // does — same storage layout, same lock file — so it is safe to run against
 // a live registry; and it never creates anything while finding out
 // (directories are opened with `create = false`, the path must exist).
+// An `etcd://HOST:PORT[,HOST:PORT]/PREFIX` PATH names the keys under PREFIX
+// of an etcd cluster, opened as storage::etcd_store opens them.
 #pragma once
 
 #include <procreg/dynamic_record.hpp>
@@ -13,6 +15,11 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
+
+namespace procreg::detail {
+struct etcd_connection;
+}  // namespace procreg::detail
 
 namespace procreg_cli {
 
@@ -22,6 +29,7 @@ enum class format {
     record_files, ///< a directory of `<key>.json` files (with `retired/`)
     claim_pid,    ///< a claim file holding "<pid>\n"
     claim_json,   ///< a claim file holding one JSON object with a pid
+    etcd,         ///< keys under a prefix of an etcd v3 cluster (`etcd://HOST:PORT[,HOST:PORT]/PREFIX`)
 };
 
 /// The format's name as `--json` output and messages spell it.
@@ -48,7 +56,16 @@ struct target {
     bool named_mutex = false;           ///< the writers lock with lock::named_mutex_lock on `lock`
     std::optional<std::string> schema_field;  ///< record_files schema guard (agentmux)
     std::uint64_t max_schema_version = 0;
+    std::vector<std::string> etcd_endpoints;  ///< etcd only: "host:port" of every member given
+    std::string etcd_prefix;                  ///< etcd only: the key prefix ("/pool/workers")
 };
+
+/// The connection to `t`'s etcd members (an etcd target), with the
+/// credentials in PROCREG_ETCD_USER / PROCREG_ETCD_PASSWORD when set.
+procreg::detail::etcd_connection etcd_connection_of(const target& t);
+
+/// Whether PATH is an etcd URL (`etcd://...`) rather than a file system path.
+bool is_etcd_url(const std::filesystem::path& path);
 
 /// Finds the format (from the preset, else by looking at the path) and the
 /// lock file. Throws `procreg::error` naming the path and the cause (a

@@ -11,6 +11,7 @@
 #include <boost/json/object.hpp>
 
 #include <cstdint>
+#include <cstddef>
 #include <filesystem>
 #include <optional>
 #include <string_view>
@@ -165,6 +166,37 @@ struct has_lock_location : std::false_type {};
 template <class Storage>
 struct has_lock_location<Storage, std::void_t<decltype(std::declval<const Storage&>().lock_location())>>
     : std::true_type {};
+
+/// Capability: the storage streams its changes (`open_change_feed()`, a
+/// pointer to a feed with `int fd() const` and `change_news drain()`, see
+/// watch/target.hpp), so a watcher learns of changes from the storage
+/// itself instead of watching directories (storage/etcd_store.hpp).
+template <class Storage, class = void>
+struct has_change_feed : std::false_type {};
+template <class Storage>
+struct has_change_feed<Storage, std::void_t<decltype(std::declval<const Storage&>().open_change_feed()->drain()),
+                                            decltype(int(std::declval<const Storage&>().open_change_feed()->fd()))>>
+    : std::true_type {};
+
+/// The storage's change feed (what `open_change_feed()` returns), or
+/// std::nullptr_t for a storage without one.
+template <class Storage, class = void>
+struct change_feed_of {
+    using type = std::nullptr_t;
+};
+template <class Storage>
+struct change_feed_of<Storage, std::enable_if_t<has_change_feed<Storage>::value>> {
+    using type = decltype(std::declval<const Storage&>().open_change_feed());
+};
+
+/// Capability of a liveness policy: a record exists only while its owner
+/// lives (`records_end_with_owner`, e.g. liveness::etcd_lease: the keys go
+/// with the lease), so an owner's end is seen as its records' removal and
+/// needs no watching of the owner.
+template <class Liveness, class = void>
+struct records_end_with_owner : std::false_type {};
+template <class Liveness>
+struct records_end_with_owner<Liveness, std::enable_if_t<Liveness::records_end_with_owner>> : std::true_type {};
 
 template <class Storage, class Record>
 constexpr bool check_storage_contract() {

@@ -254,6 +254,10 @@ private:
 /// but not own records.
 class etcd_lease {
 public:
+    /// A record exists only while its owner's lease does: a watcher sees the
+    /// owner's end as its records' removal (detail::records_end_with_owner).
+    static constexpr bool records_end_with_owner = true;
+
     /// An observer: reads liveness, owns nothing (writes of owned records fail).
     etcd_lease() = default;
     /// An owner: its records are put with `keeper`'s lease.

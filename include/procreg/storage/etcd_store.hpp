@@ -29,6 +29,7 @@
 #pragma once
 
 #include <procreg/detail/etcd_client.hpp>
+#include <procreg/detail/etcd_watch_stream.hpp>
 #include <procreg/detail/commit_conflict.hpp>
 #include <procreg/detail/json_codec.hpp>
 #include <procreg/detail/owner_identity.hpp>
@@ -373,6 +374,12 @@ public:
         mutable bool scanned_ = false;
         mutable std::int64_t revision_ = 0;
     };
+
+    /// A change feed of the prefix (watch/watcher.hpp): etcd's watch stream,
+    /// confirmed before this returns, so it reports every later change.
+    std::unique_ptr<detail::etcd_watch_stream> open_change_feed() const {
+        return std::make_unique<detail::etcd_watch_stream>(options_.connection, range_start(), range_end());
+    }
 
     /// Starts a session. Reads nothing.
     template <class Record>

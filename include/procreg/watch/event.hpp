@@ -123,4 +123,19 @@ void diff_snapshots(const watch_snapshot<Record>& before, const watch_snapshot<R
     }
 }
 
+/// Appends owner_died for each key of `gone` (keys a change feed says went
+/// with their owner) that `before` holds alive and `after` no longer holds,
+/// marking it dead in `before`; the diff then reports it removed.
+template <class Record, class Keys>
+void report_owners_gone(watch_snapshot<Record>& before, const watch_snapshot<Record>& after, const Keys& gone,
+                        std::deque<watch_event<Record>>& out) {
+    for (const std::string& key : gone) {
+        const auto found = before.active.find(key);
+        if (found == before.active.end() || !found->second.alive || after.active.count(key)) continue;
+        found->second.alive = false;
+        out.push_back(watch_event<Record>{watch_event_kind::owner_died, key, found->second.record,
+                                          found->second.pid, false});
+    }
+}
+
 }  // namespace procreg

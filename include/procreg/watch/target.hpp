@@ -6,8 +6,14 @@
 // (procreg/watch/watcher.hpp) watches each directory — never a file, since
 // the atomic replace swaps the file's inode — and names no storage itself.
 //
+// A storage without local directories is a change source of another kind:
+// it offers a change feed (`open_change_feed()`, detail/policy_checks.hpp),
+// whose `drain()` says what changed (`change_news`) and whose `fd()` polls
+// readable when it may have news.
+//
 // Invariant: every file whose appearance, replacement or removal changes
-// what a transaction reads lies in one of the targets and matches its filter.
+// what a transaction reads lies in one of the targets and matches its filter;
+// a change feed reports every change after it was opened.
 #pragma once
 
 #include <filesystem>
@@ -35,6 +41,20 @@ struct watch_target {
         if (entry.empty() || entry.front() == '.') return false;
         return entry.size() >= suffix.size() && entry.substr(entry.size() - suffix.size()) == suffix;
     }
+};
+
+/// What a storage's change feed reports when drained (the other kind of
+/// change source: a storage without local directories, such as
+/// storage::etcd_store, streams its changes instead; detail::has_change_feed).
+struct change_news {
+    /// Some record may have changed: read the state again.
+    bool changed = false;
+    /// The feed lost track (its history was compacted away): read the whole
+    /// state again, as after a lost inotify watch.
+    bool resync = false;
+    /// Keys removed because their owner ended (its lease expired or was
+    /// revoked): reported owner_died, then removed.
+    std::vector<std::string> owner_gone;
 };
 
 namespace detail {

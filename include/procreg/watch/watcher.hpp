@@ -17,6 +17,9 @@
 // with the state it saw last (`diff_snapshots`). When a pidfd polls
 // readable, the owner has exited: its records are reported `owner_died`
 // without any write to the registry.
+// A storage without directories offers a change feed instead (watch/
+// target.hpp), whose descriptor takes inotify's place; with a liveness
+// policy whose records end with their owner no owner is pinned.
 //
 // Invariants:
 // - nothing is missed: the watches exist before the first read; an inotify
@@ -36,6 +39,7 @@
 #include <procreg/detail/file_io.hpp>
 #include <procreg/detail/inotify.hpp>
 #include <procreg/detail/json_codec.hpp>
+#include <procreg/detail/policy_checks.hpp>
 #include <procreg/detail/polling.hpp>
 #include <procreg/error.hpp>
 #include <procreg/record_traits.hpp>
@@ -77,7 +81,9 @@ struct watch_options {
 /// What a watcher has done so far (for tests, benchmarks and logs).
 struct watch_stats {
     std::uint64_t reads = 0;     ///< full reads of the state (one lock cycle each)
-    std::uint64_t rebuilds = 0;  ///< watches rebuilt: queue overflow, watch lost, directory replaced
+    /// Watches rebuilt (queue overflow, watch lost, directory replaced), or
+    /// a full resync after a change feed lost track (history compacted).
+    std::uint64_t rebuilds = 0;
 };
 
 /// Reports what happens to the records of a registry. See the file comment.
@@ -86,8 +92,10 @@ template <class Registry>
 class watcher {
     using storage_type = typename Registry::storage_type;
     using liveness_type = typename Registry::liveness_type;
-    static_assert(detail::is_change_source<storage_type>::value,
-                  "procreg: watching needs a storage that is a change source (offers watch_targets())");
+    static constexpr bool fed = detail::has_change_feed<storage_type>::value;
+    static_assert(detail::is_change_source<storage_type>::value || fed,
+                  "procreg: watching needs a storage that is a change source (offers watch_targets() or "
+                  "open_change_feed())");
 
 public:
     using record_type = typename Registry::record_type;    ///< the record type
@@ -173,6 +181,16 @@ private:
     }
 
     void open_watches() {
+        if constexpr (fed) {
+            if (feed_) poller_->remove(feed_->fd());
+            feed_ = reading_->storage().open_change_feed();
+            poller_->add(feed_->fd(), inotify_tag);
+        } else {
+            open_directory_watches();
+        }
+    }
+
+    void open_directory_watches() {
         if (watches_) poller_->remove(watches_->fd());
         watches_.emplace();
         for (const watch_target& target : reading_->storage().watch_targets()) (void)watches_->add(target);
@@ -187,12 +205,22 @@ private:
         owner_fds_.clear();
         timer_.reset();
         watches_.reset();
+        if constexpr (fed) feed_ = nullptr;
         poller_.reset();
         open_sources();
         resync_needed_ = true;
     }
 
     void handle(std::uint64_t tag) {
+        if constexpr (fed) {
+            if (tag == inotify_tag) {
+                change_news news = feed_->drain();
+                if (news.resync) ++stats_.rebuilds;
+                if (news.changed || news.resync) resync_needed_ = true;
+                for (auto& key : news.owner_gone) owners_gone_.insert(std::move(key));
+                return;
+            }
+        }
         if (tag == inotify_tag) {
             const detail::inotify_news news = watches_->drain();
             if (news.rebuild) rebuild_needed_ = true;
@@ -237,12 +265,14 @@ private:
 
     std::vector<std::optional<directory_id>> identify_directories() const {
         std::vector<std::optional<directory_id>> out;
-        for (const watch_target& target : reading_->storage().watch_targets()) {
-            struct ::stat st {};
-            if (::stat(target.directory.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-                out.emplace_back(directory_id{st.st_dev, st.st_ino});
-            } else {
-                out.emplace_back(std::nullopt);
+        if constexpr (!fed) {  // a change feed follows the storage itself: no directories
+            for (const watch_target& target : reading_->storage().watch_targets()) {
+                struct ::stat st {};
+                if (::stat(target.directory.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+                    out.emplace_back(directory_id{st.st_dev, st.st_ino});
+                } else {
+                    out.emplace_back(std::nullopt);
+                }
             }
         }
         return out;
@@ -251,6 +281,8 @@ private:
     // Reads the state under the lock and queues the difference.
     void resync() {
         snapshot_type next = missing_ ? snapshot_type{} : read_state();
+        report_owners_gone(seen_, next, owners_gone_, pending_);  // then the diff says removed
+        owners_gone_.clear();
         diff_snapshots(seen_, next, pending_);
         seen_ = std::move(next);
         resync_needed_ = false;
@@ -291,8 +323,10 @@ private:
     // write, which inotify reports.
     void watch_owners() {
         std::set<std::uint64_t> wanted;
-        for (const auto& item : seen_.active) {
-            if (item.second.alive && item.second.pid != 0) wanted.insert(item.second.pid);
+        if constexpr (!detail::records_end_with_owner<liveness_type>::value) {
+            for (const auto& item : seen_.active) {
+                if (item.second.alive && item.second.pid != 0) wanted.insert(item.second.pid);
+            }
         }
         for (auto it = owner_fds_.begin(); it != owner_fds_.end();) {
             if (wanted.count(it->first)) {
@@ -366,6 +400,8 @@ private:
     watch_options options_;
     std::optional<detail::event_poller> poller_;
     std::optional<detail::directory_watches> watches_;
+    typename detail::change_feed_of<storage_type>::type feed_{};  // a storage's own change feed, if it has one
+    std::set<std::string> owners_gone_;                            // keys the feed says went with their owner
     detail::unique_fd timer_;                              // only while some live owner has no pidfd
     std::map<std::uint64_t, detail::unique_fd> owner_fds_;  // pid -> pidfd
     std::set<std::uint64_t> exited_;                       // owners whose pidfd said they exited
