@@ -14,11 +14,8 @@
 
 #include <procreg/detail/owner_identity.hpp>
 #include <procreg/liveness/pidfd_liveness.hpp>
-#include <procreg/lock/flock_lock.hpp>
-#include <procreg/registry.hpp>
-#include <procreg/storage/json_table.hpp>
 
-#include "support/counter_record.hpp"
+#include "support/counter_registries.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
@@ -43,15 +40,9 @@ using procreg_test::counter_record;
 
 namespace {
 
-using counter_table = procreg::registry<counter_record, procreg::lock::flock_lock, procreg::storage::json_table,
-                                        pidfd_liveness>;
-
-counter_table open_counter(const fs::path& file, pidfd_probe probe) {
-    procreg::storage::json_table_options opts;
-    opts.file = file;
-    opts.array_key = "counters";
-    opts.durable = false;
-    return counter_table(procreg::storage::json_table(std::move(opts)), pidfd_liveness(probe));
+auto open_counter(const fs::path& dir, pidfd_probe probe) {
+    return procreg_test::open_counter_table<procreg::lock::flock_lock, pidfd_liveness>(dir, "counters",
+                                                                                        pidfd_liveness(probe));
 }
 
 std::string read_all(const fs::path& file) {
@@ -89,17 +80,18 @@ bool make_pidfd_open_fail() {
 BOOST_AUTO_TEST_CASE(an_upsert_judges_the_stored_identity_with_the_registrys_own_probe) {
     BOOST_TEST_REQUIRE(kernel_has_pidfs(), "this test needs pidfs (Linux >= 6.9); the kernel has none");
     procreg_test::temp_dir dir;
-    const fs::path file = dir.path() / "registry.json";
+    const fs::path dir_path = dir.path();
+    const fs::path file = dir_path / "registry.json";
     const auto self = static_cast<std::uint32_t>(::getpid());
     // The record of this live process, stamped with the pidfs inode by the default probe.
-    open_counter(file, pidfd_probe::pidfd_then_proc).insert(counter_record{"mine", self, 1});
+    open_counter(dir_path, pidfd_probe::pidfd_then_proc).insert(counter_record{"mine", self, 1});
     const std::string inode_key(procreg::detail::owner_pidfs_inode_key);
     BOOST_TEST_REQUIRE(read_all(file).find(inode_key) != std::string::npos);
 
     // 0: identity kept; 1: dropped; 2: no seccomp here; 3: the proc_only probe itself saw no owner.
     const pid_t child = procreg_test::spawn([&] {
         if (!make_pidfd_open_fail()) return 2;
-        auto reg = open_counter(file, pidfd_probe::proc_only);
+        auto reg = open_counter(dir_path, pidfd_probe::proc_only);
         boost::json::object none;
         if (!pidfd_liveness(pidfd_probe::proc_only).is_alive(self, none)) return 3;
         reg.upsert(counter_record{"mine", self, 2});
