@@ -37,14 +37,6 @@ struct answers_by_pid_alone : std::false_type {};
 template <class Liveness>
 struct answers_by_pid_alone<Liveness, std::void_t<decltype(Liveness::answers_by_pid_alone)>>
     : std::bool_constant<Liveness::answers_by_pid_alone> {};
-
-/// True for a liveness policy that probes with a `pidfd_probe` method it
-/// reports (`method()`: pidfd_liveness, or one built on it).
-template <class Liveness, class = void>
-struct has_pidfd_probe : std::false_type {};
-template <class Liveness>
-struct has_pidfd_probe<Liveness, std::enable_if_t<std::is_same_v<decltype(std::declval<const Liveness&>().method()),
-                                                                   liveness::pidfd_probe>>> : std::true_type {};
 }  // namespace detail
 
 template <class Record, class Lock, class Storage, class Liveness>
@@ -351,12 +343,7 @@ private:
     // as that policy does when it has a probe method (a proc_only registry
     // never calls pidfd_open), else with pidfd_liveness's default.
     bool stored_identity_describes(std::uint64_t pid, const boost::json::object& json) const {
-        if (!detail::has_process_identity(json)) return true;
-        if constexpr (detail::has_pidfd_probe<Liveness>::value) {
-            return liveness::pidfd_liveness(liveness_.method()).is_alive(pid, json);
-        } else {
-            return liveness::pidfd_liveness{}.is_alive(pid, json);
-        }
+        return !detail::has_process_identity(json) || liveness::identity_judge_for(liveness_).is_alive(pid, json);
     }
 
     void check_not_duplicate(const Record& record) const {

@@ -43,7 +43,7 @@
 // the session is in record_files/session.hpp, its tombstone steps in
 // record_files/tombstones.hpp, the reading of one file in
 // record_files/record_file.hpp and the directory listings in
-// record_files/scan.hpp (all included at the end).
+// record_files/scan.hpp (all included at the end, through the session).
 #pragma once
 
 #include <procreg/detail/file_io.hpp>
@@ -215,7 +215,4 @@ private:
 
 }  // namespace procreg::storage
 
-#include <procreg/storage/record_files/session.hpp>
-#include <procreg/storage/record_files/record_file.hpp>
-#include <procreg/storage/record_files/scan.hpp>
-#include <procreg/storage/record_files/tombstones.hpp>
+#include <procreg/storage/record_files/session.hpp>  // and, from there, the members it defines apart

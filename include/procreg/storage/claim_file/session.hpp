@@ -13,6 +13,10 @@
 // includes this (users include that header, never this one).
 #pragma once
 
+// The storage first: this header defines its members. (Included on its own,
+// the storage header includes this one back, which #pragma once skips.)
+#include <procreg/storage/claim_file.hpp>
+
 #include <procreg/detail/file_io.hpp>
 #include <procreg/detail/json_codec.hpp>
 #include <procreg/detail/publish.hpp>

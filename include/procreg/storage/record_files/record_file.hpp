@@ -10,6 +10,10 @@
 // written that its readers would skip.
 #pragma once
 
+// The storage first: this header defines its members. (Included on its own,
+// the storage header includes this one back, which #pragma once skips.)
+#include <procreg/storage/record_files.hpp>
+
 #include <procreg/detail/file_io.hpp>
 #include <procreg/detail/json_codec.hpp>
 #include <procreg/detail/json_strict_parse.hpp>

@@ -8,6 +8,10 @@
 // file, procreg's temp files) are never records.
 #pragma once
 
+// The storage first: this header defines its members. (Included on its own,
+// the storage header includes this one back, which #pragma once skips.)
+#include <procreg/storage/record_files.hpp>
+
 #include <procreg/detail/file_io.hpp>
 #include <procreg/detail/record_key.hpp>
 #include <procreg/detail/sys.hpp>

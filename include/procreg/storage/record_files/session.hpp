@@ -9,6 +9,10 @@
 // listings in record_files/scan.hpp.
 #pragma once
 
+// The storage first: this header defines its members. (Included on its own,
+// the storage header includes this one back, which #pragma once skips.)
+#include <procreg/storage/record_files.hpp>
+
 #include <procreg/detail/file_io.hpp>
 #include <procreg/detail/json_codec.hpp>
 #include <procreg/detail/publish.hpp>
@@ -383,3 +387,8 @@ private:
 };
 
 }  // namespace procreg::storage
+
+// The members defined apart, once the session is complete.
+#include <procreg/storage/record_files/record_file.hpp>
+#include <procreg/storage/record_files/scan.hpp>
+#include <procreg/storage/record_files/tombstones.hpp>

@@ -9,6 +9,10 @@
 // takes an unsafe file, nor lands on a file that must not be overwritten.
 #pragma once
 
+// The storage first: this header defines its members. (Included on its own,
+// the storage header includes this one back, which #pragma once skips.)
+#include <procreg/storage/record_files.hpp>
+
 #include <procreg/tombstones.hpp>
 
 #include <string>
