@@ -16,6 +16,7 @@
 #include <procreg/liveness/pidfd_liveness.hpp>
 
 #include "support/counter_registries.hpp"
+#include "support/pidfs.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
@@ -50,15 +51,6 @@ std::string read_all(const fs::path& file) {
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-bool kernel_has_pidfs() {
-    const int fd = static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0));
-    if (fd < 0) return false;
-    struct ::statfs fs {};
-    const bool pidfs = ::fstatfs(fd, &fs) == 0 && fs.f_type == 0x50494446;  // PID_FS_MAGIC
-    ::close(fd);
-    return pidfs;
-}
-
 // From now on pidfd_open fails in this process with ESRCH, as if the
 // process it names did not exist. False when seccomp refuses the filter.
 bool make_pidfd_open_fail() {
@@ -78,7 +70,7 @@ bool make_pidfd_open_fail() {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(an_upsert_judges_the_stored_identity_with_the_registrys_own_probe) {
-    BOOST_TEST_REQUIRE(kernel_has_pidfs(), "this test needs pidfs (Linux >= 6.9); the kernel has none");
+    BOOST_TEST_REQUIRE(procreg_test::kernel_has_pidfs(), "this test needs pidfs (Linux >= 6.9); the kernel has none");
     procreg_test::temp_dir dir;
     const fs::path dir_path = dir.path();
     const fs::path file = dir_path / "registry.json";
