@@ -138,12 +138,9 @@ public:
         const bool same_owner = existing && detail::pid_of(existing->value) == pid &&
                                 stored_identity_describes(pid, existing->json) &&
                                 liveness_.is_alive(pid, existing->json);
-        if (!same_owner) {
-            detail::drop_owner_identity(next.json);
-            liveness_.stamp_identity(pid, next.json);
-        } else if (!detail::has_owner_identity(next.json)) {
-            liveness_.stamp_identity(pid, next.json);  // the owner, now with an identity where its policy keeps one
-        }
+        if (!same_owner) detail::drop_owner_identity(next.json);
+        // A new owner, or the same one without an identity yet (one where its policy keeps one).
+        if (!detail::has_owner_identity(next.json)) liveness_.stamp_identity(pid, next.json);
         const upsert_status status = existing ? upsert_status::replaced : upsert_status::inserted;
         if (auto refused = session_.put(std::move(next))) return {upsert_status::skipped, std::move(refused)};
         return {status, std::nullopt};
@@ -342,12 +339,11 @@ private:
     // Whether the process identity stored in `json`, if any, describes the
     // live process with `pid`. Those keys are pidfd_liveness's, so it judges
     // them, whatever this registry's own policy (a lease is judged by the
-    // registry's own liveness policy, which the caller asks too).
-    static bool stored_identity_describes(std::uint64_t pid, const boost::json::object& json) {
-        const bool has_process_identity = json.contains(detail::owner_start_time_key) ||
-                                          json.contains(detail::owner_boot_id_key) ||
-                                          json.contains(detail::owner_pidfs_inode_key);
-        return !has_process_identity || liveness::pidfd_liveness{}.is_alive(pid, json);
+    // registry's own liveness policy, which the caller asks too) — probing
+    // as that policy does when it has a probe method (a proc_only registry
+    // never calls pidfd_open), else with pidfd_liveness's default.
+    bool stored_identity_describes(std::uint64_t pid, const boost::json::object& json) const {
+        return !detail::has_process_identity(json) || liveness::identity_judge_for(liveness_).is_alive(pid, json);
     }
 
     void check_not_duplicate(const Record& record) const {

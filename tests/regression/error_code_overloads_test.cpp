@@ -329,11 +329,7 @@ BOOST_AUTO_TEST_CASE(a_failed_claim_release_returns_no_status) {
     auto handle = claim.acquire(counter_record{"d", self_pid(), 0});
 
     namespace faults = procreg_test::faults;
-    faults::plan plan;
-    plan.fail_at = 1;
-    plan.persistent = true;
-    plan.error = EIO;
-    plan.mask = faults::calls({faults::call::rename, faults::call::unlink});
+    faults::plan plan = faults::failing_every(faults::calls({faults::call::rename, faults::call::unlink}), EIO);
     {
         faults::armed armed(plan);
         expect_failure("claim_handle::release", procreg::errc::io_failure,

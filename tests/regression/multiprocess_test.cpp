@@ -18,7 +18,7 @@
 
 #include <boost/json.hpp>
 
-#include "support/counter_record.hpp"
+#include "support/counter_registries.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
@@ -66,27 +66,20 @@ template <class Lock>
 struct json_table_storage {
     static constexpr const char* name = "json_table";
     template <class Liveness>
-    using registry = procreg::registry<counter_record, Lock, procreg::storage::json_table, Liveness>;
+    using registry = procreg_test::counter_registry<procreg::storage::json_table, Lock, Liveness>;
     template <class Liveness>
     static registry<Liveness> open(const fs::path& dir) {
-        procreg::storage::json_table_options opts;
-        opts.file = dir / "registry.json";
-        opts.array_key = "workers";
-        opts.durable = false;
-        return registry<Liveness>(procreg::storage::json_table(std::move(opts)));
+        return procreg_test::open_counter_table<Lock, Liveness>(dir, "workers");
     }
 };
 template <class Lock>
 struct record_files_storage {
     static constexpr const char* name = "record_files";
     template <class Liveness>
-    using registry = procreg::registry<counter_record, Lock, procreg::storage::record_files, Liveness>;
+    using registry = procreg_test::counter_registry<procreg::storage::record_files, Lock, Liveness>;
     template <class Liveness>
     static registry<Liveness> open(const fs::path& dir) {
-        procreg::storage::record_files_options opts;
-        opts.root = dir / "records";
-        opts.durable = false;
-        return registry<Liveness>(procreg::storage::record_files(std::move(opts)));
+        return registry<Liveness>(procreg_test::basic_record_files_kind<false>::open(dir / "records"));
     }
 };
 using identity_storages =
@@ -495,16 +488,7 @@ BOOST_AUTO_TEST_SUITE(lock_file_place)
 namespace {
 constexpr uid_t nobody = 65534;
 
-using counter_table =
-    procreg::registry<counter_record, procreg::lock::flock_lock, procreg::storage::json_table, procreg::liveness::kill_liveness>;
-
-counter_table open_counter(const fs::path& dir) {
-    procreg::storage::json_table_options opts;
-    opts.file = dir / "registry.json";
-    opts.array_key = "counters";
-    opts.durable = false;
-    return counter_table(procreg::storage::json_table(std::move(opts)));
-}
+auto open_counter(const fs::path& dir) { return procreg_test::open_counter_table(dir, "counters"); }
 }  // namespace
 
 // Two writers increment one counter while another user (with write access

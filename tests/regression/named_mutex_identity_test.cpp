@@ -12,7 +12,7 @@
 #include <procreg/registry.hpp>
 #include <procreg/storage/json_table.hpp>
 
-#include "support/counter_record.hpp"
+#include "support/counter_registries.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
@@ -33,14 +33,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
-using counter_registry = procreg::registry<counter_record, named_mutex_lock, procreg::storage::json_table,
-                                           procreg::liveness::kill_liveness>;
+using counter_registry = procreg_test::counter_registry<procreg::storage::json_table, named_mutex_lock>;
 
+// Exclusion is under test, not durability: fsync off.
 counter_registry open_counters(const std::filesystem::path& dir) {
-    procreg::storage::json_table::options opts;
-    opts.file = dir / "registry.json";
-    opts.durable = false;  // exclusion is under test, not durability
-    return counter_registry(procreg::storage::json_table(std::move(opts)));
+    return procreg_test::open_counter_table<named_mutex_lock>(dir);
 }
 
 constexpr int increments = 3000;

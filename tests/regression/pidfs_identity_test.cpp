@@ -11,6 +11,7 @@
 #include <procreg/detail/owner_identity.hpp>
 #include <procreg/liveness/pidfd_liveness.hpp>
 
+#include "support/pidfs.hpp"
 #include "support/process.hpp"
 
 #include <boost/json.hpp>
@@ -63,22 +64,13 @@ pid_t spawn_with_pid(pid_t pid) {
     return static_cast<pid_t>(rc);
 }
 
-bool kernel_has_pidfs() {
-    const int fd = static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0));
-    if (fd < 0) return false;
-    struct ::statfs fs {};
-    const bool pidfs = ::fstatfs(fd, &fs) == 0 && fs.f_type == 0x50494446;  // PID_FS_MAGIC
-    ::close(fd);
-    return pidfs;
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(pidfs_identity)
 
 BOOST_AUTO_TEST_CASE(a_pid_reused_within_one_clock_tick_reads_dead) {
     BOOST_TEST_REQUIRE(::geteuid() == 0, "this test reuses pids with clone3 set_tid: run it as root");
-    BOOST_TEST_REQUIRE(kernel_has_pidfs(), "this test needs pidfs (Linux >= 6.9); the kernel has none");
+    BOOST_TEST_REQUIRE(procreg_test::kernel_has_pidfs(), "this test needs pidfs (Linux >= 6.9); the kernel has none");
     const pidfd_liveness live;
     int reused = 0, same_tick = 0;
     // Each try kills an owner and gives its pid to a newcomer at once. When
@@ -118,7 +110,7 @@ BOOST_AUTO_TEST_CASE(a_pid_reused_within_one_clock_tick_reads_dead) {
 }
 
 BOOST_AUTO_TEST_CASE(the_pidfs_inode_is_stamped_and_matches_the_live_owner) {
-    BOOST_TEST_REQUIRE(kernel_has_pidfs(), "this test needs pidfs (Linux >= 6.9); the kernel has none");
+    BOOST_TEST_REQUIRE(procreg_test::kernel_has_pidfs(), "this test needs pidfs (Linux >= 6.9); the kernel has none");
     const pidfd_liveness live;
     boost::json::object stored;
     live.stamp_identity(static_cast<std::uint64_t>(::getpid()), stored);

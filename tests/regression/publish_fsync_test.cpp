@@ -14,7 +14,7 @@
 #include <procreg/storage/json_table.hpp>
 #include <procreg/storage/record_files.hpp>
 
-#include "support/counter_record.hpp"
+#include "support/counter_registries.hpp"
 #include "support/fault_driver.hpp"
 #include "support/temp_dir.hpp"
 
@@ -34,34 +34,11 @@ using namespace procreg_test::faults;
 
 namespace {
 
-template <class Storage>
-using counter_registry = procreg::registry<counter_record, procreg::lock::flock_lock, Storage,
-                                           procreg::liveness::kill_liveness>;
-
-struct json_table_kind {
-    using storage = procreg::storage::json_table;
-    static storage open(const std::filesystem::path& dir) {
-        storage::options opts;
-        opts.file = dir / "registry.json";
-        return storage(std::move(opts));  // durable: the fsyncs under test are made
-    }
-};
-struct record_files_kind {
-    using storage = procreg::storage::record_files;
-    static storage open(const std::filesystem::path& dir) {
-        storage::options opts;
-        opts.root = dir;
-        return storage(std::move(opts));
-    }
-};
-struct claim_file_kind {
-    using storage = procreg::storage::claim_file<procreg::storage::json_record_format>;
-    static storage open(const std::filesystem::path& dir) {
-        storage::options opts;
-        opts.file = dir / "claim.json";
-        return storage(std::move(opts));
-    }
-};
+using procreg_test::counter_registry;
+// Durable: the fsyncs under test are made.
+using json_table_kind = procreg_test::basic_json_table_kind<true>;
+using record_files_kind = procreg_test::basic_record_files_kind<true>;
+using claim_file_kind = procreg_test::basic_claim_file_kind<true>;
 
 counter_record row(const std::string& name, std::uint64_t count) {
     return counter_record{name, static_cast<std::uint32_t>(::getpid()), count};

@@ -51,11 +51,7 @@ BOOST_AUTO_TEST_SUITE(registry_form)
 BOOST_AUTO_TEST_CASE(a_failed_save_of_a_passing_registration_writes_nothing) {
     table t;
     const std::string before = t.bytes();
-    plan p;
-    p.fail_at = 1;
-    p.persistent = true;
-    p.error = EIO;
-    p.mask = bit(call::rename) | bit(call::link);
+    plan p = failing_every(bit(call::rename) | bit(call::link), EIO);
     try {
         armed fault(p);
         yoi::register_pod(t.reg, "p", live_pid, "/s/p", {scope_rule::write("/other", true)}, "seg-p");
@@ -74,11 +70,7 @@ BOOST_AUTO_TEST_CASE(a_failed_save_of_a_passing_registration_writes_nothing) {
 BOOST_AUTO_TEST_CASE(a_failed_save_of_the_reclaim_does_not_hide_the_refusal) {
     table t;
     const std::string before = t.bytes();
-    plan p;
-    p.fail_at = 1;
-    p.persistent = true;
-    p.error = EIO;
-    p.mask = bit(call::rename) | bit(call::link);
+    plan p = failing_every(bit(call::rename) | bit(call::link), EIO);
     try {
         armed fault(p);
         yoi::register_pod(t.reg, "p", live_pid, "/s/p", {scope_rule::write("/src/core", true)}, "seg-p");

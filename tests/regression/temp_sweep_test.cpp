@@ -16,7 +16,7 @@
 #include <procreg/storage/json_table.hpp>
 #include <procreg/storage/record_files.hpp>
 
-#include "support/counter_record.hpp"
+#include "support/counter_registries.hpp"
 #include "support/fault_injection.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
@@ -40,41 +40,18 @@ using namespace std::chrono_literals;
 
 namespace {
 
-template <class Storage>
-using counter_registry = procreg::registry<counter_record, procreg::lock::flock_lock, Storage,
-                                           procreg::liveness::kill_liveness>;
+using procreg_test::counter_registry;
 
 // The three storages, each opened on `dir` the same way in every process.
-struct json_table_kind {
-    using storage = procreg::storage::json_table;
-    static storage open(const std::filesystem::path& dir) {
-        storage::options opts;
-        opts.file = dir / "registry.json";
-        opts.durable = false;
-        return storage(std::move(opts));
-    }
+struct json_table_kind : procreg_test::basic_json_table_kind<false> {
     static constexpr const char* target = "registry.json";
     static constexpr bool sweeps_all_under_the_lock = true;
 };
-struct record_files_kind {
-    using storage = procreg::storage::record_files;
-    static storage open(const std::filesystem::path& dir) {
-        storage::options opts;
-        opts.root = dir;
-        opts.durable = false;
-        return storage(std::move(opts));
-    }
+struct record_files_kind : procreg_test::basic_record_files_kind<false> {
     static constexpr const char* target = "n.json";
     static constexpr bool sweeps_all_under_the_lock = false;
 };
-struct claim_file_kind {
-    using storage = procreg::storage::claim_file<procreg::storage::json_record_format>;
-    static storage open(const std::filesystem::path& dir) {
-        storage::options opts;
-        opts.file = dir / "claim.json";
-        opts.durable = false;
-        return storage(std::move(opts));
-    }
+struct claim_file_kind : procreg_test::basic_claim_file_kind<false> {
     static constexpr const char* target = "claim.json";
     static constexpr bool sweeps_all_under_the_lock = true;
 };

@@ -9,7 +9,7 @@
 #include <procreg/registry.hpp>
 #include <procreg/storage/json_table.hpp>
 
-#include "support/counter_record.hpp"
+#include "support/counter_registries.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
@@ -23,18 +23,6 @@ using procreg_test::counter_record;
 
 namespace {
 
-template <class Lock>
-using counter_table = procreg::registry<counter_record, Lock, procreg::storage::json_table>;
-
-template <class Lock>
-counter_table<Lock> open_counter(const fs::path& dir) {
-    procreg::storage::json_table_options opts;
-    opts.file = dir / "registry.json";
-    opts.array_key = "counters";
-    opts.durable = false;
-    return counter_table<Lock>(procreg::storage::json_table(std::move(opts)));
-}
-
 // Another process holds the lock for about a second, inserting `held`
 // before it lets go; then `wait(registry)` runs here.
 template <class Lock, class Wait>
@@ -42,7 +30,7 @@ void while_another_process_holds_the_lock(Wait&& wait) {
     procreg_test::temp_dir dir;
     procreg_test::signal_pipe holding;
     const pid_t holder = procreg_test::spawn([&] {
-        auto reg = open_counter<Lock>(dir.path());
+        auto reg = procreg_test::open_counter_table<Lock>(dir.path(), "counters");
         reg.transact([&](auto& tx) {
             holding.notify();
             std::this_thread::sleep_for(std::chrono::seconds(1));
@@ -51,7 +39,7 @@ void while_another_process_holds_the_lock(Wait&& wait) {
         return 0;
     });
     BOOST_TEST_REQUIRE(holding.wait());
-    auto reg = open_counter<Lock>(dir.path());
+    auto reg = procreg_test::open_counter_table<Lock>(dir.path(), "counters");
     try {
         const bool saw_holders_record = wait(reg);
         BOOST_TEST(saw_holders_record, "acquired before the holder let go");

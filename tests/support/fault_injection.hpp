@@ -42,6 +42,16 @@ struct plan {
     unsigned long injected = 0;       ///< faults injected so far
 };
 
+/// A plan that fails every selected call (`mask`) with `error`, from the first on.
+inline plan failing_every(unsigned mask, int error) {
+    plan p;
+    p.fail_at = 1;
+    p.persistent = true;
+    p.error = error;
+    p.mask = mask;
+    return p;
+}
+
 inline int hook(call c, void* context) {
     plan& p = *static_cast<plan*>(context);
     ++p.calls_seen;

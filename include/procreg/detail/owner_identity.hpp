@@ -39,6 +39,13 @@ inline bool has_owner_identity(const boost::json::object& stored) noexcept {
     return false;
 }
 
+/// Whether `stored` holds a process identity: one of the keys
+/// pidfd_liveness stamps (a lease is not a process identity).
+inline bool has_process_identity(const boost::json::object& stored) noexcept {
+    return stored.contains(owner_start_time_key) || stored.contains(owner_boot_id_key) ||
+           stored.contains(owner_pidfs_inode_key);
+}
+
 /// Removes every owner identity key from `stored`.
 inline void drop_owner_identity(boost::json::object& stored) {
     for (const std::string_view key : owner_identity_keys) stored.erase(key);

@@ -108,6 +108,13 @@ inline std::string temp_writer_tag() {
     return tag;
 }
 
+/// A fresh private name for `target` in its temp-file namespace:
+/// `temp_prefix(target) + temp_writer_tag()`. Every private file procreg
+/// makes beside a target (a temp file being written, a kept old version, a
+/// claim moved aside) has one, so the one sweep rule removes it if its
+/// maker dies.
+inline std::string private_name(std::string_view target) { return temp_prefix(target) + temp_writer_tag(); }
+
 /// Removes a private name (a temp file, a kept old version) once more if
 /// the first unlink fails; false when it is still there (then a later sweep
 /// under the lock removes it).

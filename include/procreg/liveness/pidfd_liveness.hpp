@@ -53,6 +53,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 
 #include <poll.h>
 #include <sys/stat.h>
@@ -354,5 +356,27 @@ public:
 private:
     pidfd_probe method_ = pidfd_probe::pidfd_then_proc;
 };
+
+namespace pidfd_detail {
+template <class Liveness, class = void>
+struct reports_probe : std::false_type {};
+template <class Liveness>
+struct reports_probe<Liveness, std::enable_if_t<std::is_same_v<decltype(std::declval<const Liveness&>().method()),
+                                                                pidfd_probe>>> : std::true_type {};
+}  // namespace pidfd_detail
+
+/// The judge of the process identities (pidfd_liveness's keys) stored in a
+/// registry whose own liveness policy is `policy`: a pidfd_liveness that
+/// probes as `policy` does when it reports a `pidfd_probe` (`method()`), so
+/// a registry told `proc_only` never calls pidfd_open; else the default.
+template <class Liveness>
+pidfd_liveness identity_judge_for(const Liveness& policy) {
+    if constexpr (pidfd_detail::reports_probe<Liveness>::value) {
+        return pidfd_liveness(policy.method());
+    } else {
+        (void)policy;
+        return pidfd_liveness{};
+    }
+}
 
 }  // namespace procreg::liveness
