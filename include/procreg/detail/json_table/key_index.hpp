@@ -12,6 +12,10 @@
 // prefetched, so that at 100,000 records the inserts do not each wait for
 // a cache miss on the bucket array.
 //
+// The hash is keyed with a per-process secret (detail/keyed_hash.hpp): the
+// keys come from an untrusted file, and an unkeyed hash would let its
+// writer fill one run of buckets and make every load quadratic.
+//
 // Invariants: every stored position names a record whose key hashes to the
 // stored hash, and no two stored positions name records with one key; the
 // array is a power of two at most half full, so a probe always ends at an
@@ -19,9 +23,10 @@
 // so probe chains never lengthen with churn.
 #pragma once
 
+#include <procreg/detail/keyed_hash.hpp>
+
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <stdexcept>
 #include <string_view>
 #include <vector>
@@ -112,6 +117,18 @@ public:
         }
     }
 
+    /// The longest run of filled buckets, the most a probe can walk: a few
+    /// dozen in a half-full table whatever the keys (the hash is keyed).
+    std::size_t longest_run() const noexcept {
+        std::size_t longest = 0, run = 0;
+        // Twice round, so a run that wraps past the end is counted whole.
+        for (std::size_t i = 0; i < 2 * buckets_.size(); ++i) {
+            run = buckets_[i & mask()].used() ? run + 1 : 0;
+            if (run > longest) longest = run;
+        }
+        return longest < buckets_.size() ? longest : buckets_.size();
+    }
+
     void clear() noexcept {
         buckets_.clear();
         size_ = 0;
@@ -127,8 +144,11 @@ private:
         std::size_t position() const noexcept { return static_cast<std::size_t>(slot - 1); }
     };
 
+    // Keyed (detail/keyed_hash.hpp): the keys come from a file anyone able
+    // to write the registry controls, and with a public hash they could be
+    // chosen to fill one run of buckets, making each load quadratic.
     static std::uint32_t hash(std::string_view key) noexcept {
-        const std::size_t h = std::hash<std::string_view>{}(key);
+        const std::uint64_t h = keyed_hash(key);
         return static_cast<std::uint32_t>(h ^ (h >> 32));
     }
     std::size_t mask() const noexcept { return buckets_.size() - 1; }
