@@ -1,9 +1,12 @@
 // procreg/stored_record.hpp — the vocabulary shared by the registry and every storage policy.
 //
-// A storage keeps, for each record, the typed value *and* the JSON object it
-// was last read as. Writing encodes the value and merges it over that object,
-// so keys this program does not know (a newer program's fields, the owner
-// identity a liveness policy stamps) survive every rewrite.
+// A storage keeps, for each record, the typed value *and* a JSON object of
+// what the record was read with beyond that value: keys this program does
+// not know (a newer program's fields) and the owner identity a liveness
+// policy stamps. It may hold the value's own fields too, or not (json_table
+// keeps none for a record it read straight into its struct). Writing encodes
+// the value and merges it over that object, so those keys survive every
+// rewrite.
 #pragma once
 
 #include <boost/json/object.hpp>
@@ -18,7 +21,7 @@ namespace procreg {
 template <class Record>
 struct stored_record {
     Record value;              ///< the typed record
-    boost::json::object json;  ///< the object last read from disk (empty for a new record), plus identity fields
+    boost::json::object json;  ///< keys kept beside `value`: unknown ones and identity fields (may omit `value`'s own; empty for a new record)
 };
 
 /// A file a storage passed over while reading, and why. Storages that keep

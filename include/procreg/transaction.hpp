@@ -8,6 +8,7 @@
 // (algocline's "crux invariant").
 #pragma once
 
+#include <procreg/detail/ask_liveness.hpp>
 #include <procreg/detail/json_strict_parse.hpp>
 #include <procreg/detail/owner_identity.hpp>
 #include <procreg/detail/policy_checks.hpp>
@@ -28,16 +29,6 @@
 
 namespace procreg {
 
-namespace detail {
-/// True for a liveness policy that declares `answers_by_pid_alone = true`:
-/// its answer depends on the pid only, never on the stored identity, so one
-/// pass over many records may ask it once per distinct pid.
-template <class Liveness, class = void>
-struct answers_by_pid_alone : std::false_type {};
-template <class Liveness>
-struct answers_by_pid_alone<Liveness, std::void_t<decltype(Liveness::answers_by_pid_alone)>>
-    : std::bool_constant<Liveness::answers_by_pid_alone> {};
-}  // namespace detail
 
 template <class Record, class Lock, class Storage, class Liveness>
 class registry;
@@ -88,7 +79,7 @@ public:
     bool alive(const Record& record) const {
         const auto* stored = session_.find(detail::key_of(record));
         static const boost::json::object no_identity;
-        return liveness_.is_alive(detail::pid_of(record), stored ? stored->json : no_identity);
+        return detail::ask_alive(liveness_, detail::pid_of(record), record, stored ? stored->json : no_identity);
     }
 
     /// Adds `record`. Throws `errc::duplicate_key` when its key exists.
@@ -112,7 +103,7 @@ public:
         session_.for_each([&](const stored_record<Record>& live) {
             if (competitor) return;
             if (!conflicts_with(record, live.value)) return;
-            if (!liveness_.is_alive(detail::pid_of(live.value), live.json)) return;
+            if (!detail::ask_alive(liveness_, detail::pid_of(live.value), live)) return;
             competitor = std::string(detail::key_of(live.value));
         });
         if (competitor) {
@@ -137,7 +128,7 @@ public:
         const std::uint64_t pid = detail::pid_of(record);
         const bool same_owner = existing && detail::pid_of(existing->value) == pid &&
                                 stored_identity_describes(pid, existing->json) &&
-                                liveness_.is_alive(pid, existing->json);
+                                detail::ask_alive(liveness_, pid, *existing);
         if (!same_owner) detail::drop_owner_identity(next.json);
         // A new owner, or the same one without an identity yet (one where its policy keeps one).
         if (!detail::has_owner_identity(next.json)) liveness_.stamp_identity(pid, next.json);
@@ -386,10 +377,10 @@ private:
             const std::uint64_t pid = detail::pid_of(stored.value);
             if constexpr (detail::answers_by_pid_alone<Liveness>::value) {
                 const auto [it, first] = known_.try_emplace(pid, false);
-                if (first) it->second = liveness_.is_alive(pid, stored.json);
+                if (first) it->second = detail::ask_alive(liveness_, pid, stored);
                 return it->second;
             } else {
-                return liveness_.is_alive(pid, stored.json);
+                return detail::ask_alive(liveness_, pid, stored);
             }
         }
 

@@ -37,6 +37,8 @@ using tool_registry = procreg::registry<procreg::dynamic_record, Lock, Storage, 
 /// Liveness of etcd records: leased keys are alive, others are judged by pid.
 /// The tool owns no record, so it stamps nothing.
 struct etcd_record_liveness {
+    /// Reads only the identity and lease keys (procreg/detail/ask_liveness.hpp).
+    static constexpr bool judges_by_stored_identity = true;
     /// True when the key carries a lease, else what pidfd_liveness says of the pid.
     bool is_alive(std::uint64_t pid, const boost::json::object& stored) const {
         return procreg::liveness::etcd_lease{}.is_alive(pid, stored) ||

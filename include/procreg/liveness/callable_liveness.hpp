@@ -18,6 +18,9 @@ namespace procreg::liveness {
 /// Liveness answered by a caller-supplied probe.
 class callable_liveness {
 public:
+    /// Reads nothing of the stored record but its pid (detail/ask_liveness.hpp).
+    static constexpr bool judges_by_stored_identity = true;
+
     /// The probe: true when `pid` is alive.
     using probe_type = std::function<bool(std::uint64_t pid)>;
 
@@ -37,6 +40,8 @@ private:
 
 /// Every owner is alive: for registries whose records outlive processes.
 struct always_alive {
+    /// Reads nothing of the stored record (detail/ask_liveness.hpp).
+    static constexpr bool judges_by_stored_identity = true;
     /// Always true.
     bool is_alive(std::uint64_t /*pid*/, const boost::json::object& /*stored*/) const noexcept { return true; }
     /// Stores no identity.

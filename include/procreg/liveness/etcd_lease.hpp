@@ -257,6 +257,8 @@ public:
     /// A record exists only while its owner's lease does: a watcher sees the
     /// owner's end as its records' removal (detail::records_end_with_owner).
     static constexpr bool records_end_with_owner = true;
+    /// Reads only the lease key of the stored record (detail/ask_liveness.hpp).
+    static constexpr bool judges_by_stored_identity = true;
 
     /// An observer: reads liveness, owns nothing (writes of owned records fail).
     etcd_lease() = default;

@@ -299,6 +299,8 @@ inline std::optional<std::string_view> stored_boot_id(const boost::json::object&
 /// file comment for the rules.
 class pidfd_liveness {
 public:
+    /// Reads only the identity keys it stamps (detail/ask_liveness.hpp).
+    static constexpr bool judges_by_stored_identity = true;
     /// The JSON key holding the owner's start time (clock ticks after boot, a number).
     static constexpr std::string_view start_time_key = detail::owner_start_time_key;
     /// The JSON key holding the boot id of the owner's boot (a string).

@@ -35,6 +35,7 @@
 //   own, then resyncs.
 #pragma once
 
+#include <procreg/detail/ask_liveness.hpp>
 #include <procreg/detail/epoll.hpp>
 #include <procreg/detail/file_io.hpp>
 #include <procreg/detail/inotify.hpp>
@@ -297,7 +298,7 @@ private:
             const auto& liveness = tx.liveness();
             session.for_each([&](const stored_record<record_type>& stored) {
                 const std::uint64_t pid = detail::pid_of(stored.value);
-                const bool alive = !owner_exited(pid) && liveness.is_alive(pid, stored.json);
+                const bool alive = !owner_exited(pid) && detail::ask_alive(liveness, pid, stored);
                 out.active.emplace(std::string(detail::key_of(stored.value)),
                                    watched_record<record_type>{stored.value, text_of(stored), pid, alive});
             });
