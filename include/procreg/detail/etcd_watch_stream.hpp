@@ -24,7 +24,8 @@
 //   only as a change;
 // - fd() is one stable descriptor (an epoll instance holding the current
 //   socket and a retry timer), readable when drain() may have news; a
-//   failed reopen throws from drain() and arms the timer to try again.
+//   failed reopen (whatever failed: connection, authentication, the watch
+//   request) throws from drain() and arms the timer to try again.
 #pragma once
 
 #include <procreg/detail/epoll.hpp>
@@ -42,6 +43,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <map>
 #include <memory>
 #include <optional>
@@ -127,7 +129,18 @@ private:
         for (std::size_t tried = 0; tried < endpoints.size();) {
             const std::string& member = endpoints[current_ % endpoints.size()];
             std::string why;
-            if (try_open(member, why)) {
+            bool opened = false;
+            try {
+                opened = try_open(member, why);
+            } catch (const std::exception& e) {
+                // E.g. the authentication call failed: this member is not
+                // usable now, like one that refused the watch. Never let it
+                // skip the retry timer below: drain() disarmed it, so fd()
+                // would never be readable again.
+                close();
+                why = e.what();
+            }
+            if (opened) {
                 if (opened_once_) ++reopened_;
                 opened_once_ = true;
                 return;
