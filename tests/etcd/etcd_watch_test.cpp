@@ -29,6 +29,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -404,6 +405,42 @@ BOOST_AUTO_TEST_CASE(a_failed_authentication_on_reopen_is_retried) {
         BOOST_CHECK_NO_THROW(feed.drain());
         BOOST_TEST(feed.reopened() == 1u);
     }
+}
+
+// The watcher's member stops answering without closing TCP (SIGSTOP: as a
+// partition or a dead host would look). The stream is silent, so after its
+// idle interval the member is probed, the probe times out, and the stream
+// opens again on another member from the last revision: the insert made
+// through the others arrives within interval + probe timeout + reopen + 5 s.
+BOOST_AUTO_TEST_CASE(a_member_that_stops_answering_is_left_for_another) {
+    etcd_cluster cluster(3);
+    const auto timeout = std::chrono::seconds(2);
+    auto reg = writer(cluster.connection(timeout));
+    reg.insert(session("before"));
+    procreg::watcher<pid_registry> w(reg);  // its stream is on the first member
+    cluster.signal(0, SIGSTOP);
+    struct resume {  // also when a requirement fails
+        etcd_cluster& c;
+        ~resume() { c.signal(0, SIGCONT); }
+    } resumed{cluster};
+    procreg::detail::etcd_connection others = cluster.connection(timeout);
+    others.endpoints.erase(others.endpoints.begin());
+    auto rest = writer(others);
+    rest.insert(session("while-stopped"));
+    const auto interval = std::max(2 * std::chrono::milliseconds(timeout), std::chrono::milliseconds(1000));
+    const auto bound = interval + 2 * timeout + std::chrono::seconds(5);
+    std::optional<procreg::watcher<pid_registry>::event_type> e;
+    const auto deadline = std::chrono::steady_clock::now() + bound;
+    while (!e && std::chrono::steady_clock::now() < deadline) {
+        try {  // a read through the stopped member may fail meanwhile
+            e = w.next(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
+            if (!e) break;
+        } catch (const procreg::error&) {
+        }
+    }
+    BOOST_TEST_REQUIRE(e.has_value(), "no event within " << bound.count() << " ms of the member stopping");
+    BOOST_TEST(procreg::to_string(e->kind) == "added");
+    BOOST_TEST(e->key == "while-stopped");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
