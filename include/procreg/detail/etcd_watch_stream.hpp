@@ -19,9 +19,10 @@
 //   `canceled` answer), the stream starts again from now and the next
 //   drain() says `resync`: the caller reads the whole state again, never
 //   silence;
-// - a key deleted with a lease that no longer exists is reported in
-//   `owner_gone` (its owner's lease expired or was revoked), other deletes
-//   only as a change;
+// - a key deleted with a lease that no longer exists when the delete is
+//   drained is reported in `owner_gone` (its owner's lease expired or was
+//   revoked; an explicit delete whose lease ended before the drain too:
+//   docs/watch.md gives the window), other deletes only as a change;
 // - fd() is one stable descriptor (an epoll instance holding the current
 //   socket and a retry timer), readable when drain() may have news; a
 //   failed reopen (whatever failed: connection, authentication, the watch
