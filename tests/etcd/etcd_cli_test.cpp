@@ -279,4 +279,28 @@ BOOST_AUTO_TEST_CASE(what_does_not_apply_to_etcd_exits_2) {
     BOOST_TEST(keys(f.cluster).size() == 3u);
 }
 
+// A malformed etcd:// URL is a usage error (exit 2) saying what is wrong,
+// and a password in it is never echoed.
+BOOST_AUTO_TEST_CASE(a_malformed_etcd_url_exits_2_naming_the_fault) {
+    three_records f;
+    const std::string ep = f.cluster.endpoints().front();
+    for (const auto& [where, why] : std::vector<std::pair<std::string, std::string>>{
+             {"etcd://127.0.0.1/procreg/pool", "port is missing"},
+             {"etcd://[::1]/procreg/pool", "port is missing"},
+             {"etcd://::1/procreg/pool", "brackets"},
+             {"etcd://127.0.0.1:http/procreg/pool", "not a number"},
+             {"etcd://127.0.0.1:70000/procreg/pool", "out of range"},
+             {"etcd://user:s3cret@" + ep + "/procreg/pool", "user info"},
+             {"etcd://" + ep + "/procreg/pool?x=1", "query string"}}) {
+        const auto r = run_tool({"ls", where});
+        BOOST_TEST_CONTEXT(where) {
+            BOOST_TEST(r.code == 2, r.err);
+            BOOST_TEST(r.err.find(why) != std::string::npos, r.err);
+            BOOST_TEST(r.err.find("s3cret") == std::string::npos, r.err);
+        }
+    }
+    const auto ok = run_tool({"ls", "etcd://" + ep + "/procreg/pool"});  // host:port keeps working
+    BOOST_TEST(ok.code == 0, ok.err);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

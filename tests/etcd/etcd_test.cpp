@@ -673,4 +673,48 @@ BOOST_AUTO_TEST_CASE(concurrent_overlapping_registrations_never_both_succeed) {
     }
 }
 
+// Endpoints are checked before any connection (no member needed): what is
+// malformed is errc::invalid_argument saying what is wrong, and a password
+// given as user info never appears in the message.
+BOOST_AUTO_TEST_CASE(malformed_endpoints_are_invalid_arguments_naming_the_fault) {
+    const auto good = procreg::detail::parse_etcd_endpoint("[::1]:2379");
+    BOOST_TEST(good.host == "::1");
+    BOOST_TEST(good.port == "2379");
+    const auto plain = procreg::detail::parse_etcd_endpoint("db-1.example:65535");
+    BOOST_TEST(plain.host == "db-1.example");
+    BOOST_TEST(plain.port == "65535");
+    const std::vector<std::pair<std::string, std::string>> bad = {
+        {"[::1]", "port is missing"},
+        {"::1", "brackets"},
+        {"fe80::1:2379", "brackets"},
+        {"127.0.0.1", "port is missing"},
+        {"host:", "port is missing"},
+        {":2379", "host is missing"},
+        {"", "host is missing"},
+        {"host:abc", "not a number"},
+        {"host:-1", "not a number"},
+        {"host:99999", "out of range"},
+        {"host:0", "out of range"},
+        {"[::1", "lacks its ']'"},
+        {"[::1]x:2379", "port is missing"},
+        {"[localhost]:2379", "only for an IPv6"},
+        {"user:s3cret@127.0.0.1:2379", "user info"},
+        {"127.0.0.1:2379?x=1", "query string"},
+        {"127.0.0.1:2379#top", "query string"},
+        {"http://127.0.0.1:2379", "scheme or path"},
+    };
+    for (const auto& [text, why] : bad) {
+        BOOST_TEST_CONTEXT(text) {
+            try {
+                procreg::detail::parse_etcd_endpoint(text);
+                BOOST_ERROR("accepted");
+            } catch (const procreg::error& e) {
+                BOOST_TEST((e.code() == procreg::errc::invalid_argument));
+                BOOST_TEST(std::string(e.what()).find(why) != std::string::npos, e.what());
+                BOOST_TEST(std::string(e.what()).find("s3cret") == std::string::npos, e.what());
+            }
+        }
+    }
+}
+
 BOOST_AUTO_TEST_SUITE_END()

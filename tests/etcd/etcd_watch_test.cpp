@@ -22,16 +22,20 @@
 #include <procreg/storage/etcd_store.hpp>
 #include <procreg/watch/watcher.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <unistd.h>
@@ -305,6 +309,138 @@ BOOST_AUTO_TEST_CASE(events_sent_with_the_confirmation_are_reported) {
     done.notify();
     gateway.join();
     ::close(listener);
+}
+
+// With credentials, a reopen whose authentication fails (the member answers
+// 503 to /v3/auth/authenticate once) is a failed reopen like any other: it
+// leaves the retry timer armed, so fd() becomes readable again and the next
+// drain() opens the stream once the member is healthy. A fake gateway plays
+// the member: it authenticates, confirms each watch, and drops the stream on request.
+BOOST_AUTO_TEST_CASE(a_failed_authentication_on_reopen_is_retried) {
+    const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    BOOST_TEST_REQUIRE(listener >= 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t size = sizeof address;
+    BOOST_TEST_REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&address), size) == 0);
+    BOOST_TEST_REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &size) == 0);
+    BOOST_TEST_REQUIRE(::listen(listener, 16) == 0);
+    std::atomic<bool> auth_down{false};
+    std::atomic<int> drops{0};
+    std::atomic<bool> stopping{false};
+    std::vector<std::thread> handlers;
+    std::thread gateway([&] {
+        for (;;) {
+            const int client = ::accept(listener, nullptr, nullptr);
+            if (client < 0 || stopping) {
+                if (client >= 0) ::close(client);
+                return;
+            }
+            handlers.emplace_back([&, client] {
+                std::string request;
+                char buffer[4096];
+                for (;;) {  // headers, then Content-Length bytes of body
+                    const auto end = request.find("\r\n\r\n");
+                    const auto length = request.find("Content-Length: ");
+                    if (end != std::string::npos && length != std::string::npos &&
+                        request.size() >= end + 4 + std::stoul(request.substr(length + 16))) {
+                        break;
+                    }
+                    const ssize_t n = ::recv(client, buffer, sizeof buffer, 0);
+                    if (n <= 0) break;
+                    request.append(buffer, static_cast<std::size_t>(n));
+                }
+                std::string response;
+                if (request.rfind("POST /v3/auth/authenticate", 0) == 0) {
+                    const std::string body = auth_down ? "upstream down" : R"({"header":{"revision":"5"},"token":"t"})";
+                    response = std::string(auth_down ? "HTTP/1.1 503 Service Unavailable" : "HTTP/1.1 200 OK") +
+                               "\r\nConnection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
+                               body;
+                    (void)!::send(client, response.data(), response.size(), MSG_NOSIGNAL);
+                } else if (request.rfind("POST /v3/watch", 0) == 0) {
+                    const std::string line = R"({"result":{"header":{"revision":"5"},"created":true}})" "\n";
+                    char length[32];
+                    std::snprintf(length, sizeof length, "%zx", line.size());
+                    response = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + std::string(length) +
+                               "\r\n" + line + "\r\n";
+                    (void)!::send(client, response.data(), response.size(), MSG_NOSIGNAL);
+                    const int seen = drops;
+                    while (drops == seen && !stopping) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                }
+                ::close(client);  // drops the stream
+            });
+        }
+    });
+    struct stop_gateway {  // also when a requirement fails: no thread left joinable
+        std::function<void()> stop;
+        ~stop_gateway() { stop(); }
+    } stopper{[&] {
+        stopping = true;
+        ++drops;
+        ::shutdown(listener, SHUT_RDWR);
+        gateway.join();
+        for (auto& t : handlers) t.join();
+        ::close(listener);
+    }};
+    procreg::detail::etcd_connection connection;
+    connection.endpoints = {"127.0.0.1:" + std::to_string(ntohs(address.sin_port))};
+    connection.user = "u";
+    connection.password = "p";
+    connection.timeout = std::chrono::milliseconds(1000);
+    {
+        procreg::detail::etcd_watch_stream feed(connection, "/procreg/watched/", "/procreg/watched0");
+        auto readable = [&](int ms) {
+            pollfd ready{feed.fd(), POLLIN, 0};
+            return ::poll(&ready, 1, ms) == 1;
+        };
+        auth_down = true;
+        ++drops;  // the member drops the stream and fails the next authentication
+        for (int attempt = 0; attempt < 2; ++attempt) {  // the second starts with no stream at all
+            BOOST_TEST_REQUIRE(readable(5000), "fd() not readable before failed reopen " << attempt);
+            BOOST_CHECK_THROW(feed.drain(), procreg::error);  // the reopen fails: no member accepts
+        }
+        auth_down = false;  // healthy again
+        BOOST_TEST_REQUIRE(readable(5000), "fd() never readable again after a failed authentication");
+        BOOST_CHECK_NO_THROW(feed.drain());
+        BOOST_TEST(feed.reopened() == 1u);
+    }
+}
+
+// The watcher's member stops answering without closing TCP (SIGSTOP: as a
+// partition or a dead host would look). The stream is silent, so after its
+// idle interval the member is probed, the probe times out, and the stream
+// opens again on another member from the last revision: the insert made
+// through the others arrives within interval + probe timeout + reopen + 5 s.
+BOOST_AUTO_TEST_CASE(a_member_that_stops_answering_is_left_for_another) {
+    etcd_cluster cluster(3);
+    const auto timeout = std::chrono::seconds(2);
+    auto reg = writer(cluster.connection(timeout));
+    reg.insert(session("before"));
+    procreg::watcher<pid_registry> w(reg);  // its stream is on the first member
+    cluster.signal(0, SIGSTOP);
+    struct resume {  // also when a requirement fails
+        etcd_cluster& c;
+        ~resume() { c.signal(0, SIGCONT); }
+    } resumed{cluster};
+    procreg::detail::etcd_connection others = cluster.connection(timeout);
+    others.endpoints.erase(others.endpoints.begin());
+    auto rest = writer(others);
+    rest.insert(session("while-stopped"));
+    const auto interval = std::max(2 * std::chrono::milliseconds(timeout), std::chrono::milliseconds(1000));
+    const auto bound = interval + 2 * timeout + std::chrono::seconds(5);
+    std::optional<procreg::watcher<pid_registry>::event_type> e;
+    const auto deadline = std::chrono::steady_clock::now() + bound;
+    while (!e && std::chrono::steady_clock::now() < deadline) {
+        try {  // a read through the stopped member may fail meanwhile
+            e = w.next(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
+            if (!e) break;
+        } catch (const procreg::error&) {
+        }
+    }
+    BOOST_TEST_REQUIRE(e.has_value(), "no event within " << bound.count() << " ms of the member stopping");
+    BOOST_TEST(procreg::to_string(e->kind) == "added");
+    BOOST_TEST(e->key == "while-stopped");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

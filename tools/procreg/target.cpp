@@ -193,6 +193,15 @@ void parse_etcd_url(target& out) {
     const std::string rest = text.substr(etcd_scheme.size());
     const auto slash = rest.find('/');
     const std::string hosts = rest.substr(0, slash);
+    if (hosts.find('@') != std::string::npos) {  // never echo a password
+        throw usage_error("etcd://" + procreg::detail::quote_untrusted(hosts.substr(hosts.rfind('@') + 1)) +
+                          ": an etcd:// URL takes no user info (user:password@): "
+                          "set PROCREG_ETCD_USER and PROCREG_ETCD_PASSWORD instead");
+    }
+    if (rest.find_first_of("?#") != std::string::npos) {
+        throw usage_error(procreg::detail::quote_untrusted(text) +
+                          ": an etcd:// URL takes no query string or fragment ('?', '#')");
+    }
     std::string prefix = slash == std::string::npos ? std::string() : rest.substr(slash);
     while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
     if (hosts.empty() || prefix.empty()) {
@@ -203,7 +212,11 @@ void parse_etcd_url(target& out) {
     for (;;) {
         const auto comma = hosts.find(',', start);
         const std::string one = hosts.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-        procreg::detail::parse_etcd_endpoint(one);  // throws naming a malformed one
+        try {
+            procreg::detail::parse_etcd_endpoint(one);
+        } catch (const procreg::error& e) {  // a malformed member is the caller's mistake: exit 2
+            throw usage_error(e.what());
+        }
         out.etcd_endpoints.push_back(one);
         if (comma == std::string::npos) break;
         start = comma + 1;

@@ -81,17 +81,52 @@ struct etcd_endpoint {
     std::string text() const { return host + ":" + port; }
 };
 
-/// Parses "host:port" ("[::1]:2379" for IPv6). A malformed endpoint is an
-/// `errc::io_failure` (EINVAL) naming it, raised before any connection.
+/// Parses "host:port", or "[v6-address]:port" for IPv6 (the brackets are
+/// required, as is the port: 1 to 65535, digits only). A malformed endpoint
+/// is an `errc::invalid_argument` (EINVAL) saying what is wrong, raised
+/// before any connection: no port, an unbracketed IPv6 address, a scheme or
+/// path, a query or fragment, or user info (`user:password@`, never echoed:
+/// only the part after the '@' is shown).
 inline etcd_endpoint parse_etcd_endpoint(std::string_view text) {
-    const auto colon = text.rfind(':');
-    if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size()) {
-        throw error(errc::io_failure, "etcd://" + std::string(text),
-                    "an etcd endpoint must be host:port, not " + quote_untrusted(text), error::details{{}, {}, EINVAL});
+    const auto at = text.rfind('@');
+    const std::string_view shown = at == std::string_view::npos ? text : text.substr(at + 1);
+    const std::string hidden = at == std::string_view::npos ? "" : "...@";
+    const auto fail = [&](const std::string& what) -> etcd_endpoint {
+        throw error(errc::invalid_argument, "etcd://" + hidden + std::string(shown),
+                    "an etcd endpoint must be host:port or [v6-address]:port; " + what + " in " + hidden +
+                        quote_untrusted(shown),
+                    error::details{{}, {}, EINVAL});
+    };
+    if (at != std::string_view::npos) return fail("user info (user:password@) is not accepted: give credentials apart");
+    if (text.find_first_of("?#") != std::string_view::npos) return fail("a query string or fragment is not accepted");
+    if (text.find('/') != std::string_view::npos) return fail("a scheme or path is not accepted");
+    std::string_view host;
+    std::string_view rest;  // ":port" or less
+    if (!text.empty() && text.front() == '[') {
+        const auto close = text.find(']');
+        if (close == std::string_view::npos) return fail("an IPv6 address lacks its ']'");
+        host = text.substr(1, close - 1);
+        rest = text.substr(close + 1);
+        if (host.find(':') == std::string_view::npos) return fail("brackets are only for an IPv6 address");
+    } else {
+        const auto colon = text.find(':');
+        if (colon != std::string_view::npos && text.find(':', colon + 1) != std::string_view::npos) {
+            return fail("an IPv6 address must be in brackets with a port ([::1]:2379)");
+        }
+        host = text.substr(0, colon == std::string_view::npos ? text.size() : colon);
+        rest = colon == std::string_view::npos ? std::string_view() : text.substr(colon);
     }
-    std::string host(text.substr(0, colon));
-    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    return etcd_endpoint{std::move(host), std::string(text.substr(colon + 1))};
+    if (host.empty()) return fail("the host is missing");
+    if (rest.empty() || rest.front() != ':' || rest.size() == 1) return fail("the port is missing");
+    const std::string_view port = rest.substr(1);
+    unsigned long value = 0;
+    for (const char c : port) {
+        if (c < '0' || c > '9') return fail("the port is not a number");
+        value = value * 10 + static_cast<unsigned long>(c - '0');
+        if (value > 65535) break;
+    }
+    if (value == 0 || value > 65535) return fail("the port is out of range (1 to 65535)");
+    return etcd_endpoint{std::string(host), std::string(port)};
 }
 
 /// What a transport brings back: the HTTP status and body, and which member answered.

@@ -19,12 +19,18 @@
 //   `canceled` answer), the stream starts again from now and the next
 //   drain() says `resync`: the caller reads the whole state again, never
 //   silence;
-// - a key deleted with a lease that no longer exists is reported in
-//   `owner_gone` (its owner's lease expired or was revoked), other deletes
-//   only as a change;
+// - a key deleted with a lease that no longer exists when the delete is
+//   drained is reported in `owner_gone` (its owner's lease expired or was
+//   revoked; an explicit delete whose lease ended before the drain too:
+//   docs/watch.md gives the window), other deletes only as a change;
 // - fd() is one stable descriptor (an epoll instance holding the current
 //   socket and a retry timer), readable when drain() may have news; a
-//   failed reopen throws from drain() and arms the timer to try again.
+//   failed reopen (whatever failed: connection, authentication, the watch
+//   request) throws from drain() and arms the timer to try again;
+// - a member that goes silent without closing TCP is found out: after
+//   idle_interval() of silence it is probed (a linearizable read, which
+//   needs a leader), and no answer within the timeout breaks the stream,
+//   which then opens again on the next member (check_alive()).
 #pragma once
 
 #include <procreg/detail/epoll.hpp>
@@ -42,6 +48,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <map>
 #include <memory>
 #include <optional>
@@ -65,9 +72,11 @@ public:
     etcd_watch_stream(etcd_connection connection, std::string start, std::string end)
         : connection_(std::move(connection)), start_(std::move(start)), end_(std::move(end)),
           client_(std::make_unique<etcd_client>(connection_)),
-          retry_(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) {
-        if (!retry_) throw_os_error(errc::io_failure, client_->display(), "timerfd_create failed", errno);
+          retry_(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)),
+          idle_(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) {
+        if (!retry_ || !idle_) throw_os_error(errc::io_failure, client_->display(), "timerfd_create failed", errno);
         poller_.add(retry_.get(), retry_tag);
+        poller_.add(idle_.get(), idle_tag);
         open();
     }
 
@@ -82,6 +91,7 @@ public:
     change_news drain() {
         disarm();
         if (stream_) receive(held_);
+        if (stream_) check_alive();
         if (!stream_) open();  // broke: resume from the revision after the last seen
         change_news news = std::move(held_);
         held_ = change_news{};
@@ -94,10 +104,16 @@ public:
     std::int64_t revision() const noexcept { return revision_; }
     /// How many times the stream was opened again after it broke.
     std::uint64_t reopened() const noexcept { return reopened_; }
+    /// How long the stream may stay silent before its member is probed:
+    /// twice the connection timeout, at least 1 s.
+    std::chrono::milliseconds idle_interval() const noexcept {
+        return std::max(2 * connection_.timeout, std::chrono::milliseconds(1000));
+    }
 
 private:
     static constexpr std::uint64_t socket_tag = 1;
     static constexpr std::uint64_t retry_tag = 2;
+    static constexpr std::uint64_t idle_tag = 3;
 
     // Chunk bodies go to `lines`; the body itself is never stored.
     struct chunk_sink {
@@ -127,7 +143,21 @@ private:
         for (std::size_t tried = 0; tried < endpoints.size();) {
             const std::string& member = endpoints[current_ % endpoints.size()];
             std::string why;
-            if (try_open(member, why)) {
+            bool opened = false;
+            try {
+                opened = try_open(member, why);
+            } catch (const std::exception& e) {
+                // E.g. the authentication call failed: this member is not
+                // usable now, like one that refused the watch. Never let it
+                // skip the retry timer below: drain() disarmed it, so fd()
+                // would never be readable again.
+                close();
+                why = e.what();
+            }
+            if (opened) {
+                watched_ = member;
+                last_heard_ = std::chrono::steady_clock::now();
+                set_timer(idle_.get(), idle_interval());
                 if (opened_once_) ++reopened_;
                 opened_once_ = true;
                 return;
@@ -157,9 +187,12 @@ private:
                                    {"prev_kv", true}};
         if (revision_ > 0) create["start_revision"] = std::to_string(revision_ + 1);
         const std::string body = boost::json::serialize(boost::json::object{{"create_request", std::move(create)}});
+        // Require-leader metadata (through the gateway's Grpc-Metadata-
+        // headers): a member that loses its leader cancels the watch, so the
+        // stream is opened again elsewhere instead of staying silent.
         std::string request = "POST /v3/watch HTTP/1.1\r\nHost: " + where.host +
-                              "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-                              "\r\n";
+                              "\r\nContent-Type: application/json\r\nGrpc-Metadata-hasleader: true"
+                              "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
         if (!connection_.user.empty()) request += "Authorization: " + token() + "\r\n";
         request += "\r\n" + body;
         if (!send_all(state->socket.get(), request, deadline)) {
@@ -262,6 +295,7 @@ private:
         for (;;) {
             const ssize_t n = ::recv(stream_->socket.get(), buffer, sizeof buffer, MSG_DONTWAIT);
             if (n > 0) {
+                last_heard_ = std::chrono::steady_clock::now();
                 stream_->in.append(buffer, static_cast<std::size_t>(n));
                 continue;
             }
@@ -357,6 +391,38 @@ private:
         }
     }
 
+    // A member that stops answering without closing TCP (stopped, cut off,
+    // its host dead) leaves the stream silent forever. So when the stream
+    // has been silent for idle_interval(), the watched member is asked for
+    // one key of the prefix, linearizably (it needs a leader), within the
+    // timeout; no answer breaks the stream, which opens again on the next
+    // member from the last revision seen.
+    void check_alive() {
+        std::uint64_t expirations = 0;
+        if (::read(idle_.get(), &expirations, sizeof expirations) != static_cast<ssize_t>(sizeof expirations)) return;
+        const auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                                  last_heard_);
+        if (silent < idle_interval()) return set_timer(idle_.get(), idle_interval() - silent);
+        std::string why;
+        try {
+            etcd_connection one = connection_;
+            one.endpoints = {watched_};
+            etcd_client probe(one);
+            (void)probe.call_ok("/v3/kv/range", boost::json::object{{"key", base64_encode(start_)},
+                                                                     {"range_end", base64_encode(end_)},
+                                                                     {"limit", "1"},
+                                                                     {"keys_only", true}});
+        } catch (const std::exception& e) {
+            why = e.what();
+        }
+        if (why.empty()) {
+            last_heard_ = std::chrono::steady_clock::now();
+            return set_timer(idle_.get(), idle_interval());
+        }
+        ++current_;  // the silent member is tried last
+        broken("silent for " + std::to_string(silent.count()) + " ms and no answer to a probe: " + why);
+    }
+
     void broken(std::string why) {
         broken_why_ = std::move(why);
         close();
@@ -367,21 +433,26 @@ private:
         if (!stream_) return;
         poller_.remove(stream_->socket.get());
         stream_.reset();
+        set_timer(idle_.get(), std::chrono::milliseconds(-1));  // no stream, nothing to probe
     }
 
-    void arm(std::chrono::milliseconds after) {
-        struct ::itimerspec spec {};
-        const auto ns = std::max<std::int64_t>(std::chrono::nanoseconds(after).count(), 1);
-        spec.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
-        spec.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
-        (void)::timerfd_settime(retry_.get(), 0, &spec, nullptr);
-    }
+    void arm(std::chrono::milliseconds after) { set_timer(retry_.get(), after); }
+    void disarm() { set_timer(retry_.get(), std::chrono::milliseconds(-1)); }
 
-    void disarm() {
+    // Fires `timer` once after `after` (at once when zero); a negative
+    // `after` stops it and drops an expiry not yet read.
+    static void set_timer(int timer, std::chrono::milliseconds after) {
         struct ::itimerspec spec {};
-        (void)::timerfd_settime(retry_.get(), 0, &spec, nullptr);
-        std::uint64_t expirations = 0;
-        (void)!::read(retry_.get(), &expirations, sizeof expirations);
+        if (after.count() >= 0) {
+            const auto ns = std::max<std::int64_t>(std::chrono::nanoseconds(after).count(), 1);
+            spec.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
+            spec.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
+        }
+        (void)::timerfd_settime(timer, 0, &spec, nullptr);
+        if (after.count() < 0) {
+            std::uint64_t expirations = 0;
+            (void)!::read(timer, &expirations, sizeof expirations);
+        }
     }
 
     etcd_connection connection_;
@@ -389,6 +460,7 @@ private:
     std::string end_;
     std::unique_ptr<etcd_client> client_;  // lease look-ups and authentication
     unique_fd retry_;
+    unique_fd idle_;  // fires when the stream may have been silent for idle_interval()
     event_poller poller_;
     std::unique_ptr<connection_state> stream_;
     change_news held_;         // news received and not yet drained (also while opening)
@@ -396,6 +468,8 @@ private:
     std::int64_t revision_ = 0;
     std::uint64_t reopened_ = 0;
     std::string broken_why_;
+    std::string watched_;  // the member the stream is open on
+    std::chrono::steady_clock::time_point last_heard_{};
     bool resync_ = false;
     bool compacted_ = false;
     bool opened_once_ = false;
