@@ -318,3 +318,77 @@ BOOST_AUTO_TEST_CASE(a_record_respelled_is_read_afresh_and_saved_pretty) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(plain_writer)
+
+// A new plain record is written by the plain encoder and proven by the
+// plain reader (issue 17) instead of a JSON tree, pretty print and strict
+// parse. It must write the bytes the tree path writes, accept exactly the
+// records that path accepts (read_back), refuse the others with the same
+// errc, and leave in the kept state what a fresh load of the file gives.
+BOOST_AUTO_TEST_CASE(a_new_record_is_saved_and_refused_as_the_general_encoder_does) {
+    const std::string big(300, 'z');
+    const std::vector<pool_session> records = {
+        session("a"),
+        session("", 0),
+        pool_session{std::string("q\"b\\s\n\t\x01\x1f/\x7f\b\f\r", 14), 4294967295u, "", "x", "y"},
+        pool_session{"caf\xc3\xa9", 7, "/run/\xe2\x82\xac.sock", "v", "t"},  // UTF-8: not plain ASCII
+        pool_session{"bad\xff", 7, "s", "v", "t"},                           // not UTF-8: refused
+        pool_session{"big", 7, big, "v", "t"},                               // above a small size limit
+    };
+    for (const std::size_t max_file_bytes : {std::size_t{64} << 20, std::size_t{300}}) {
+        for (const std::size_t max_depth : {std::size_t{32}, std::size_t{3}, std::size_t{2}}) {
+            for (std::size_t i = 0; i < records.size(); ++i) {
+                const pool_session& r = records[i];
+                BOOST_TEST_CONTEXT("record " << i << ", max_file_bytes " << max_file_bytes << ", max_depth " << max_depth) {
+                    // The general encoder: a JSON tree, pretty printed, read back.
+                    std::string expected;
+                    procreg::detail::pretty_print_into(expected, boost::json::value(procreg::detail::merge_over(boost::json::object(), r)), 2);
+                    bool accepted = true;
+                    try {
+                        procreg::detail::read_back<pool_session>(
+                            expected, impl::record_limits(max_depth, max_file_bytes, "sessions"));
+                    } catch (const procreg::detail::decode_error&) {
+                        accepted = false;
+                    }
+                    accepted = accepted && table_of({expected}).size() <= max_file_bytes;
+
+                    temp_dir dir;
+                    const fs::path file = dir.path() / "registry.json";
+                    auto opts = table_options(file);
+                    opts.max_file_bytes = max_file_bytes;
+                    opts.max_depth = max_depth;
+                    json_table table(opts);
+                    std::optional<procreg::errc> code;
+                    try {
+                        auto s = table.begin<pool_session>();
+                        (void)s.put(procreg::stored_record<pool_session>{r, {}});
+                        s.commit();
+                    } catch (const procreg::error& e) {
+                        code = static_cast<procreg::errc>(e.code().value());
+                    }
+                    BOOST_TEST(!code == accepted);
+                    if (!accepted) {
+                        BOOST_TEST((code == procreg::errc::invalid_record));
+                        BOOST_TEST(!fs::exists(file));
+                        continue;
+                    }
+                    BOOST_TEST(procreg_test::read_text(file) == table_of({expected}));
+                    // The kept state (this storage's next session) and a fresh load agree.
+                    std::vector<procreg::stored_record<pool_session>> kept;
+                    {
+                        auto s = table.begin<pool_session>();
+                        s.for_each([&](const procreg::stored_record<pool_session>& row) { kept.push_back(row); });
+                    }
+                    const outcome fresh = load_through_storage(file, procreg_test::read_text(file), max_depth);
+                    BOOST_TEST_REQUIRE(!fresh.code);
+                    BOOST_TEST(same_values(kept, fresh.rows));
+                    BOOST_TEST_REQUIRE(kept.size() == 1u);
+                    BOOST_TEST((kept[0].value == r));
+                }
+            }
+        }
+    }
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -76,11 +76,10 @@ inline void check_storable_name(std::string_view name, const std::filesystem::pa
 /// when /proc cannot tell. Remembered per pid, since a forked child may
 /// live in another namespace than its parent (unshare(CLONE_NEWPID), then
 /// fork). Plain stat, not the sys seam: it names a process, not a registry
-/// file.
-inline std::uint64_t own_pid_namespace() noexcept {
+/// file. `me` is the caller's ::getpid(), when it has it already.
+inline std::uint64_t own_pid_namespace(pid_t me) noexcept {
     static std::atomic<pid_t> known_for{0};
     static std::atomic<std::uint64_t> known{0};
-    const pid_t me = ::getpid();
     if (known_for.load(std::memory_order_acquire) == me) return known.load(std::memory_order_relaxed);
     struct ::stat st {};
     const std::uint64_t ns = ::stat("/proc/self/ns/pid", &st) == 0 ? static_cast<std::uint64_t>(st.st_ino) : 0;
@@ -89,6 +88,9 @@ inline std::uint64_t own_pid_namespace() noexcept {
     return ns;
 }
 
+/// This process's pid namespace (as above, asking for the pid).
+inline std::uint64_t own_pid_namespace() noexcept { return own_pid_namespace(::getpid()); }
+
 /// What follows `temp_prefix(target)` in a new temp file's name:
 /// "<pid>-<counter>-<noise>", then "-ns<pid namespace>" when /proc tells
 /// it. The pid means something only in that namespace: a sweeper in
@@ -96,12 +98,13 @@ inline std::uint64_t own_pid_namespace() noexcept {
 inline std::string temp_writer_tag() {
     static std::atomic<std::uint64_t> counter{0};
     const auto noise = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-    std::string tag = std::to_string(::getpid());
+    const pid_t me = ::getpid();  // once: each call is a system call
+    std::string tag = std::to_string(me);
     tag += '-';
     tag += std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
     tag += '-';
     tag += std::to_string(noise % 1000000007ULL);
-    if (const std::uint64_t ns = own_pid_namespace()) {
+    if (const std::uint64_t ns = own_pid_namespace(me)) {
         tag += "-ns";
         tag += std::to_string(ns);
     }

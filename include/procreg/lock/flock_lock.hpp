@@ -67,32 +67,33 @@ namespace flock_detail {
 /// lock object on the same file sees that its own thread holds it already.
 /// Per thread, so it needs no mutex (a fork can never find one locked);
 /// entries carry the process, so a forked child ignores what it inherited.
+/// Each function takes the caller's pid (`self`, its ::getpid()): one lock
+/// or unlock asks the kernel once, not once per step (issue 17: getpid is a
+/// system call, ~0.1 µs, and a transaction made nine). A thread's pid cannot
+/// change during one call: a fork in another thread makes a child with a
+/// copy of that thread only.
 class held_files {
 public:
     /// Whether this thread of this process holds the file.
-    static bool held_by_this_thread(dev_t device, ino_t inode) noexcept {
-        const pid_t self = ::getpid();
+    static bool held_by_this_thread(dev_t device, ino_t inode, pid_t self) noexcept {
         for (const auto& e : entries())
             if (e.device == device && e.inode == inode && e.process == self) return true;
         return false;
     }
     /// Whether this thread of this process holds any lock file.
-    static bool any_held_by_this_thread() noexcept {
-        const pid_t self = ::getpid();
+    static bool any_held_by_this_thread(pid_t self) noexcept {
         for (const auto& e : entries())
             if (e.process == self) return true;
         return false;
     }
     /// Records that this thread holds the file.
-    static void add(dev_t device, ino_t inode) {
-        const pid_t self = ::getpid();
+    static void add(dev_t device, ino_t inode, pid_t self) {
         auto& all = entries();
         all.erase(std::remove_if(all.begin(), all.end(), [&](const entry& e) { return e.process != self; }), all.end());
         all.push_back(entry{device, inode, self});
     }
     /// Records that this thread no longer holds the file.
-    static void remove(dev_t device, ino_t inode) noexcept {
-        const pid_t self = ::getpid();
+    static void remove(dev_t device, ino_t inode, pid_t self) noexcept {
         auto& all = entries();
         for (auto it = all.begin(); it != all.end(); ++it) {
             if (it->device == device && it->inode == inode && it->process == self) {
@@ -211,11 +212,12 @@ public:
     /// `errc::nested_transaction` (EDEADLK) if this thread holds it already,
     /// through this object or another one on the same file.
     void lock() {
-        process_state& state = here();
-        refuse_relock(state);
+        const pid_t self = ::getpid();
+        process_state& state = here(self);
+        refuse_relock(state, self);
         state.thread_mutex.lock();
         try {
-            (void)acquire(state, LOCK_EX);
+            (void)acquire(state, LOCK_EX, self);
         } catch (...) {
             state.thread_mutex.unlock();
             throw;
@@ -235,11 +237,12 @@ public:
     /// polls with LOCK_NB and a backoff from 1 ms to 25 ms.
     template <class Clock, class Duration>
     bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-        process_state& state = here();
-        refuse_relock(state);
+        const pid_t self = ::getpid();
+        process_state& state = here(self);
+        refuse_relock(state, self);
         if (!lock_thread_mutex_until(state, deadline)) return false;
         try {
-            if (detail::poll_until(deadline, [&] { return acquire(state, LOCK_EX | LOCK_NB); })) return true;
+            if (detail::poll_until(deadline, [&] { return acquire(state, LOCK_EX | LOCK_NB, self); })) return true;
         } catch (...) {
             state.thread_mutex.unlock();
             throw;
@@ -253,10 +256,11 @@ public:
     /// descriptor stays open for the next acquisition. LOCK_UN, not a
     /// close, is what releases.
     void unlock() noexcept {
+        const pid_t self = ::getpid();
         process_state* state = state_.load(std::memory_order_acquire);
-        if (state->process != ::getpid()) return;
+        if (state->process != self) return;
         if (state->owner.load(std::memory_order_relaxed) != std::this_thread::get_id()) return;
-        flock_detail::held_files::remove(state->device, state->inode);
+        flock_detail::held_files::remove(state->device, state->inode, self);
         state->owner.store(std::thread::id(), std::memory_order_relaxed);
         // Should LOCK_UN ever fail, closing the descriptor releases the lock
         // all the same (unless a forked child still shares it).
@@ -288,8 +292,7 @@ private:
     // inherited one is abandoned, not freed: its mutex may be locked by a
     // thread that does not exist here. Its descriptor, the parent's open
     // file description, was closed when the child was born (fork_guard).
-    process_state& here() {
-        const pid_t self = ::getpid();
+    process_state& here(pid_t self) {
         process_state* current = state_.load(std::memory_order_acquire);
         while (current->process != self) {
             auto* fresh = new process_state(self);
@@ -307,12 +310,12 @@ private:
     // Also refused before the thread mutex is touched: a second lock object
     // on a file this thread holds (found by the file's identity), since
     // waiting for its thread mutex could wait for a thread that waits for us.
-    void refuse_relock(const process_state& state) const {
+    void refuse_relock(const process_state& state, pid_t self) const {
         if (state.owner.load(std::memory_order_relaxed) == std::this_thread::get_id()) throw_relock();
-        if (!flock_detail::held_files::any_held_by_this_thread()) return;  // the common case: no system call
+        if (!flock_detail::held_files::any_held_by_this_thread(self)) return;  // the common case: no system call
         struct ::stat st {};
         if (detail::sys::fstatat(where_.directory.get(), where_.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-            flock_detail::held_files::held_by_this_thread(st.st_dev, st.st_ino)) {
+            flock_detail::held_files::held_by_this_thread(st.st_dev, st.st_ino, self)) {
             throw_relock();
         }
     }
@@ -334,10 +337,10 @@ private:
     // One acquisition with the thread mutex held: flock(`operation`) on the
     // file the directory holds now. True when held (the owner is recorded);
     // false only for LOCK_NB when another holds it; throws on failure.
-    bool acquire(process_state& state, int operation) {
+    bool acquire(process_state& state, int operation, pid_t self) {
         for (;;) {
             const int fd = descriptor(state);
-            if (flock_detail::held_files::held_by_this_thread(state.device, state.inode)) throw_relock();
+            if (flock_detail::held_files::held_by_this_thread(state.device, state.inode, self)) throw_relock();
             if (detail::sys::flock(fd, operation) != 0) {
                 const int err = errno;
                 if (err == EINTR) continue;
@@ -348,7 +351,7 @@ private:
                                        err);
             }
             if (!still_names_locked_file(state)) continue;
-            flock_detail::held_files::add(state.device, state.inode);
+            flock_detail::held_files::add(state.device, state.inode, self);
             state.owner.store(std::this_thread::get_id(), std::memory_order_relaxed);
             return true;
         }
