@@ -79,6 +79,7 @@ inline std::optional<std::string> base64_decode(std::string_view text) {
     out.resize(used.first);
     return out;
 }
+
 /// How to reach an etcd cluster.
 struct etcd_connection {
     /// Client URLs of the members, "host:port" each; tried in order, with fail-over.
