@@ -89,45 +89,37 @@ inline void pretty_print_into(std::string& out, const boost::json::value& value,
         out += '\n';
         out.append(static_cast<std::size_t>(level) * 2, ' ');
     };
-    switch (value.kind()) {
-    case boost::json::kind::object: {
-        const auto& object = value.get_object();
-        if (object.empty()) {
-            out += "{}";
+    // An object or an array: `empty` when it has no items, else `open`, each
+    // item on a line of its own one level deeper (`print_item` writes it),
+    // and `close` on a line at this level.
+    const auto container = [&](const auto& items, const char* empty, char open, char close, auto&& print_item) {
+        if (items.empty()) {
+            out += empty;
             return;
         }
-        out += '{';
+        out += open;
         bool first = true;
-        for (const auto& item : object) {
+        for (const auto& item : items) {
             if (!first) out += ',';
             first = false;
             newline(indent + 1);
+            print_item(item);
+        }
+        newline(indent);
+        out += close;
+    };
+    switch (value.kind()) {
+    case boost::json::kind::object:
+        container(value.get_object(), "{}", '{', '}', [&](const boost::json::key_value_pair& item) {
             append_json_string(out, item.key());
             out += ": ";
             pretty_print_into(out, item.value(), indent + 1);
-        }
-        newline(indent);
-        out += '}';
+        });
         return;
-    }
-    case boost::json::kind::array: {
-        const auto& array = value.get_array();
-        if (array.empty()) {
-            out += "[]";
-            return;
-        }
-        out += '[';
-        bool first = true;
-        for (const auto& item : array) {
-            if (!first) out += ',';
-            first = false;
-            newline(indent + 1);
-            pretty_print_into(out, item, indent + 1);
-        }
-        newline(indent);
-        out += ']';
+    case boost::json::kind::array:
+        container(value.get_array(), "[]", '[', ']',
+                  [&](const boost::json::value& item) { pretty_print_into(out, item, indent + 1); });
         return;
-    }
     default:
         append_json_scalar(out, value);
         return;
