@@ -34,79 +34,33 @@
 //   before returning, so procreg never leaves the mutex ENOTRECOVERABLE;
 // - a segment not owned by this user, or open to group/others, is refused
 //   (errc::unsafe_path): another user could otherwise hold or corrupt it.
+//
+// Layout: the segment's name is lock/named_mutex/segment_name.hpp, its
+// layout, mapping and one-time initialisation lock/named_mutex/segment.hpp;
+// this header holds the lock itself: acquisition, timed waits and recovery.
 #pragma once
 
-#include <procreg/detail/file_io.hpp>
 #include <procreg/detail/polling.hpp>
-#include <procreg/detail/sys.hpp>
 #include <procreg/error.hpp>
-#include <procreg/liveness/kill_liveness.hpp>
+#include <procreg/lock/named_mutex/segment.hpp>
+#include <procreg/lock/named_mutex/segment_name.hpp>
 
-#include <boost/interprocess/exceptions.hpp>
 #include <boost/interprocess/mapped_region.hpp>
-#include <boost/interprocess/permissions.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <climits>
 #include <cstdint>
-#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <string>
-#include <system_error>
-#include <thread>
 #include <utility>
 
-#include <fcntl.h>
 #include <pthread.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 namespace procreg::lock {
-
-namespace named_mutex_detail {
-
-/// The init word of a segment nobody has claimed yet (a fresh segment is all zeros).
-inline constexpr std::uint32_t state_fresh = 0;
-/// The init word once the mutex is initialised; any other value is the pid
-/// of the process initialising it.
-inline constexpr std::uint32_t state_ready = 0xffffffffu;
-
-/// Identifies the layout below; a segment with another value (another
-/// procreg version, or a 32-bit program's segment) is refused, never reused.
-inline constexpr std::uint64_t layout_id =
-    (std::uint64_t{0x5052434e4d58ull} << 16) |  // "PRCNMX"
-    (std::uint64_t{1} << 8) |                    // layout version 1
-    static_cast<std::uint64_t>(sizeof(pthread_mutex_t));
-
-/// The shared segment. Fields are plain integers accessed with the
-/// compiler's __atomic builtins, so that zero-filled memory written by
-/// another process is valid without running any constructor.
-struct shared_block {
-    std::uint32_t init_state;  ///< state_fresh, an initialiser's pid, or state_ready
-    std::uint32_t reserved;    ///< zero
-    std::uint64_t layout;      ///< layout_id, written before init_state becomes ready
-    std::uint64_t recoveries;  ///< how many acquisitions found the holder dead (EOWNERDEAD)
-    pthread_mutex_t mutex;     ///< robust, process-shared, error-checking
-    char lock_path[1024];      ///< the canonical lock path, for administrators (may be truncated)
-};
-
-/// 64-bit FNV-1a: tiny, stable across builds and platforms, good enough to
-/// spread registry paths over names (collisions are harmless, see above).
-inline std::uint64_t fnv1a64(const std::string& text) noexcept {
-    std::uint64_t hash = 0xcbf29ce484222325ull;
-    for (const unsigned char c : text) {
-        hash ^= c;
-        hash *= 0x100000001b3ull;
-    }
-    return hash;
-}
-
-}  // namespace named_mutex_detail
 
 // pthread_mutex_clocklock (glibc 2.30) waits on CLOCK_MONOTONIC; older
 // libcs only have pthread_mutex_timedlock on CLOCK_REALTIME.
@@ -154,13 +108,14 @@ public:
     /// `errc::unsupported_file` when it has another layout, `errc::io_failure`
     /// otherwise.
     explicit named_mutex_lock(const std::filesystem::path& lock_path)
-        : lock_path_(canonical_lock_path(lock_path)), name_(name_for_canonical(lock_path, lock_path_)) {
+        : lock_path_(named_mutex_detail::canonical_lock_path(lock_path)),
+          name_(named_mutex_detail::name_for_canonical(lock_path, lock_path_)) {
         attach();
     }
 
     /// Maps (creating 0600 on first use) the segment called `name.value`.
     explicit named_mutex_lock(explicit_name name) : name_(std::move(name.value)) {
-        check_name(name_);
+        named_mutex_detail::check_name(name_);
         attach();
     }
 
@@ -222,14 +177,14 @@ public:
     const std::filesystem::path& lock_path() const noexcept { return lock_path_; }
 
     /// Where glibc keeps the segment (`/dev/shm/<name>`), as errors name it.
-    std::filesystem::path segment_path() const { return std::filesystem::path("/dev/shm") / name_; }
+    std::filesystem::path segment_path() const { return named_mutex_detail::segment_path(name_); }
 
     /// The segment name for the registry whose lock path is `lock_path`:
     /// "procreg-" + 16 lowercase hex digits of FNV-1a-64 of
     /// "<device>:<inode>/<file name>", the device and inode numbers being
     /// those of the lock file's directory (which must exist).
     static std::string segment_name(const std::filesystem::path& lock_path) {
-        return name_for_canonical(lock_path, canonical_lock_path(lock_path));
+        return named_mutex_detail::name_for_canonical(lock_path, named_mutex_detail::canonical_lock_path(lock_path));
     }
 
     /// Removes the segment for `lock_path`; false when there was none, or
@@ -260,172 +215,12 @@ private:
         return static_cast<named_mutex_detail::shared_block*>(region_.get_address());
     }
 
-    static std::filesystem::path canonical_lock_path(const std::filesystem::path& lock_path) {
-        if (lock_path.empty()) throw error(errc::invalid_argument, lock_path, "named_mutex_lock needs a lock path");
-        std::error_code ec;
-        auto absolute = std::filesystem::absolute(lock_path, ec);
-        if (!ec) absolute = std::filesystem::weakly_canonical(absolute, ec);
-        if (ec) {
-            throw error(errc::io_failure, lock_path, "cannot resolve the lock path: " + ec.message(),
-                        error::details{{}, {}, ec.value()});
-        }
-        return absolute;
-    }
-
-    // `canonical` is `lock_path` made canonical; its parent is the directory
-    // whose identity names the segment.
-    static std::string name_for_canonical(const std::filesystem::path& lock_path,
-                                          const std::filesystem::path& canonical) {
-        struct ::stat dir {};
-        if (detail::sys::fstatat(AT_FDCWD, canonical.parent_path().c_str(), &dir, 0) != 0) {
-            detail::throw_os_error(errc::io_failure, lock_path,
-                                   "cannot stat the lock file's directory, whose device and inode name the "
-                                   "named-mutex segment (it must exist)",
-                                   errno);
-        }
-        if (!S_ISDIR(dir.st_mode)) {
-            throw error(errc::unsafe_path, lock_path, "the lock file's parent is not a directory");
-        }
-        const std::string identity = std::to_string(static_cast<std::uint64_t>(dir.st_dev)) + ":" +
-                                     std::to_string(static_cast<std::uint64_t>(dir.st_ino)) + "/" +
-                                     canonical.filename().native();
-        static const char digits[] = "0123456789abcdef";
-        std::uint64_t hash = named_mutex_detail::fnv1a64(identity);
-        std::string hex(16, '0');
-        for (int i = 15; i >= 0; --i) {
-            hex[static_cast<std::size_t>(i)] = digits[hash & 0xf];
-            hash >>= 4;
-        }
-        return "procreg-" + hex;
-    }
-
-    static void check_name(const std::string& name) {
-        if (name.empty() || name.size() >= NAME_MAX || name.find('/') != std::string::npos ||
-            name.find('\0') != std::string::npos || name == "." || name == "..") {
-            throw error(errc::invalid_argument, name,
-                        "a shared-memory segment name must be 1 to " + std::to_string(NAME_MAX - 1) +
-                            " characters without '/' or NUL");
-        }
-    }
-
     [[noreturn]] void fail(errc code, const std::string& what, int err = 0) const {
-        if (err != 0) detail::throw_os_error(code, segment_path(), what, err);
-        throw error(code, segment_path(), what);
+        named_mutex_detail::fail(name_, code, what, err);
     }
 
-    // Opens or creates the segment, checks who owns it, maps it and makes
-    // sure its mutex is initialised exactly once.
-    void attach() {
-        namespace bip = boost::interprocess;
-        bip::shared_memory_object shm;
-        try {
-            // open_or_create creates with O_EXCL and then fchmods to 0600, so
-            // the umask cannot widen the mode.
-            shm = bip::shared_memory_object(bip::open_or_create, name_.c_str(), bip::read_write,
-                                            bip::permissions(0600));
-        } catch (const bip::interprocess_exception& e) {
-            const int err = e.get_native_error();
-            if (err == EACCES || err == EPERM) {
-                fail(errc::unsafe_path,
-                     "cannot open the named-mutex segment; it exists and belongs to another user (segments are "
-                     "0600: use flock_lock for a registry shared between users)",
-                     err);
-            }
-            if (err == ELOOP) fail(errc::unsafe_path, "the named-mutex segment is a symbolic link (refused)", err);
-            fail(errc::io_failure, std::string("cannot open or create the named-mutex segment: ") + e.what(), err);
-        }
-        const int fd = shm.get_mapping_handle().handle;
-        struct ::stat st {};
-        if (detail::sys::fstat(fd, &st) != 0) fail(errc::io_failure, "cannot stat the named-mutex segment", errno);
-        if (st.st_uid != ::geteuid()) {
-            fail(errc::unsafe_path, "the named-mutex segment is owned by uid " + std::to_string(st.st_uid) +
-                                        ", not by this user (uid " + std::to_string(::geteuid()) +
-                                        "); refusing to share a lock with another user");
-        }
-        if (!S_ISREG(st.st_mode) || (st.st_mode & 077) != 0) {
-            fail(errc::unsafe_path, "the named-mutex segment is accessible to group or others (refused)");
-        }
-        const auto needed = static_cast<bip::offset_t>(sizeof(named_mutex_detail::shared_block));
-        if (st.st_size < needed) {
-            // Growing is idempotent and zero-fills; never shrink (a newer
-            // layout may be larger, and is then refused below, untouched).
-            try {
-                shm.truncate(needed);
-            } catch (const bip::interprocess_exception& e) {
-                fail(errc::io_failure, std::string("cannot size the named-mutex segment: ") + e.what(),
-                     e.get_native_error());
-            }
-        }
-        try {
-            region_ = bip::mapped_region(shm, bip::read_write, 0, sizeof(named_mutex_detail::shared_block));
-        } catch (const bip::interprocess_exception& e) {
-            fail(errc::io_failure, std::string("cannot map the named-mutex segment: ") + e.what(),
-                 e.get_native_error());
-        }
-        // The descriptor is no longer needed: the mapping keeps the segment.
-        bip::shared_memory_object().swap(shm);
-        initialise_once();
-        if (__atomic_load_n(&block()->layout, __ATOMIC_ACQUIRE) != named_mutex_detail::layout_id) {
-            fail(errc::unsupported_file,
-                 "the named-mutex segment has another layout (another procreg version or ABI); when no process "
-                 "uses it, remove it with named_mutex_lock::remove()");
-        }
-    }
-
-    void initialise_once() {
-        using namespace named_mutex_detail;
-        shared_block* b = block();
-        const auto me = static_cast<std::uint32_t>(::getpid());
-        const auto deadline = std::chrono::steady_clock::now() + init_wait;
-        for (;;) {
-            std::uint32_t seen = __atomic_load_n(&b->init_state, __ATOMIC_ACQUIRE);
-            if (seen == state_ready) return;
-            // Claim a fresh word, or take over from a claimant that died
-            // mid-initialisation (nobody uses the mutex before `ready`);
-            // kill(pid, 0) decides, EPERM counting as alive.
-            if (seen == state_fresh || !liveness::pid_alive(seen)) {
-                if (__atomic_compare_exchange_n(&b->init_state, &seen, me, false, __ATOMIC_ACQ_REL,
-                                                __ATOMIC_ACQUIRE)) {
-                    initialise(b, me);
-                    return;
-                }
-                continue;  // another process claimed it first; look again
-            }
-            if (std::chrono::steady_clock::now() >= deadline) {
-                fail(errc::io_failure, "process " + std::to_string(seen) +
-                                           " claimed the named-mutex segment for initialisation and has not "
-                                           "finished within " + std::to_string(init_wait.count()) +
-                                           " s; if no process uses it, remove it with named_mutex_lock::remove()");
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        }
-    }
-
-    // Runs only in the process whose pid is in init_state.
-    void initialise(named_mutex_detail::shared_block* b, std::uint32_t me) {
-        using namespace named_mutex_detail;
-        const auto give_back = [&](const std::string& what, int err) {
-            std::uint32_t expected = me;
-            (void)__atomic_compare_exchange_n(&b->init_state, &expected, state_fresh, false, __ATOMIC_ACQ_REL,
-                                              __ATOMIC_ACQUIRE);
-            fail(errc::io_failure, what, err);
-        };
-        std::memset(static_cast<void*>(&b->mutex), 0, sizeof b->mutex);
-        std::memset(b->lock_path, 0, sizeof b->lock_path);
-        const std::string& text = lock_path_.empty() ? name_ : lock_path_.native();
-        std::memcpy(b->lock_path, text.data(), std::min(text.size(), sizeof b->lock_path - 1));
-        __atomic_store_n(&b->recoveries, std::uint64_t{0}, __ATOMIC_RELAXED);
-        pthread_mutexattr_t attr;
-        if (const int rc = ::pthread_mutexattr_init(&attr)) give_back("pthread_mutexattr_init failed", rc);
-        int rc = ::pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-        if (rc == 0) rc = ::pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-        if (rc == 0) rc = ::pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
-        if (rc == 0) rc = ::pthread_mutex_init(&b->mutex, &attr);
-        (void)::pthread_mutexattr_destroy(&attr);
-        if (rc != 0) give_back("cannot initialise a robust process-shared mutex", rc);
-        __atomic_store_n(&b->layout, layout_id, __ATOMIC_RELEASE);
-        __atomic_store_n(&b->init_state, state_ready, __ATOMIC_RELEASE);
-    }
+    // Maps the segment; see named_mutex_detail::attach.
+    void attach() { region_ = named_mutex_detail::attach(name_, lock_path_, init_wait); }
 
     bool timed_lock(std::chrono::nanoseconds remaining) {
         remaining = std::min<std::chrono::nanoseconds>(remaining, detail::longest_wait);  // fits any timespec

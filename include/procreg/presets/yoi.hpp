@@ -39,8 +39,10 @@
 // like the seed, keeps the reclaim when the registration is refused).
 //
 // Layout: the record is presets/yoi/allocation.hpp, the scope algebra
-// presets/yoi/scope.hpp, the table operations presets/yoi/operations.hpp;
-// this header binds them to a registry.
+// presets/yoi/scope.hpp, the view of the table's write scopes
+// presets/yoi/scope_table.hpp, the steps the operations share
+// presets/yoi/table_steps.hpp, the table operations
+// presets/yoi/operations.hpp; this header binds them to a registry.
 #pragma once
 
 #include <procreg/liveness/kill_liveness.hpp>
