@@ -70,6 +70,15 @@ template <class Record>
 bool encode_slot(table_state<Record>& state, typename table_state<Record>::slot& s, const json_limits& limits,
                  std::string& scratch, const std::filesystem::path& path) {
     stored_record<Record>& entry = *s.record;
+    // `scratch`, proven, becomes the slot's text among the texts this save encodes.
+    const auto take_scratch = [&] {
+        s.offset = state.fresh.size();
+        s.length = scratch.size();
+        s.in_fresh = true;
+        s.verified = true;
+        state.fresh += scratch;
+        return true;
+    };
     if constexpr (encodes_plainly<Record>::value) {
         // The usual case, written without a JSON tree: when the file holds
         // exactly the record's members in order (the bytes equal), its
@@ -100,12 +109,7 @@ bool encode_slot(table_state<Record>& state, typename table_state<Record>::slot&
             std::size_t end = 0;
             if (read_canonical(scratch, end, decoded) && end == scratch.size()) {
                 entry.value = std::move(decoded);  // what the next load will see, as read_back hands out
-                s.offset = state.fresh.size();
-                s.length = scratch.size();
-                s.in_fresh = true;
-                s.verified = true;
-                state.fresh += scratch;
-                return true;
+                return take_scratch();
             }
         }
     }
@@ -118,12 +122,7 @@ bool encode_slot(table_state<Record>& state, typename table_state<Record>::slot&
             return false;
         }
         read_back<Record>(scratch, limits, &entry.value, &entry.json);
-        s.offset = state.fresh.size();
-        s.length = scratch.size();
-        s.in_fresh = true;
-        s.verified = true;
-        state.fresh += scratch;
-        return true;
+        return take_scratch();
     } catch (const decode_error& e) {
         const std::string key(key_of(entry.value));
         throw error(errc::invalid_record, path,
