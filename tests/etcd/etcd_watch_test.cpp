@@ -196,6 +196,55 @@ BOOST_AUTO_TEST_CASE(deleting_a_live_owners_record_is_only_a_removal) {
     BOOST_TEST(procreg::to_string(events[0].first) == "removed");
 }
 
+// An owner erases its record itself and then ends cleanly (its keeper
+// revokes the lease) before the watcher reads the delete: the erase is a
+// removal, never an owner's death. Only the lease's end takes its keys (with
+// the owner marker, in one revision), so only such a delete may be reported
+// owner_died; "kept" went that way, but the watcher may find it gone when it
+// re-reads for the erase, before it reads the lease's end, and then reports
+// it removed only (docs/watch.md, "On etcd").
+BOOST_AUTO_TEST_CASE(an_erase_followed_by_the_owners_end_is_never_an_owners_death) {
+    etcd_cluster cluster;
+    procreg::liveness::etcd_lease_options opts;
+    opts.connection = cluster.connection();
+    opts.ttl = std::chrono::seconds(30);
+    auto keeper = std::make_shared<procreg::liveness::etcd_lease_keeper>(opts);
+    lease_registry owner(store(cluster.connection()), procreg::lock::no_lock{}, procreg::liveness::etcd_lease(keeper));
+    owner.insert(session("erased"));
+    owner.insert(session("kept"));
+    lease_registry observer(store(cluster.connection()), procreg::lock::no_lock{}, procreg::liveness::etcd_lease{});
+    procreg::watcher<lease_registry> w(observer);
+    BOOST_TEST_REQUIRE(w.current().active.size() == 2u);
+    BOOST_TEST_REQUIRE(owner.erase("erased"));
+    keeper->revoke();  // the owner's clean end: "kept" goes with the lease
+    const auto events = events_until_quiet(w, std::chrono::seconds(2));
+    std::map<std::string, std::vector<std::string>> by_key;
+    for (const auto& e : events) by_key[e.second].push_back(procreg::to_string(e.first));
+    BOOST_TEST(by_key["erased"] == std::vector<std::string>{"removed"}, describe(events));
+    BOOST_TEST(!by_key["kept"].empty(), describe(events));
+    BOOST_TEST(by_key["kept"].back() == "removed", describe(events));
+    BOOST_TEST(w.current().active.empty());
+}
+
+// The owner's end alone, read by the watcher before anything else changed:
+// its records are reported owner_died, then removed (a clean revoke here;
+// the SIGKILL case above is the same through the lease's expiry).
+BOOST_AUTO_TEST_CASE(an_owners_revoke_is_reported_as_its_death) {
+    etcd_cluster cluster;
+    procreg::liveness::etcd_lease_options opts;
+    opts.connection = cluster.connection();
+    opts.ttl = std::chrono::seconds(30);
+    auto keeper = std::make_shared<procreg::liveness::etcd_lease_keeper>(opts);
+    lease_registry owner(store(cluster.connection()), procreg::lock::no_lock{}, procreg::liveness::etcd_lease(keeper));
+    owner.insert(session("kept"));
+    lease_registry observer(store(cluster.connection()), procreg::lock::no_lock{}, procreg::liveness::etcd_lease{});
+    procreg::watcher<lease_registry> w(observer);
+    BOOST_TEST_REQUIRE(w.current().active.size() == 1u);
+    keeper->revoke();
+    const auto events = events_until_quiet(w, std::chrono::seconds(2));
+    BOOST_TEST(describe(events) == "owner_died kept; removed kept; ");
+}
+
 // The watcher's member dies; the writes go on through the others. The
 // stream resumes on another member from the last revision seen, replaying
 // each change (no full resync).
@@ -301,7 +350,8 @@ BOOST_AUTO_TEST_CASE(events_sent_with_the_confirmation_are_reported) {
     procreg::detail::etcd_connection connection;
     connection.endpoints = {"127.0.0.1:" + std::to_string(ntohs(address.sin_port))};
     {
-        procreg::detail::etcd_watch_stream feed(connection, "/procreg/watched/", "/procreg/watched0");
+        procreg::detail::etcd_watch_stream feed(connection, "/procreg/watched/", "/procreg/watched0",
+                                                "/procreg/watched.owners/");
         const procreg::change_news news = feed.drain();
         BOOST_TEST(news.changed);
         BOOST_TEST(feed.revision() == 6);
@@ -389,7 +439,8 @@ BOOST_AUTO_TEST_CASE(a_failed_authentication_on_reopen_is_retried) {
     connection.password = "p";
     connection.timeout = std::chrono::milliseconds(1000);
     {
-        procreg::detail::etcd_watch_stream feed(connection, "/procreg/watched/", "/procreg/watched0");
+        procreg::detail::etcd_watch_stream feed(connection, "/procreg/watched/", "/procreg/watched0",
+                                                "/procreg/watched.owners/");
         auto readable = [&](int ms) {
             pollfd ready{feed.fd(), POLLIN, 0};
             return ::poll(&ready, 1, ms) == 1;

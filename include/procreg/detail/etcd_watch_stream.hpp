@@ -19,10 +19,14 @@
 //   `canceled` answer), the stream starts again from now and the next
 //   drain() says `resync`: the caller reads the whole state again, never
 //   silence;
-// - a key deleted with a lease that no longer exists when the delete is
-//   drained is reported in `owner_gone` (its owner's lease expired or was
-//   revoked; an explicit delete whose lease ended before the drain too:
-//   docs/watch.md gives the window), other deletes only as a change;
+// - a record deleted in the very revision that deleted its lease's owner
+//   marker (`<prefix>.owners/<lease>`, put with the lease by every write of
+//   a leased record: storage/etcd_store.hpp) is reported in `owner_gone`:
+//   etcd deletes all of a lease's keys in one revision when the lease
+//   expires or is revoked, so that revision is the owner's end, and an
+//   explicit delete, always a revision of its own, is only a change. The
+//   watched range is [marker prefix, records' end), which holds both;
+//   other keys in it are ignored;
 // - fd() is one stable descriptor (an epoll instance holding the current
 //   socket and a retry timer), readable when drain() may have news; a
 //   failed reopen (whatever failed: connection, authentication, the watch
@@ -45,6 +49,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -52,7 +57,9 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include <fcntl.h>
@@ -67,10 +74,12 @@ namespace procreg::detail {
 /// A watch of one key range of an etcd cluster (see the file comment).
 class etcd_watch_stream {
 public:
-    /// Watches [start, end) from now; returns once etcd confirmed the watch.
-    /// Throws `errc::io_failure` when no member accepts it.
-    etcd_watch_stream(etcd_connection connection, std::string start, std::string end)
+    /// Watches the records [start, end) and the owner markers under
+    /// `owners` (which sorts before `start`) from now; returns once etcd
+    /// confirmed the watch. Throws `errc::io_failure` when no member accepts it.
+    etcd_watch_stream(etcd_connection connection, std::string start, std::string end, std::string owners)
         : connection_(std::move(connection)), start_(std::move(start)), end_(std::move(end)),
+          owners_(std::move(owners)),
           client_(std::make_unique<etcd_client>(connection_)),
           retry_(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)),
           idle_(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) {
@@ -183,7 +192,7 @@ private:
         state->parser.eager(true);
         state->parser.body_limit(boost::none);  // the stream has no end
         state->parser.on_chunk_body(state->sink);
-        boost::json::object create{{"key", base64_encode(start_)}, {"range_end", base64_encode(end_)},
+        boost::json::object create{{"key", base64_encode(owners_)}, {"range_end", base64_encode(end_)},
                                    {"prev_kv", true}};
         if (revision_ > 0) create["start_revision"] = std::to_string(revision_ + 1);
         const std::string body = boost::json::serialize(boost::json::object{{"create_request", std::move(create)}});
@@ -352,43 +361,44 @@ private:
         }
         const auto* events = r.if_contains("events");
         if (!events || !events->is_array()) return;
-        std::map<std::int64_t, bool> lease_gone;
+        // The owners that ended in this message: (lease, revision) of each
+        // owner marker deleted. A revision's events come in one message.
+        std::set<std::pair<std::int64_t, std::int64_t>> ended;
+        for (const auto& item : events->get_array()) {
+            const auto* event = item.if_object();
+            const auto* kv = event ? event->if_contains("kv") : nullptr;
+            const auto key = kv && kv->is_object() ? key_of(kv->get_object()) : std::nullopt;
+            if (!key || !is_delete(*event) || key->compare(0, owners_.size(), owners_) != 0) continue;
+            const std::string_view digits = std::string_view(*key).substr(owners_.size());
+            std::int64_t lease = 0;
+            const auto [end, fault] = std::from_chars(digits.data(), digits.data() + digits.size(), lease);
+            if (fault != std::errc() || end != digits.data() + digits.size() || lease <= 0) continue;  // not a marker
+            ended.emplace(lease, etcd_client::int_field(kv->get_object(), "mod_revision"));
+        }
         for (const auto& item : events->get_array()) {
             const auto* event = item.if_object();
             const auto* kv = event ? event->if_contains("kv") : nullptr;
             if (!kv || !kv->is_object()) continue;
+            const std::int64_t revision = etcd_client::int_field(kv->get_object(), "mod_revision");
+            revision_ = std::max(revision_, revision);
+            const auto key = key_of(kv->get_object());
+            if (!key || key->compare(0, start_.size(), start_) != 0) continue;  // a marker, or not ours
             news.changed = true;
-            revision_ = std::max(revision_, etcd_client::int_field(kv->get_object(), "mod_revision"));
-            const auto* type = event->if_contains("type");
             const auto* previous = event->if_contains("prev_kv");
-            if (!type || !type->is_string() || type->get_string() != "DELETE" || !previous || !previous->is_object()) {
-                continue;
-            }
+            if (!is_delete(*event) || !previous || !previous->is_object()) continue;
             const std::int64_t lease = etcd_client::int_field(previous->get_object(), "lease");
-            if (lease == 0) continue;
-            auto known = lease_gone.find(lease);
-            if (known == lease_gone.end()) known = lease_gone.emplace(lease, !lease_exists(lease)).first;
-            const auto* key64 = kv->get_object().if_contains("key");
-            const auto key = key64 && key64->is_string() ? base64_decode(key64->get_string()) : std::nullopt;
-            if (known->second && key && key->compare(0, start_.size(), start_) == 0) {
-                news.owner_gone.push_back(key->substr(start_.size()));
-            }
+            if (lease != 0 && ended.count({lease, revision}) != 0) news.owner_gone.push_back(key->substr(start_.size()));
         }
     }
 
-    // Whether etcd still knows the lease (a failed call counts as "yes": the
-    // delete is then reported as a removal only).
-    bool lease_exists(std::int64_t lease) {
-        try {
-            etcd_status status;
-            const boost::json::value answer =
-                client_->call("/v3/lease/timetolive", boost::json::object{{"ID", std::to_string(lease)}}, status);
-            if (status.code == 5) return false;
-            if (status.code != 0) return true;
-            return etcd_client::int_field(answer.as_object(), "TTL") > 0;
-        } catch (const error&) {
-            return true;
-        }
+    static std::optional<std::string> key_of(const boost::json::object& kv) {
+        const auto* key64 = kv.if_contains("key");
+        return key64 && key64->is_string() ? base64_decode(key64->get_string()) : std::nullopt;
+    }
+
+    static bool is_delete(const boost::json::object& event) {
+        const auto* type = event.if_contains("type");
+        return type && type->is_string() && type->get_string() == "DELETE";
     }
 
     // A member that stops answering without closing TCP (stopped, cut off,
@@ -458,7 +468,8 @@ private:
     etcd_connection connection_;
     std::string start_;
     std::string end_;
-    std::unique_ptr<etcd_client> client_;  // lease look-ups and authentication
+    std::string owners_;  // the owner markers' prefix, `<prefix>.owners/`
+    std::unique_ptr<etcd_client> client_;  // authentication and the idle probe
     unique_fd retry_;
     unique_fd idle_;  // fires when the stream may have been silent for idle_interval()
     event_poller poller_;

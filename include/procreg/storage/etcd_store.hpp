@@ -6,6 +6,11 @@
 //                       `<root>/<key>.json` (unknown fields kept), put with
 //                       its owner's lease (liveness/etcd_lease.hpp), or
 //                       with none for a registry without owners
+//     <prefix>.owners/<lease>   empty, put with that lease by every write of
+//                       a record with it: etcd deletes it in the revision
+//                       that deletes the owner's records when the lease
+//                       ends, which tells a watcher an owner's end from an
+//                       explicit delete (detail/etcd_watch_stream.hpp)
 //
 // Invariants:
 // - a transaction is serializable across processes and machines by
@@ -46,6 +51,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -201,6 +207,21 @@ public:
                 }
             }
             if (success.empty()) return;
+            // Each lease a record is put with gets its owner marker, put with
+            // the same lease: when the lease ends etcd deletes the marker in
+            // the revision that deletes the owner's records, which is how a
+            // watcher tells an owner's end from an explicit delete. Outside
+            // the records' range, so no listing or compare sees it.
+            std::set<std::int64_t> leases;
+            for (const auto& item : slots_) {
+                if (item.second.change == change_kind::put && item.second.put_lease != 0) leases.insert(item.second.put_lease);
+            }
+            for (const std::int64_t lease : leases) {
+                success.push_back(boost::json::object{
+                    {"request_put", {{"key", detail::base64_encode(store_->owner_marker(lease))},
+                                     {"value", detail::base64_encode("")},
+                                     {"lease", std::to_string(lease)}}}});
+            }
             if (scanned_) {
                 // No key under the prefix was created or changed after the listing.
                 compare.push_back(boost::json::object{{"key", detail::base64_encode(store_->range_start())},
@@ -378,7 +399,8 @@ public:
     /// A change feed of the prefix (watch/watcher.hpp): etcd's watch stream,
     /// confirmed before this returns, so it reports every later change.
     std::unique_ptr<detail::etcd_watch_stream> open_change_feed() const {
-        return std::make_unique<detail::etcd_watch_stream>(options_.connection, range_start(), range_end());
+        return std::make_unique<detail::etcd_watch_stream>(options_.connection, range_start(), range_end(),
+                                                           owners_prefix());
     }
 
     /// Starts a session. Reads nothing.
@@ -391,6 +413,10 @@ private:
     std::string full_key(std::string_view key) const { return options_.prefix + "/" + std::string(key); }
     std::string range_start() const { return options_.prefix + "/"; }
     std::string range_end() const { return options_.prefix + "0"; }  // '0' follows '/'
+    // `<prefix>.owners/<lease>`: '.' sorts before '/', so one watch range
+    // [owners_prefix, range_end) holds the markers and the records.
+    std::string owners_prefix() const { return options_.prefix + ".owners/"; }
+    std::string owner_marker(std::int64_t lease) const { return owners_prefix() + std::to_string(lease); }
 
     options options_;
     std::shared_ptr<detail::etcd_client> client_;
