@@ -192,6 +192,11 @@ struct record_traits<dynamic_record> {
 template <class Inner = liveness::kill_liveness>
 class dynamic_liveness {
 public:
+    /// A dynamic record's stored object is the whole record (no storage
+    /// reads it into a struct), so the core need not complete it
+    /// (detail/ask_liveness.hpp).
+    static constexpr bool judges_by_stored_identity = true;
+
     /// Judges records with a pid by `inner`.
     explicit dynamic_liveness(Inner inner = Inner{}) : inner_(std::move(inner)) {}
 

@@ -196,6 +196,30 @@ BOOST_AUTO_TEST_CASE(deleting_a_live_owners_record_is_only_a_removal) {
     BOOST_TEST(procreg::to_string(events[0].first) == "removed");
 }
 
+// The owner marker is a put of its own, once per lease and storage object:
+// a transaction still holds as many records as etcd lets one txn write
+// (--max-txn-ops, 128 by default), and the marker is there for the watcher.
+BOOST_AUTO_TEST_CASE(a_transaction_of_128_leased_records_fits_in_one_txn) {
+    etcd_cluster cluster;
+    procreg::liveness::etcd_lease_options opts;
+    opts.connection = cluster.connection();
+    opts.ttl = std::chrono::seconds(30);
+    auto keeper = std::make_shared<procreg::liveness::etcd_lease_keeper>(opts);
+    lease_registry owner(store(cluster.connection()), procreg::lock::no_lock{}, procreg::liveness::etcd_lease(keeper));
+    owner.transact([](auto& tx) {
+        for (int i = 0; i < 128; ++i) tx.insert(session("bulk-" + std::to_string(i)));
+    });
+    BOOST_TEST(owner.list().size() == 128u);
+    lease_registry observer(store(cluster.connection()), procreg::lock::no_lock{}, procreg::liveness::etcd_lease{});
+    procreg::watcher<lease_registry> w(observer);
+    BOOST_TEST_REQUIRE(w.current().active.size() == 128u);
+    keeper->revoke();
+    const auto events = events_until_quiet(w, std::chrono::seconds(2));
+    std::size_t died = 0;
+    for (const auto& e : events) died += e.first == watch_event_kind::owner_died ? 1 : 0;
+    BOOST_TEST(died == 128u, describe(events));
+}
+
 // An owner erases its record itself and then ends cleanly (its keeper
 // revokes the lease) before the watcher reads the delete: the erase is a
 // removal, never an owner's death. Only the lease's end takes its keys (with

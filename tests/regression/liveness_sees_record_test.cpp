@@ -16,8 +16,12 @@
 
 #include "../support/temp_dir.hpp"
 
+#include <boost/describe/class.hpp>
+
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 
 namespace fs = std::filesystem;
@@ -68,7 +72,20 @@ void check_spelling(const std::string& text) {
     BOOST_TEST(left[0].alive);
 }
 
+struct load_record {
+    std::string name;
+    std::uint32_t pid = 0;
+    double load = 0;
+};
+BOOST_DESCRIBE_STRUCT(load_record, (), (name, pid, load))
+
 }  // namespace
+
+template <>
+struct procreg::record_traits<load_record> {
+    static std::string_view key(const load_record& r) noexcept { return r.name; }
+    static std::uint32_t pid(const load_record& r) noexcept { return r.pid; }
+};
 
 BOOST_AUTO_TEST_CASE(a_policy_judging_by_a_field_sees_it_in_the_pretty_format) { check_spelling(pretty); }
 
@@ -83,4 +100,25 @@ BOOST_AUTO_TEST_CASE(a_policy_judging_by_a_field_sees_it_in_a_record_just_insert
         return tx.alive(fresh);
     });
     BOOST_TEST(alive);
+}
+
+// A caller's own record that no store could hold (a NaN) is still answered:
+// `alive` returns what the policy says of what is stored, it does not throw.
+BOOST_AUTO_TEST_CASE(a_record_no_store_could_hold_is_still_answered) {
+    struct field_liveness {
+        bool is_alive(std::uint64_t /*pid*/, const boost::json::object& stored) const { return !stored.contains("load"); }
+        void stamp_identity(std::uint64_t /*pid*/, boost::json::object& /*stored*/) const noexcept {}
+    };
+    using load_registry =
+        procreg::registry<load_record, procreg::lock::flock_lock, procreg::storage::json_table, field_liveness>;
+    temp_dir dir;
+    procreg::storage::json_table::options opts;
+    opts.file = dir.path() / "loads.json";
+    opts.array_key = "loads";
+    opts.durable = false;
+    load_registry registry{procreg::storage::json_table(opts)};
+    const bool alive = registry.transact([](auto& tx) {
+        return tx.alive(load_record{"nan", 4000000000u, std::numeric_limits<double>::quiet_NaN()});
+    });
+    BOOST_TEST(alive);  // nothing stored for it: the policy finds no "load"
 }

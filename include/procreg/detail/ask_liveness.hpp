@@ -48,7 +48,16 @@ bool ask_alive(const Liveness& liveness, std::uint64_t pid, const Record& value,
     if constexpr (answers_by_pid_alone<Liveness>::value || judges_by_stored_identity<Liveness>::value) {
         return liveness.is_alive(pid, json);
     } else {
-        return liveness.is_alive(pid, merge_over(json, value));
+        boost::json::object whole;
+        try {
+            whole = merge_over(json, value);
+        } catch (const decode_error&) {
+            // A value no store could hold (a NaN, an infinity: only a
+            // caller's own record, never one read back) is judged by what
+            // is stored for it, as the policy always could be.
+            return liveness.is_alive(pid, json);
+        }
+        return liveness.is_alive(pid, whole);
     }
 }
 

@@ -6,8 +6,8 @@
 //                       `<root>/<key>.json` (unknown fields kept), put with
 //                       its owner's lease (liveness/etcd_lease.hpp), or
 //                       with none for a registry without owners
-//     <prefix>.owners/<lease>   empty, put with that lease by every write of
-//                       a record with it: etcd deletes it in the revision
+//     <prefix>.owners/<lease>   empty, put with that lease before the first
+//                       record written with it: etcd deletes it in the revision
 //                       that deletes the owner's records when the lease
 //                       ends, which tells a watcher an owner's end from an
 //                       explicit delete (detail/etcd_watch_stream.hpp)
@@ -50,6 +50,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -207,21 +208,11 @@ public:
                 }
             }
             if (success.empty()) return;
-            // Each lease a record is put with gets its owner marker, put with
-            // the same lease: when the lease ends etcd deletes the marker in
-            // the revision that deletes the owner's records, which is how a
-            // watcher tells an owner's end from an explicit delete. Outside
-            // the records' range, so no listing or compare sees it.
             std::set<std::int64_t> leases;
             for (const auto& item : slots_) {
                 if (item.second.change == change_kind::put && item.second.put_lease != 0) leases.insert(item.second.put_lease);
             }
-            for (const std::int64_t lease : leases) {
-                success.push_back(boost::json::object{
-                    {"request_put", {{"key", detail::base64_encode(store_->owner_marker(lease))},
-                                     {"value", detail::base64_encode("")},
-                                     {"lease", std::to_string(lease)}}}});
-            }
+            store_->mark_owners(leases);
             if (scanned_) {
                 // No key under the prefix was created or changed after the listing.
                 compare.push_back(boost::json::object{{"key", detail::base64_encode(store_->range_start())},
@@ -418,9 +409,45 @@ private:
     std::string owners_prefix() const { return options_.prefix + ".owners/"; }
     std::string owner_marker(std::int64_t lease) const { return owners_prefix() + std::to_string(lease); }
 
+    // Each lease a record is put with gets its owner marker, put with the
+    // same lease before the first record: when the lease ends etcd deletes
+    // the marker in the revision that deletes the owner's records, which is
+    // how a watcher tells an owner's end from an explicit delete. One put
+    // per lease and storage object, apart from the records' txn (whose
+    // operations etcd limits to --max-txn-ops, 128 by default). A put that
+    // fails is tried again at the next commit; the records' txn then
+    // reports the cause (a lease gone is the same error there).
+    void mark_owners(const std::set<std::int64_t>& leases) {
+        for (const std::int64_t lease : leases) {
+            {
+                std::lock_guard<std::mutex> hold(marks_->mutex);
+                if (marks_->leases.count(lease) != 0) continue;
+            }
+            detail::etcd_status status;
+            try {
+                (void)client_->call("/v3/kv/put",
+                                    boost::json::object{{"key", detail::base64_encode(owner_marker(lease))},
+                                                        {"value", detail::base64_encode("")},
+                                                        {"lease", std::to_string(lease)}},
+                                    status);
+            } catch (const error&) {
+                continue;
+            }
+            if (status.code != 0) continue;
+            std::lock_guard<std::mutex> hold(marks_->mutex);
+            marks_->leases.insert(lease);
+        }
+    }
+
+    struct owner_marks {
+        std::mutex mutex;
+        std::set<std::int64_t> leases;  // leases whose marker this object has put
+    };
+
     options options_;
     std::shared_ptr<detail::etcd_client> client_;
     std::filesystem::path display_;
+    std::shared_ptr<owner_marks> marks_ = std::make_shared<owner_marks>();
 };
 
 }  // namespace procreg::storage
