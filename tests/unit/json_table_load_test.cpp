@@ -11,6 +11,7 @@
 #include <procreg/presets/algocline.hpp>
 #include <procreg/storage/json_table.hpp>
 
+#include "support/algocline_texts.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
@@ -22,28 +23,12 @@ namespace fs = std::filesystem;
 using procreg::algocline::pool_session;
 using procreg::storage::json_table;
 using procreg_test::temp_dir;
+using procreg_test::pretty;
+using procreg_test::session;
+using procreg_test::table_of;
 namespace impl = procreg::detail::json_table_impl;
 
 namespace {
-
-pool_session session(std::string sid, std::uint32_t pid = 1) {
-    return pool_session{std::move(sid), pid, "/run/s.sock", "0.30.0", "2026-01-01T00:00:00Z"};
-}
-
-// A record as serde_json's to_string_pretty writes it in the table.
-std::string pretty(const pool_session& r) {
-    std::string out;
-    procreg::detail::append_plain_pretty(out, r, 2);
-    return out;
-}
-
-std::string table_of(const std::vector<std::string>& records, const std::string& before = "",
-                     const std::string& after = "") {
-    std::string out = "{\n" + before + "  \"sessions\": [";
-    for (std::size_t i = 0; i < records.size(); ++i) out += (i ? ",\n    " : "\n    ") + records[i];
-    out += records.empty() ? "]" : "\n  ]";
-    return out + after + "\n}";
-}
 
 json_table::options table_options(const fs::path& file) {
     json_table::options opts;

@@ -62,6 +62,7 @@
 #include <procreg/detail/publish.hpp>
 #include <procreg/detail/json_codec.hpp>
 #include <procreg/detail/json_table/load.hpp>
+#include <procreg/detail/json_table/patch.hpp>
 #include <procreg/detail/json_table/save.hpp>
 #include <procreg/detail/json_table/state.hpp>
 #include <procreg/error.hpp>
@@ -321,17 +322,23 @@ public:
         }
 
     private:
-        // Reads the file (detail/json_table/load.hpp): directly from its
-        // bytes when it can, else as one JSON tree, which words any error.
+        // Reads the file: by patching the stale state when the file differs
+        // from its text in one stretch of records (detail/json_table/
+        // patch.hpp), else directly from its bytes when it can (load.hpp),
+        // else as one JSON tree, which words any error.
         void load(state_type* stale) {
             const auto& opts = table_->options_;
             detail::unique_fd opened;
             auto contents = detail::read_file_at(table_->directory_.get(), path(), table_->name_.c_str(),
                                                  opts.max_file_bytes, opts.reuse_unchanged ? &opened : nullptr);
             if (!contents) return;  // no file yet: an empty table (not kept: nothing to save)
-            state_.bytes = std::move(contents->bytes);
-            if (!detail::json_table_impl::load_directly(state_, opts.array_key, opts.max_depth, stale)) {
-                detail::json_table_impl::load_generally(state_, opts.array_key, opts.max_depth, path());
+            if (stale && detail::json_table_impl::patch_stale(*stale, contents->bytes, opts.max_depth)) {
+                state_ = std::move(*stale);
+            } else {
+                state_.bytes = std::move(contents->bytes);
+                if (!detail::json_table_impl::load_directly(state_, opts.array_key, opts.max_depth, stale)) {
+                    detail::json_table_impl::load_generally(state_, opts.array_key, opts.max_depth, path());
+                }
             }
             if (opened) file_ = pinned_file{file_identity::of(contents->status), std::move(opened)};
         }

@@ -117,6 +117,15 @@ public:
         }
     }
 
+    /// Moves every position p from `first` on to p + delta (records
+    /// inserted or erased before them); delta may be negative.
+    void shift(std::size_t first, std::ptrdiff_t delta) noexcept {
+        if (delta == 0) return;
+        for (bucket& b : buckets_) {
+            if (b.used() && b.position() >= first) b.slot = static_cast<std::uint32_t>(static_cast<std::ptrdiff_t>(b.slot) + delta);
+        }
+    }
+
     /// The longest run of filled buckets, the most a probe can walk: a few
     /// dozen in a half-full table whatever the keys (the hash is keyed).
     std::size_t longest_run() const noexcept {

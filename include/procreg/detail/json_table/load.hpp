@@ -56,8 +56,44 @@ inline std::optional<boost::json::value> parse_part(std::string_view text, std::
     return parsed;
 }
 
-/// The direct load of `state.bytes` (see the file comment); false, with the
-/// state's records and top level left empty, when the general load must run.
+/// Reads the record whose text starts at `start` (its '{') in `file` the
+/// way the direct load reads every record it does not carry over: a plain
+/// record in the pretty format straight from its bytes (its span then
+/// verified), anything else delimited and parsed strictly two levels down,
+/// then decoded (keeping its object). Fills `out` (record and span) and
+/// returns the end of the record's text; npos when the direct load must give
+/// up on it (the general load then words why).
+template <class Record>
+std::size_t read_record_at(std::string_view file, std::size_t start, std::size_t max_depth,
+                           typename table_state<Record>::slot& out) {
+    const auto take = [&](std::size_t end, Record&& value, boost::json::object&& json, bool verified) {
+        out.offset = start;
+        out.length = end - start;
+        out.verified = verified;
+        out.in_fresh = false;
+        out.record.emplace(stored_record<Record>{std::move(value), std::move(json)});
+        return end;
+    };
+    if constexpr (encodes_plainly<Record>::value) {
+        Record value{};
+        std::size_t end = start;
+        if (read_canonical(file, end, value)) return take(end, std::move(value), boost::json::object(), true);
+    }
+    const std::size_t end = skip_value(file, start);
+    if (end == std::string_view::npos) return end;
+    auto parsed = parse_part(file.substr(start, end - start), max_depth, 2);
+    if (!parsed || !parsed->is_object()) return std::string_view::npos;
+    std::optional<Record> value;
+    try {
+        value.emplace(decode_value<Record>(*parsed, std::string()));
+    } catch (const decode_error&) {
+        return std::string_view::npos;  // the general load words the error, with the record's path
+    }
+    return take(end, std::move(*value), std::move(parsed->as_object()), false);
+}
+
+/// The direct load of `state.bytes` (see the file comment); false, with the state's records and top level
+/// left empty, when the general load must run.
 ///
 /// With `stale` (the state this storage kept of an earlier version of the
 /// file, of the same limits), a record whose bytes are exactly the bytes
@@ -65,8 +101,8 @@ inline std::optional<boost::json::value> parse_part(std::string_view text, std::
 /// or erased in between) is moved over from it instead of being read
 /// again: the stale record is what reading those bytes gave (the kept
 /// state is exactly the contents of its file), so this is what reading
-/// them again gives. The usual case when another process wrote the file
-/// last: it changed one record of many.
+/// them again gives. (A file that differs from the stale one in one
+/// stretch of records is patched in place before this runs: patch.hpp.)
 template <class Record>
 bool load_directly(table_state<Record>& state, const std::string& array_key, std::size_t max_depth,
                    table_state<Record>* stale = nullptr) {
@@ -74,14 +110,6 @@ bool load_directly(table_state<Record>& state, const std::string& array_key, std
     if (max_depth < 3) return false;
     const std::string_view file = state.bytes;
     std::size_t next_stale = 0;  // the stale record expected next
-    // A record that has decoded (indexed once all are: key_index::build).
-    const auto add = [&](std::string_view span, Record&& value, boost::json::object&& json, bool verified) {
-        auto& s = state.slots.emplace_back();
-        s.offset = static_cast<std::size_t>(span.data() - file.data());
-        s.length = span.size();
-        s.verified = verified;
-        s.record.emplace(stored_record<Record>{std::move(value), std::move(json)});
-    };
     // After a record read afresh (new, or changed): the stale records
     // expected next are those after the stale one with its key, if any, so
     // that records inserted, changed or erased in several places do not
@@ -112,37 +140,22 @@ bool load_directly(table_state<Record>& state, const std::string& array_key, std
                 if (!old.record || !old.has_span() || old.in_fresh) continue;
                 const std::string_view bytes = stale->span(old);
                 if (file.compare(start, bytes.size(), bytes) != 0) continue;
-                add(file.substr(start, bytes.size()), std::move(old.record->value), std::move(old.record->json),
-                    old.verified);
+                auto& s = state.slots.emplace_back();
+                s.offset = start;
+                s.length = bytes.size();
+                s.verified = old.verified;
+                s.record = std::move(old.record);
                 // Left moved-from (the stale index still reaches it) and without a span: taken.
                 old.forget_text();
                 next_stale = k + 1;
                 return start + bytes.size();
             }
-            if constexpr (encodes_plainly<Record>::value) {
-                Record value{};
-                std::size_t end = start;
-                if (read_canonical(file, end, value)) {
-                    add(file.substr(start, end - start), std::move(value), boost::json::object(), true);
-                    resync();
-                    return end;
-                }
-            }
-            return std::string_view::npos;
-        },
-        [&](std::string_view span) {
-            auto parsed = parse_part(span, max_depth, 2);
-            if (!parsed || !parsed->is_object()) return false;
-            std::optional<Record> value;
-            try {
-                value.emplace(decode_value<Record>(*parsed, std::string()));
-            } catch (const decode_error&) {
-                return false;  // the general load words the error, with the record's path
-            }
-            add(span, std::move(*value), std::move(parsed->as_object()), false);
+            const std::size_t end = read_record_at<Record>(file, start, max_depth, state.slots.emplace_back());
+            if (end == std::string_view::npos) return stop_walk;
             resync();
-            return true;
-        });
+            return end;
+        },
+        [&](std::string_view) { return false; });  // read_record_at takes every record or stops the walk
     // A key twice is the general load's to name.
     if (walked && state.index.build(state.slots.size(), state.key_at())) return true;
     state.top.clear();

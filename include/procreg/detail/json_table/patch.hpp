@@ -1,0 +1,186 @@
+// procreg/detail/json_table/patch.hpp — a table file that differs from the kept one in one stretch, read by patching the kept state.
+//
+// When another process wrote the table last, its file usually differs from
+// the one this storage kept (the stale state) in one place: a record
+// inserted, changed or erased. Reading all of it again is a pass over every
+// record and an index built anew; this reads only the stretch that differs.
+// The common prefix and suffix of the two files' bytes are found (block
+// compares) and narrowed to whole records of the kept state: records wholly
+// in the prefix keep their place and span, records wholly in the suffix keep
+// their record and have their span moved by the difference in size, and the
+// bytes between are read as the direct load reads a record
+// (read_record_at, load.hpp) within the grammar of the records array — the
+// commas and whitespace are checked here, and the parser must leave the
+// stretch in the state the kept file's stretch left it (before a record, or
+// before the closing bracket).
+//
+// Why this is what reading the whole file gives: the kept state is exactly
+// the contents of its file, a file that was read whole and accepted; JSON's
+// grammar is context free, so bytes identical to the kept file's, around a
+// stretch that leaves the parser where the kept stretch left it, parse as
+// they did; the stretch's records are read by the direct load's own reader,
+// and their keys are checked against every other record's. Anything else —
+// a change outside the records array, a stretch of more than `max_patched`
+// records, a key twice, a record the reader does not take, a kept state
+// without every record's span — returns false with the kept state
+// untouched, and the direct load (then the general one, which words any
+// error) runs as before.
+//
+// Invariant: on true, `stale` holds exactly the records of the new file (now
+// its `bytes`), in file order, each with its span: what load_directly would
+// have made of that file.
+#pragma once
+
+#include <procreg/detail/json_table/file_layout.hpp>
+#include <procreg/detail/json_table/load.hpp>
+#include <procreg/detail/json_table/state.hpp>
+#include <procreg/record_traits.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <iterator>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace procreg::detail::json_table_impl {
+
+/// The most records a patched stretch may hold; a file changed in more
+/// places is read by the direct load, which carries unchanged records over.
+constexpr std::size_t max_patched = 64;
+
+/// The length of the longest common prefix of `a` and `b`.
+inline std::size_t common_prefix(std::string_view a, std::string_view b) noexcept {
+    constexpr std::size_t block = 4096;
+    const std::size_t n = std::min(a.size(), b.size());
+    std::size_t length = 0;
+    while (length + block <= n && std::memcmp(a.data() + length, b.data() + length, block) == 0) length += block;
+    while (length < n && a[length] == b[length]) ++length;
+    return length;
+}
+
+/// The length of the longest common suffix of `a` and `b`, at most `limit`.
+inline std::size_t common_suffix(std::string_view a, std::string_view b, std::size_t limit) noexcept {
+    constexpr std::size_t block = 4096;
+    const std::size_t n = std::min({a.size(), b.size(), limit});
+    const char* const a_end = a.data() + a.size();
+    const char* const b_end = b.data() + b.size();
+    std::size_t length = 0;
+    while (length + block <= n && std::memcmp(a_end - length - block, b_end - length - block, block) == 0) {
+        length += block;
+    }
+    while (length < n && a_end[-1 - static_cast<std::ptrdiff_t>(length)] == b_end[-1 - static_cast<std::ptrdiff_t>(length)]) {
+        ++length;
+    }
+    return length;
+}
+
+/// Makes `stale` the state of the file whose text is `bytes` by reading only
+/// the stretch in which it differs from the stale state's file (see the
+/// file comment); `bytes` then holds the stale state's old text. False,
+/// with both untouched, when the caller must load the file.
+template <class Record>
+bool patch_stale(table_state<Record>& stale, std::string& bytes, std::size_t max_depth) {
+    using slot = typename table_state<Record>::slot;
+    constexpr std::size_t npos = std::string_view::npos;
+    auto& slots = stale.slots;
+    // Records lie three levels down (a lower limit is the general load's to
+    // refuse); every record must have its span in the kept text, in order.
+    if (max_depth < 3 || slots.empty() || !stale.fresh.empty() || stale.index.size() != slots.size()) return false;
+    for (const slot& s : slots) {
+        if (!s.record || !s.has_span() || s.in_fresh) return false;
+    }
+    const std::string_view old_file = stale.bytes;
+    const std::string_view new_file = bytes;
+    const std::size_t prefix = common_prefix(old_file, new_file);
+    if (prefix == old_file.size() && prefix == new_file.size()) {
+        stale.bytes.swap(bytes);  // the same text: every span holds
+        return true;
+    }
+    const std::size_t suffix =
+        common_suffix(old_file, new_file, std::min(old_file.size(), new_file.size()) - prefix);
+    const auto end_of = [](const slot& s) { return s.offset + s.length; };
+
+    // The kept records wholly in the prefix, [0, before), and wholly in the
+    // suffix, [after, size); the old stretch is [start, stop) of the old text.
+    const std::size_t before = static_cast<std::size_t>(
+        std::partition_point(slots.begin(), slots.end(), [&](const slot& s) { return end_of(s) <= prefix; }) -
+        slots.begin());
+    const std::size_t after = static_cast<std::size_t>(
+        std::partition_point(slots.begin() + static_cast<std::ptrdiff_t>(before), slots.end(),
+                             [&](const slot& s) { return s.offset < old_file.size() - suffix; }) -
+        slots.begin());
+    std::size_t start = 0;
+    if (before > 0) {
+        start = end_of(slots[before - 1]);
+    } else {  // just after the array's '['
+        start = slots.front().offset;
+        while (start > 0 && is_json_space(old_file[start - 1])) --start;
+        if (start == 0 || old_file[start - 1] != '[' || start > prefix) return false;
+    }
+    std::size_t stop = 0;
+    if (after < slots.size()) {
+        stop = slots[after].offset;
+    } else {  // at the array's ']'
+        stop = end_of(slots.back());
+        while (stop < old_file.size() && is_json_space(old_file[stop])) ++stop;
+        if (stop >= old_file.size() || old_file[stop] != ']' || stop < old_file.size() - suffix) return false;
+    }
+    const std::size_t new_stop = stop + new_file.size() - old_file.size();
+    if (new_stop < start || new_stop > new_file.size()) return false;
+
+    // The new stretch, in the records array's grammar: what follows `start`
+    // is a record's place when no record precedes it, else a comma's.
+    enum class next { first, record, comma } expected = before > 0 ? next::comma : next::first;
+    std::vector<slot> read;
+    for (std::size_t at = start;;) {
+        while (at < new_stop && is_json_space(new_file[at])) ++at;
+        if (at == new_stop) break;
+        if (expected == next::comma) {
+            if (new_file[at] != ',') return false;
+            ++at;
+            expected = next::record;
+            continue;
+        }
+        if (new_file[at] != '{' || read.size() == max_patched) return false;
+        const std::size_t end = read_record_at<Record>(new_file, at, max_depth, read.emplace_back());
+        if (end == npos || end > new_stop) return false;
+        at = end;
+        expected = next::comma;
+    }
+    // A record follows the stretch (after a comma, or first), or the ']'
+    // does (after a record, or in an empty array).
+    if (after < slots.size() ? expected == next::comma : expected == next::record) return false;
+    for (std::size_t i = 0; i < read.size(); ++i) {
+        const std::string_view key = key_of(read[i].record->value);
+        const std::size_t at = stale.find(key);
+        if (at != key_index::npos && (at < before || at >= after)) return false;  // a key twice: the loads name it
+        for (std::size_t j = 0; j < i; ++j) {
+            if (key_of(read[j].record->value) == key) return false;
+        }
+    }
+
+    // From here on nothing refuses: the stretch's records replace the old ones.
+    for (std::size_t i = before; i < after; ++i) stale.index.erase(key_of(slots[i].record->value), stale.key_at());
+    const auto first = slots.begin() + static_cast<std::ptrdiff_t>(before);
+    if (read.size() == after - before) {
+        std::move(read.begin(), read.end(), first);
+    } else {
+        stale.index.shift(after, static_cast<std::ptrdiff_t>(read.size()) - static_cast<std::ptrdiff_t>(after - before));
+        slots.erase(first, slots.begin() + static_cast<std::ptrdiff_t>(after));
+        slots.insert(slots.begin() + static_cast<std::ptrdiff_t>(before), std::make_move_iterator(read.begin()),
+                     std::make_move_iterator(read.end()));
+    }
+    for (std::size_t i = before; i < before + read.size(); ++i) {
+        stale.index.insert(key_of(slots[i].record->value), i, stale.key_at());
+    }
+    if (new_file.size() != old_file.size()) {
+        const std::size_t moved = new_file.size() - old_file.size();  // modulo 2^n: adding it moves either way
+        for (std::size_t i = before + read.size(); i < slots.size(); ++i) slots[i].offset += moved;
+    }
+    stale.bytes.swap(bytes);
+    return true;
+}
+
+}  // namespace procreg::detail::json_table_impl
