@@ -171,9 +171,12 @@ struct file_contents {
 /// `max_bytes` (checked with fstat before reading, and again while reading).
 /// With `keep_open`, the descriptor the bytes were read from is handed over
 /// instead of closed (it pins the inode, e.g. for a cache keyed on it).
+/// The bytes are read into `buffer` (its contents dropped, its capacity
+/// used): a caller reading one file again and again passes the buffer of an
+/// earlier read, whose pages are already there.
 inline std::optional<file_contents> read_file_at(int dirfd, const path_ref& path,
                                                  const char* name, std::size_t max_bytes,
-                                                 unique_fd* keep_open = nullptr) {
+                                                 unique_fd* keep_open = nullptr, std::string buffer = {}) {
     const int fd = sys::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         const int err = errno;
@@ -186,6 +189,8 @@ inline std::optional<file_contents> read_file_at(int dirfd, const path_ref& path
     }
     unique_fd handle(fd);
     file_contents out;
+    out.bytes = std::move(buffer);
+    out.bytes.clear();
     if (sys::fstat(fd, &out.status) != 0) {
         const int err = errno;
         throw_os_error(errc::io_failure, path, "cannot stat", err);

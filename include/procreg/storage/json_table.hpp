@@ -330,16 +330,20 @@ public:
             const auto& opts = table_->options_;
             detail::unique_fd opened;
             auto contents = detail::read_file_at(table_->directory_.get(), path(), table_->name_.c_str(),
-                                                 opts.max_file_bytes, opts.reuse_unchanged ? &opened : nullptr);
+                                                 opts.max_file_bytes, opts.reuse_unchanged ? &opened : nullptr,
+                                                 stale ? std::move(stale->spare) : std::string());
             if (!contents) return;  // no file yet: an empty table (not kept: nothing to save)
             if (stale && detail::json_table_impl::patch_stale(*stale, contents->bytes, opts.max_depth)) {
                 state_ = std::move(*stale);
+                state_.spare = std::move(contents->bytes);  // the text before
             } else {
                 state_.bytes = std::move(contents->bytes);
                 if (!detail::json_table_impl::load_directly(state_, opts.array_key, opts.max_depth, stale)) {
                     detail::json_table_impl::load_generally(state_, opts.array_key, opts.max_depth, path());
                 }
+                if (stale) state_.spare = std::move(stale->bytes);
             }
+            state_.spare.clear();
             if (opened) file_ = pinned_file{file_identity::of(contents->status), std::move(opened)};
         }
 

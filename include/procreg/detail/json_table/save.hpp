@@ -136,12 +136,14 @@ bool encode_slot(table_state<Record>& state, typename table_state<Record>::slot&
 /// record without one is given its text first (`encode(slot)`, which may
 /// throw: the state is then as consistent as before, with the records
 /// encoded so far holding their new text). `places` gets each record's
-/// offset in the result. The state must be compacted.
+/// offset in the result. The state must be compacted. The text is written
+/// into the state's spare buffer.
 template <class Record, class Encode>
 std::string render(table_state<Record>& state, const std::string& array_key, std::vector<std::size_t>& places,
                    Encode&& encode) {
     if (state.top.find(array_key) == state.top.end()) state.top[array_key] = boost::json::array();
-    std::string out;
+    std::string out = std::move(state.spare);
+    out.clear();
     out.reserve(64 + state.bytes.size() + state.fresh.size() + 6 * state.slots.size());
     places.clear();
     places.reserve(state.slots.size());
@@ -176,7 +178,8 @@ std::string render(table_state<Record>& state, const std::string& array_key, std
 }
 
 /// After `text` (from `render`, with `places`) is the file: the records'
-/// texts become verified spans of it, and `fresh` is emptied.
+/// texts become verified spans of it, `fresh` is emptied, and the text
+/// before is kept as the spare buffer the next read or render fills.
 template <class Record>
 void adopt_rendered(table_state<Record>& state, std::string&& text, const std::vector<std::size_t>& places) {
     for (std::size_t i = 0; i < state.slots.size(); ++i) {
@@ -185,6 +188,8 @@ void adopt_rendered(table_state<Record>& state, std::string&& text, const std::v
         s.verified = true;
         s.in_fresh = false;
     }
+    state.spare = std::move(state.bytes);  // the text before, for its capacity
+    state.spare.clear();
     state.bytes = std::move(text);
     state.fresh = std::string();
 }
