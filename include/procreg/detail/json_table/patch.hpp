@@ -50,28 +50,27 @@ namespace procreg::detail::json_table_impl {
 /// places is read by the direct load, which carries unchanged records over.
 constexpr std::size_t max_patched = 64;
 
-/// The length of the longest common prefix of `a` and `b`.
+/// The length of the longest common prefix of `a` and `b` (compared in
+/// blocks of 4 KiB, then of 64 bytes, then byte by byte).
 inline std::size_t common_prefix(std::string_view a, std::string_view b) noexcept {
-    constexpr std::size_t block = 4096;
     const std::size_t n = std::min(a.size(), b.size());
     std::size_t length = 0;
-    while (length + block <= n && std::memcmp(a.data() + length, b.data() + length, block) == 0) length += block;
-    while (length < n && a[length] == b[length]) ++length;
+    for (const std::size_t block : {std::size_t{4096}, std::size_t{64}, std::size_t{1}}) {
+        while (length + block <= n && std::memcmp(a.data() + length, b.data() + length, block) == 0) length += block;
+    }
     return length;
 }
 
 /// The length of the longest common suffix of `a` and `b`, at most `limit`.
 inline std::size_t common_suffix(std::string_view a, std::string_view b, std::size_t limit) noexcept {
-    constexpr std::size_t block = 4096;
     const std::size_t n = std::min({a.size(), b.size(), limit});
     const char* const a_end = a.data() + a.size();
     const char* const b_end = b.data() + b.size();
     std::size_t length = 0;
-    while (length + block <= n && std::memcmp(a_end - length - block, b_end - length - block, block) == 0) {
-        length += block;
-    }
-    while (length < n && a_end[-1 - static_cast<std::ptrdiff_t>(length)] == b_end[-1 - static_cast<std::ptrdiff_t>(length)]) {
-        ++length;
+    for (const std::size_t block : {std::size_t{4096}, std::size_t{64}, std::size_t{1}}) {
+        while (length + block <= n && std::memcmp(a_end - length - block, b_end - length - block, block) == 0) {
+            length += block;
+        }
     }
     return length;
 }
