@@ -376,8 +376,12 @@ private:
         bool operator()(const stored_record<Record>& stored) {
             const std::uint64_t pid = detail::pid_of(stored.value);
             if constexpr (detail::answers_by_pid_alone<Liveness>::value) {
+                // Runs of one owner's records are the common case: the last
+                // answer is tried before the map.
+                if (last_ && last_->first == pid) return last_->second;
                 const auto [it, first] = known_.try_emplace(pid, false);
                 if (first) it->second = detail::ask_alive(liveness_, pid, stored);
+                last_.emplace(pid, it->second);
                 return it->second;
             } else {
                 return detail::ask_alive(liveness_, pid, stored);
@@ -387,6 +391,7 @@ private:
     private:
         const Liveness& liveness_;
         std::unordered_map<std::uint64_t, bool> known_;  // pid -> alive, for answers_by_pid_alone
+        std::optional<std::pair<std::uint64_t, bool>> last_;  // the last pid asked, and its answer
     };
 };
 
