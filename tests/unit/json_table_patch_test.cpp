@@ -54,6 +54,7 @@ std::optional<state> loaded(const std::string& text) {
 // Every record, span and index entry of `got` is that of `want`.
 void check_same_state(const state& got, const state& want) {
     BOOST_TEST_REQUIRE(got.bytes == want.bytes);
+    BOOST_TEST(boost::json::serialize(got.top) == boost::json::serialize(want.top));
     BOOST_TEST_REQUIRE(got.slots.size() == want.slots.size());
     BOOST_TEST_REQUIRE(got.index.size() == want.index.size());
     for (std::size_t i = 0; i < got.slots.size(); ++i) {
@@ -155,6 +156,18 @@ BOOST_AUTO_TEST_CASE(anything_else_is_refused_and_the_kept_state_left_as_it_was)
     twice_inside.insert(twice_inside.begin() + 3, {pretty(session("n")), pretty(session("n"))});
     BOOST_TEST(!patch_and_check(before, table_of(twice_inside)));
 
+    // A stretch record repeating the key of the record just before the
+    // stretch, or just after it.
+    auto twice_before = texts;
+    twice_before[3] = pretty(session("s2", 9));
+    BOOST_TEST(!patch_and_check(before, table_of(twice_before)));
+    auto twice_after = texts;
+    twice_after[3] = pretty(session("s4", 9));
+    BOOST_TEST(!patch_and_check(before, table_of(twice_after)));
+    auto moved_key = texts;
+    moved_key[3] = pretty(session("s3", 9));  // its own key: a change, taken
+    BOOST_TEST(patch_and_check(before, table_of(moved_key)));
+
     std::string no_comma = before;
     no_comma.erase(no_comma.find(",\n    {", no_comma.find("\"s2\"")), 1);
     BOOST_TEST(!patch_and_check(before, no_comma));
@@ -172,6 +185,10 @@ BOOST_AUTO_TEST_CASE(anything_else_is_refused_and_the_kept_state_left_as_it_was)
     BOOST_TEST(!patch_and_check(before, unclosed));
 
     BOOST_TEST(!patch_and_check(before, table_of(texts, "  \"version\": 2,\n")));  // outside the array
+    // A member before or after the array changed, its length the same.
+    const std::string with_members = table_of(texts, "  \"a\": 1,\n", ",\n  \"z\": 1");
+    BOOST_TEST(!patch_and_check(with_members, table_of(texts, "  \"a\": 2,\n", ",\n  \"z\": 1")));
+    BOOST_TEST(!patch_and_check(with_members, table_of(texts, "  \"a\": 1,\n", ",\n  \"z\": 2")));
     BOOST_TEST(!patch_and_check(before, before + " "));                             // after the top level
 
     auto many = base;

@@ -28,7 +28,12 @@
 //
 // Invariant: on true, `stale` holds exactly the records of the new file (now
 // its `bytes`), in file order, each with its span: what load_directly would
-// have made of that file.
+// have made of that file, except that a record carried over keeps the kept
+// state's `verified` flag — a record a commit wrote is verified (its bytes
+// are its encoding) where a fresh load could not tell without encoding it —
+// as load_directly's own carry-over and the unchanged-file shortcut keep it.
+// On false, or on a throw before the records are replaced (only the
+// allocations making room can throw), `stale` and `bytes` are untouched.
 #pragma once
 
 #include <procreg/detail/json_table/file_layout.hpp>
@@ -160,7 +165,11 @@ bool patch_stale(table_state<Record>& stale, std::string& bytes, std::size_t max
         }
     }
 
-    // From here on nothing refuses: the stretch's records replace the old ones.
+    // From here on nothing refuses, and nothing throws once the room is
+    // made: the stretch's records replace the old ones.
+    const std::size_t count = slots.size() - (after - before) + read.size();
+    slots.reserve(count);
+    stale.index.reserve(count);
     for (std::size_t i = before; i < after; ++i) stale.index.erase(key_of(slots[i].record->value), stale.key_at());
     const auto first = slots.begin() + static_cast<std::ptrdiff_t>(before);
     if (read.size() == after - before) {
