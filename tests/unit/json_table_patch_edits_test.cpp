@@ -270,7 +270,7 @@ BOOST_AUTO_TEST_CASE(record_level_edits_of_mixed_layouts) {
     BOOST_TEST(t.bad == 0u);
 }
 
-// A kept state a commit made (adopt_rendered) holds every record verified:
+// A kept state a commit made (adopt_layout) holds every record verified:
 // its text is exactly its encoding, the commit wrote it so. A record with a
 // member its type does not know is not verified by a fresh load of the same
 // bytes (the load cannot tell without encoding it); a patch carries the
@@ -288,9 +288,8 @@ BOOST_AUTO_TEST_CASE(a_kept_state_from_a_commit_keeps_its_verified_texts) {
     st.slots[3].forget_text();
     const auto limits = impl::record_limits(32, 1 << 20, "sessions");
     std::string scratch;
-    std::vector<std::size_t> places;
-    std::string text = impl::render(st, "sessions", places, [&](state::slot& s) { impl::encode_slot(st, s, limits, scratch, "t.json"); });
-    impl::adopt_rendered(st, std::move(text), places);
+    const auto layout = impl::lay_out(st, "sessions", [&](state::slot& s) { impl::encode_slot(st, s, limits, scratch, "t.json"); });
+    impl::adopt_layout(st, layout);
     BOOST_TEST(st.slots[1].verified);
     // Another writer changes s0 (pid 1 -> 7).
     std::string next = st.bytes;

@@ -164,19 +164,19 @@ struct file_contents {
     struct ::stat status {};
 };
 
-/// Reads `name` in the directory `dirfd`. Returns nothing when the file does
-/// not exist. Refuses (`errc::unsafe_path`) symlinks and non-regular files,
-/// sockets included; a file it has no permission to open is
-/// `errc::io_failure` with EACCES or EPERM. Refuses files larger than
-/// `max_bytes` (checked with fstat before reading, and again while reading).
-/// With `keep_open`, the descriptor the bytes were read from is handed over
-/// instead of closed (it pins the inode, e.g. for a cache keyed on it).
-/// The bytes are read into `buffer` (its contents dropped, its capacity
-/// used): a caller reading one file again and again passes the buffer of an
-/// earlier read, whose pages are already there.
-inline std::optional<file_contents> read_file_at(int dirfd, const path_ref& path,
-                                                 const char* name, std::size_t max_bytes,
-                                                 unique_fd* keep_open = nullptr, std::string buffer = {}) {
+/// A regular file opened for reading, and the fstat of its descriptor.
+struct opened_file {
+    unique_fd fd;
+    struct ::stat status {};
+};
+
+/// Opens `name` in the directory `dirfd` for reading. Returns nothing when
+/// the file does not exist. Refuses (`errc::unsafe_path`) symlinks and
+/// non-regular files, sockets included; a file it has no permission to open
+/// is `errc::io_failure` with EACCES or EPERM. Refuses files larger than
+/// `max_bytes` (checked with fstat).
+inline std::optional<opened_file> open_file_at(int dirfd, const path_ref& path, const char* name,
+                                               std::size_t max_bytes) {
     const int fd = sys::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         const int err = errno;
@@ -187,10 +187,8 @@ inline std::optional<file_contents> read_file_at(int dirfd, const path_ref& path
         if (err == ENXIO || err == ENODEV) throw_os_error(errc::unsafe_path, path, "is not a regular file (refused)", err);
         throw_os_error(errc::io_failure, path, "cannot open", err);
     }
-    unique_fd handle(fd);
-    file_contents out;
-    out.bytes = std::move(buffer);
-    out.bytes.clear();
+    opened_file out;
+    out.fd = unique_fd(fd);
     if (sys::fstat(fd, &out.status) != 0) {
         const int err = errno;
         throw_os_error(errc::io_failure, path, "cannot stat", err);
@@ -201,18 +199,34 @@ inline std::optional<file_contents> read_file_at(int dirfd, const path_ref& path
                     "file is " + std::to_string(out.status.st_size) + " bytes, above the limit of " +
                         std::to_string(max_bytes) + " bytes");
     }
-    out.bytes.resize(static_cast<std::size_t>(out.status.st_size) + 1);
+    return out;
+}
+
+/// Reads the file `opened` (from its current offset: the start, for a file
+/// just opened) whole into `buffer` (its contents dropped, its capacity
+/// used: a caller reading one file again and again passes the buffer of an
+/// earlier read, whose pages are already there), with `headroom` more bytes
+/// of capacity for a caller that will edit the text in place. Refuses a
+/// file that grows past `max_bytes` while it is read.
+inline std::string read_opened(const opened_file& opened, const path_ref& path, std::size_t max_bytes,
+                               std::string buffer = {}, std::size_t headroom = 0) {
+    std::string bytes = std::move(buffer);
+    bytes.clear();
+    const auto size = static_cast<std::size_t>(opened.status.st_size);
+    // Only to grow: std::string::reserve below the capacity reallocates too (C++17).
+    if (bytes.capacity() < size + 1 + headroom) bytes.reserve(size + 1 + headroom);
+    bytes.resize(size + 1);
     std::size_t used = 0;
     for (;;) {
-        if (used == out.bytes.size()) {
+        if (used == bytes.size()) {
             if (used > max_bytes) {
                 throw error(errc::corrupted_file, path.get(),
                             "file grew past the limit of " + std::to_string(max_bytes) + " bytes while reading");
             }
-            out.bytes.resize(used * 2 + 64);
+            bytes.resize(used * 2 + 64);
         }
-        const std::size_t asked = out.bytes.size() - used;
-        const ssize_t got = sys::read(fd, out.bytes.data() + used, asked);
+        const std::size_t asked = bytes.size() - used;
+        const ssize_t got = sys::read(opened.fd.get(), bytes.data() + used, asked);
         if (got < 0) {
             const int err = errno;
             if (err == EINTR) continue;
@@ -224,31 +238,81 @@ inline std::optional<file_contents> read_file_at(int dirfd, const path_ref& path
         // end of the file: the buffer asked for one byte more. This spares
         // the read that would return 0. (Any other short read is not taken
         // for the end: some filesystems, FUSE with direct I/O, return less.)
-        if (static_cast<std::size_t>(got) < asked && used == static_cast<std::size_t>(out.status.st_size)) break;
+        if (static_cast<std::size_t>(got) < asked && used == size) break;
     }
     if (used > max_bytes) {
-        throw error(errc::corrupted_file, path.get(),
-                    "file is above the limit of " + std::to_string(max_bytes) + " bytes");
+        throw error(errc::corrupted_file, path.get(), "file is above the limit of " + std::to_string(max_bytes) + " bytes");
     }
-    out.bytes.resize(used);
-    if (keep_open) *keep_open = std::move(handle);
+    bytes.resize(used);
+    return bytes;
+}
+
+/// Reads `name` in the directory `dirfd` whole: `open_file_at`, then
+/// `read_opened` (the refusals of both). Returns nothing when the file does
+/// not exist. With `keep_open`, the descriptor the bytes were read from is
+/// handed over instead of closed (it pins the inode, e.g. for a cache keyed
+/// on it).
+inline std::optional<file_contents> read_file_at(int dirfd, const path_ref& path, const char* name,
+                                                 std::size_t max_bytes, unique_fd* keep_open = nullptr) {
+    auto opened = open_file_at(dirfd, path, name, max_bytes);
+    if (!opened) return std::nullopt;
+    file_contents out;
+    out.bytes = read_opened(*opened, path, max_bytes);
+    out.status = opened->status;
+    if (keep_open) *keep_open = std::move(opened->fd);
     return out;
 }
 
-/// Writes all of `data` to `fd`, retrying on EINTR and short writes.
+/// A text given as pieces, written in order: one `writev` where a copy
+/// into one buffer and a `write` would do (json_table writes a table from
+/// the runs of its kept text and the records encoded since).
+struct text_pieces {
+    const std::string_view* pieces = nullptr;
+    std::size_t count = 0;
+
+    std::size_t size() const noexcept {
+        std::size_t total = 0;
+        for (std::size_t i = 0; i < count; ++i) total += pieces[i].size();
+        return total;
+    }
+};
+
+/// Writes all of `text` to `fd`, retrying on EINTR and short writes.
 /// Returns 0 or the errno of the failure.
-inline int write_all(int fd, std::string_view data) noexcept {
-    while (!data.empty()) {
-        const ssize_t put = sys::write(fd, data.data(), data.size());
+inline int write_all(int fd, text_pieces text) noexcept {
+    constexpr int batch = 256;  // iovecs per call (IOV_MAX is 1024)
+    std::size_t at = 0;         // the first piece not written whole
+    std::size_t done = 0;       // how much of it is written
+    for (;;) {
+        struct ::iovec io[batch];
+        int used = 0;
+        for (std::size_t i = at; i < text.count && used < batch; ++i) {
+            const std::string_view piece = text.pieces[i].substr(i == at ? done : 0);
+            if (piece.empty()) continue;
+            io[used++] = {const_cast<char*>(piece.data()), piece.size()};
+        }
+        if (used == 0) return 0;
+        const ssize_t put = sys::writev(fd, io, used);
         if (put < 0) {
             if (errno == EINTR) continue;
             return errno;
         }
         if (put == 0) return EIO;
-        data.remove_prefix(static_cast<std::size_t>(put));
+        for (auto left = static_cast<std::size_t>(put); left > 0;) {
+            const std::size_t rest = text.pieces[at].size() - done;
+            if (left < rest) {
+                done += left;
+                break;
+            }
+            left -= rest;
+            ++at;
+            done = 0;
+        }
     }
-    return 0;
 }
+
+/// Writes all of `data` to `fd` (one piece).
+inline int write_all(int fd, std::string_view data) noexcept { return write_all(fd, text_pieces{&data, 1}); }
 
 /// `path` made absolute against the working directory, as
 /// std::filesystem::absolute does, but failing with `procreg::error`

@@ -108,12 +108,12 @@ struct written_temp {
 /// The first step of every publication: creates a private temp file for
 /// `target` in `dirfd` (O_EXCL, O_NOFOLLOW, 0600, a fresh name from the one
 /// naming scheme of detail/temp_files.hpp, so the one sweep rule removes it
-/// if its writer dies), writes all of `data`, fsyncs it when `durable`,
-/// and closes it. The descriptor handed over (`keep`) is a duplicate taken
+/// if its writer dies), writes all of `data` (its pieces in order), fsyncs
+/// it when `durable`, and closes it. The descriptor handed over (`keep`) is a duplicate taken
 /// before the close, so it is this file by construction: a reopen by name
 /// could meet a substitute. On any failure the temp file is gone (or left
 /// to the sweep) and nothing else was touched.
-inline written_temp write_temp_at(int dirfd, const path_ref& path, std::string_view target, std::string_view data,
+inline written_temp write_temp_at(int dirfd, const path_ref& path, std::string_view target, text_pieces data,
                                   bool durable, keep_descriptor keep = keep_descriptor::none) {
     written_temp out;
     int fd = -1;
@@ -154,6 +154,12 @@ inline written_temp write_temp_at(int dirfd, const path_ref& path, std::string_v
     return out;
 }
 
+/// `write_temp_at` of one string.
+inline written_temp write_temp_at(int dirfd, const path_ref& path, std::string_view target, std::string_view data,
+                                  bool durable, keep_descriptor keep = keep_descriptor::none) {
+    return write_temp_at(dirfd, path, target, text_pieces{&data, 1}, durable, keep);
+}
+
 /// Publishes the complete private file `temp` at `name` (both in `dirfd`)
 /// by link(2), which never replaces: create if absent, as one atomic step
 /// also against writers that take no lock and create `name` with O_EXCL.
@@ -182,7 +188,7 @@ inline int link_if_absent(int dirfd, const std::string& temp, const char* name, 
 /// With `keep_open`, a successful write also hands over a descriptor of the
 /// new file (`keep_descriptor::if_possible`: it stays empty if the
 /// duplicate could not be made, which is not an error).
-inline bool atomic_write_at(int dirfd, const path_ref& path, const char* name, std::string_view data,
+inline bool atomic_write_at(int dirfd, const path_ref& path, const char* name, text_pieces data,
                             bool durable, if_target_exists existing, unique_fd* keep_open = nullptr,
                             bool* left_temp = nullptr) {
     written_temp written = write_temp_at(dirfd, path, name, data, durable,
@@ -229,11 +235,22 @@ inline bool atomic_write_at(int dirfd, const path_ref& path, const char* name, s
     return true;
 }
 
-/// Replaces `name` in `dirfd` by `data`: `atomic_write_at` with
-/// `if_target_exists::replace`.
-inline void atomic_replace_at(int dirfd, const path_ref& path, const char* name, std::string_view data,
+/// `atomic_write_at` of one string.
+inline bool atomic_write_at(int dirfd, const path_ref& path, const char* name, std::string_view data,
+                            bool durable, if_target_exists existing, unique_fd* keep_open = nullptr,
+                            bool* left_temp = nullptr) {
+    return atomic_write_at(dirfd, path, name, text_pieces{&data, 1}, durable, existing, keep_open, left_temp);
+}
+
+/// Replaces `name` in `dirfd` by `data` (a text in pieces, or one string):
+/// `atomic_write_at` with `if_target_exists::replace`.
+inline void atomic_replace_at(int dirfd, const path_ref& path, const char* name, text_pieces data,
                               bool durable, unique_fd* keep_open = nullptr, bool* left_temp = nullptr) {
     (void)atomic_write_at(dirfd, path, name, data, durable, if_target_exists::replace, keep_open, left_temp);
+}
+inline void atomic_replace_at(int dirfd, const path_ref& path, const char* name, std::string_view data,
+                              bool durable, unique_fd* keep_open = nullptr, bool* left_temp = nullptr) {
+    atomic_replace_at(dirfd, path, name, text_pieces{&data, 1}, durable, keep_open, left_temp);
 }
 
 /// Removes `name` from `dirfd`. Returns false when it was already absent.

@@ -23,6 +23,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 namespace procreg::detail::sys {
@@ -122,9 +123,17 @@ inline ssize_t read(int fd, void* buffer, std::size_t size) noexcept {
     PROCREG_SYS_INTERCEPT(call::read, -1);
     return ::read(fd, buffer, size);
 }
+inline ssize_t pread(int fd, void* buffer, std::size_t size, off_t offset) noexcept {
+    PROCREG_SYS_INTERCEPT(call::read, -1);
+    return ::pread(fd, buffer, size, offset);
+}
 inline ssize_t write(int fd, const void* buffer, std::size_t size) noexcept {
     PROCREG_SYS_INTERCEPT(call::write, -1);
     return ::write(fd, buffer, size);
+}
+inline ssize_t writev(int fd, const struct ::iovec* pieces, int count) noexcept {
+    PROCREG_SYS_INTERCEPT(call::write, -1);
+    return ::writev(fd, pieces, count);
 }
 inline int fsync(int fd) noexcept {
     PROCREG_SYS_INTERCEPT(call::fsync, -1);

@@ -279,11 +279,10 @@ public:
             const detail::json_limits limits = detail::json_table_impl::record_limits(opts.max_depth, opts.max_file_bytes, opts.array_key);
             const slot* last_encoded = nullptr;  // names the record in a refusal
             std::string scratch;                 // one buffer for every record's encoding
-            std::vector<std::size_t> places;
-            std::string text = detail::json_table_impl::render(state_, opts.array_key, places, [&](slot& s) {
+            const auto layout = detail::json_table_impl::lay_out(state_, opts.array_key, [&](slot& s) {
                 if (detail::json_table_impl::encode_slot(state_, s, limits, scratch, path())) last_encoded = &s;
             });
-            detail::json_table_impl::check_table_size(text.size(), opts.max_file_bytes,
+            detail::json_table_impl::check_table_size(layout.size, opts.max_file_bytes,
                                                       last_encoded ? &last_encoded->record->value : nullptr, path());
             const auto now = std::chrono::steady_clock::now();
             if (table_->sweep_pending_ || now - table_->last_sweep_ >= opts.temp_sweep_interval) {
@@ -302,17 +301,24 @@ public:
             detail::unique_fd written;
             try {
                 bool left_temp = false;
-                detail::atomic_replace_at(table_->directory_.get(), path(), table_->name_.c_str(), text,
-                                          opts.durable, opts.reuse_unchanged ? &written : nullptr, &left_temp);
+                std::vector<std::string_view> pieces;
+                pieces.reserve(layout.pieces.size());
+                for (const auto& piece : layout.pieces) {
+                    pieces.push_back(detail::json_table_impl::piece_text(state_, layout, piece));
+                }
+                detail::atomic_replace_at(table_->directory_.get(), path(), table_->name_.c_str(),
+                                          detail::text_pieces{pieces.data(), pieces.size()}, opts.durable,
+                                          opts.reuse_unchanged ? &written : nullptr, &left_temp);
                 if (left_temp) table_->sweep_pending_ = true;
             } catch (...) {
                 table_->sweep_pending_ = true;
                 throw;
             }
             dirty_ = false;
-            // The records' texts now live in the file's text: one buffer
-            // for the table kept, not one string per changed record.
-            detail::json_table_impl::adopt_rendered(state_, std::move(text), places);
+            // The records' texts now live in the file's text, made in
+            // place: one buffer for the table kept, not one string per
+            // changed record.
+            detail::json_table_impl::adopt_layout(state_, layout);
             // The identity of the file just written, from its own descriptor
             // after the rename (rename updates the inode's ctime).
             struct ::stat st {};
@@ -328,24 +334,34 @@ public:
         // else as one JSON tree, which words any error.
         void load(state_type* stale) {
             const auto& opts = table_->options_;
-            detail::unique_fd opened;
-            auto contents = detail::read_file_at(table_->directory_.get(), path(), table_->name_.c_str(),
-                                                 opts.max_file_bytes, opts.reuse_unchanged ? &opened : nullptr,
-                                                 stale ? std::move(stale->spare) : std::string());
-            if (!contents) return;  // no file yet: an empty table (not kept: nothing to save)
-            if (stale && detail::json_table_impl::patch_stale(*stale, contents->bytes, opts.max_depth)) {
+            auto opened = detail::open_file_at(table_->directory_.get(), path(), table_->name_.c_str(), opts.max_file_bytes);
+            if (!opened) return;  // no file yet: an empty table (not kept: nothing to save)
+            const auto size = static_cast<std::size_t>(opened->status.st_size);
+            bool patched = false;
+            if (stale) {
+                // Read as an edit of the kept text, through the state's
+                // spare buffer; a middle above an eighth of the table is
+                // more than a patch takes (max_patched records) anyway.
+                const std::size_t max_middle = std::max<std::size_t>(std::size_t{1} << 20, stale->bytes.size() / 8);
+                const auto edit = detail::read_as_edit(*opened, stale->bytes, stale->spare, max_middle);
+                patched = edit && detail::json_table_impl::patch_stale(*stale, *edit, opts.max_depth);
+            }
+            if (patched) {
                 state_ = std::move(*stale);
-                state_.spare = std::move(contents->bytes);  // the text before
             } else {
-                state_.bytes = std::move(contents->bytes);
+                state_.bytes = detail::read_opened(*opened, path(), opts.max_file_bytes, std::string(), text_headroom(size));
                 if (!detail::json_table_impl::load_directly(state_, opts.array_key, opts.max_depth, stale)) {
                     detail::json_table_impl::load_generally(state_, opts.array_key, opts.max_depth, path());
                 }
-                if (stale) state_.spare = std::move(stale->bytes);
+                if (stale) state_.spare = std::move(stale->spare);
             }
-            state_.spare.clear();
-            if (opened) file_ = pinned_file{file_identity::of(contents->status), std::move(opened)};
+            if (opts.reuse_unchanged) file_ = pinned_file{file_identity::of(opened->status), std::move(opened->fd)};
         }
+
+        // Room to grow the table's text in place (a save makes the new text
+        // in the old one's buffer): a thirty-second of it, about 4,000 records
+        // of 150 bytes at 19.5 MB, before a save must move the text elsewhere.
+        static std::size_t text_headroom(std::size_t size) noexcept { return size / 32 + 4096; }
 
         json_table* table_;
         state_type state_;

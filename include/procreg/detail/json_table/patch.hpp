@@ -4,15 +4,17 @@
 // the one this storage kept (the stale state) in one place: a record
 // inserted, changed or erased. Reading all of it again is a pass over every
 // record and an index built anew; this reads only the stretch that differs.
-// The common prefix and suffix of the two files' bytes are found (block
-// compares) and narrowed to whole records of the kept state: records wholly
-// in the prefix keep their place and span, records wholly in the suffix keep
-// their record and have their span moved by the difference in size, and the
-// bytes between are read as the direct load reads a record
+// The file comes as an edit of the kept text (detail/read_edit.hpp: the
+// common prefix and suffix, and the middle between them, read through a
+// small buffer), narrowed here to whole records of the kept state: records
+// wholly in the prefix keep their place and span, records wholly in the
+// suffix keep their record and have their span moved by the difference in
+// size, and the bytes between are read as the direct load reads a record
 // (read_record_at, load.hpp) within the grammar of the records array — the
 // commas and whitespace are checked here, and the parser must leave the
 // stretch in the state the kept file's stretch left it (before a record, or
-// before the closing bracket).
+// before the closing bracket). The kept text is then edited in place into
+// the file's: one text buffer, never two.
 //
 // Why this is what reading the whole file gives: the kept state is exactly
 // the contents of its file, a file that was read whole and accepted; JSON's
@@ -26,19 +28,20 @@
 // untouched, and the direct load (then the general one, which words any
 // error) runs as before.
 //
-// Invariant: on true, `stale` holds exactly the records of the new file (now
-// its `bytes`), in file order, each with its span: what load_directly would
+// Invariant: on true, `stale` holds exactly the records of the new file (its
+// `bytes` now that file's text), in file order, each with its span: what load_directly would
 // have made of that file, except that a record carried over keeps the kept
 // state's `verified` flag — a record a commit wrote is verified (its bytes
 // are its encoding) where a fresh load could not tell without encoding it —
 // as load_directly's own carry-over and the unchanged-file shortcut keep it.
-// On false, or on a throw before the records are replaced (only the
-// allocations making room can throw), `stale` and `bytes` are untouched.
+// On false, or on a throw (only the allocations making room and the text's
+// edit can throw, before anything else changes), `stale` is untouched.
 #pragma once
 
 #include <procreg/detail/json_table/file_layout.hpp>
 #include <procreg/detail/json_table/load.hpp>
 #include <procreg/detail/json_table/state.hpp>
+#include <procreg/detail/read_edit.hpp>
 #include <procreg/record_traits.hpp>
 
 #include <algorithm>
@@ -55,55 +58,32 @@ namespace procreg::detail::json_table_impl {
 /// places is read by the direct load, which carries unchanged records over.
 constexpr std::size_t max_patched = 64;
 
-/// The length of the longest common prefix of `a` and `b` (compared in
-/// blocks of 4 KiB, then of 64 bytes, then byte by byte).
-inline std::size_t common_prefix(std::string_view a, std::string_view b) noexcept {
-    const std::size_t n = std::min(a.size(), b.size());
-    std::size_t length = 0;
-    for (const std::size_t block : {std::size_t{4096}, std::size_t{64}, std::size_t{1}}) {
-        while (length + block <= n && std::memcmp(a.data() + length, b.data() + length, block) == 0) length += block;
-    }
-    return length;
-}
-
-/// The length of the longest common suffix of `a` and `b`, at most `limit`.
-inline std::size_t common_suffix(std::string_view a, std::string_view b, std::size_t limit) noexcept {
-    const std::size_t n = std::min({a.size(), b.size(), limit});
-    const char* const a_end = a.data() + a.size();
-    const char* const b_end = b.data() + b.size();
-    std::size_t length = 0;
-    for (const std::size_t block : {std::size_t{4096}, std::size_t{64}, std::size_t{1}}) {
-        while (length + block <= n && std::memcmp(a_end - length - block, b_end - length - block, block) == 0) {
-            length += block;
-        }
-    }
-    return length;
-}
-
-/// Makes `stale` the state of the file whose text is `bytes` by reading only
-/// the stretch in which it differs from the stale state's file (see the
-/// file comment); `bytes` then holds the stale state's old text. False,
-/// with both untouched, when the caller must load the file.
+/// Makes `stale` the state of the file that `edit` makes of its text, by
+/// reading only the stretch in which they differ (see the file comment); the
+/// text is then edited in place. False, with the state untouched, when the
+/// caller must load the file.
 template <class Record>
-bool patch_stale(table_state<Record>& stale, std::string& bytes, std::size_t max_depth) {
+bool patch_stale(table_state<Record>& stale, const text_edit& edit, std::size_t max_depth) {
     using slot = typename table_state<Record>::slot;
     constexpr std::size_t npos = std::string_view::npos;
     auto& slots = stale.slots;
-    // Records lie three levels down (a lower limit is the general load's to
-    // refuse); every record must have its span in the kept text, in order.
-    if (max_depth < 3 || slots.empty() || !stale.fresh.empty() || stale.index.size() != slots.size()) return false;
-    for (const slot& s : slots) {
-        if (!s.record || !s.has_span() || s.in_fresh) return false;
-    }
     const std::string_view old_file = stale.bytes;
-    const std::string_view new_file = bytes;
-    const std::size_t prefix = common_prefix(old_file, new_file);
-    if (prefix == old_file.size() && prefix == new_file.size()) {
-        stale.bytes.swap(bytes);  // the same text: every span holds
-        return true;
+    const std::size_t prefix = edit.prefix;
+    const std::size_t suffix = edit.suffix;
+    const std::size_t new_size = edit.size;
+    // Records lie three levels down (a lower limit is the general load's to
+    // refuse); every record must have its span in the kept text (a load
+    // gives all records one, or, the general load, none), and a kept state
+    // has no holes and nothing in `fresh`.
+    if (max_depth < 3 || slots.empty() || !stale.fresh.empty() || stale.index.size() != slots.size() ||
+        !slots.front().has_span() || !slots.back().has_span() || slots.front().in_fresh) {
+        return false;
     }
-    const std::size_t suffix =
-        common_suffix(old_file, new_file, std::min(old_file.size(), new_file.size()) - prefix);
+    if (prefix > old_file.size() || suffix > old_file.size() - prefix || prefix + suffix > new_size ||
+        edit.middle.size() != new_size - prefix - suffix) {
+        return false;  // not an edit of this text
+    }
+    if (prefix == old_file.size() && prefix == new_size) return true;  // the same text: every span holds
     const auto end_of = [](const slot& s) { return s.offset + s.length; };
 
     // The kept records wholly in the prefix, [0, before), and wholly in the
@@ -131,25 +111,34 @@ bool patch_stale(table_state<Record>& stale, std::string& bytes, std::size_t max
         while (stop < old_file.size() && is_json_space(old_file[stop])) ++stop;
         if (stop >= old_file.size() || old_file[stop] != ']' || stop < old_file.size() - suffix) return false;
     }
-    const std::size_t new_stop = stop + new_file.size() - old_file.size();
-    if (new_stop < start || new_stop > new_file.size()) return false;
+    for (std::size_t i = before; i < after; ++i) {
+        if (!slots[i].has_span() || slots[i].in_fresh) return false;
+    }
+    // The new file's [start, new stop): the kept bytes before the middle,
+    // the middle, the kept bytes after it up to the stretch's end.
+    std::string stretch;
+    stretch.reserve(prefix - start + edit.middle.size() + (stop - (old_file.size() - suffix)));
+    stretch.append(old_file.substr(start, prefix - start));
+    stretch.append(edit.middle);
+    stretch.append(old_file.substr(old_file.size() - suffix, stop - (old_file.size() - suffix)));
 
-    // The new stretch, in the records array's grammar: what follows `start`
-    // is a record's place when no record precedes it, else a comma's.
+    // The stretch, in the records array's grammar: what follows `start` is
+    // a record's place when no record precedes it, else a comma's.
     enum class next { first, record, comma } expected = before > 0 ? next::comma : next::first;
     std::vector<slot> read;
-    for (std::size_t at = start;;) {
-        while (at < new_stop && is_json_space(new_file[at])) ++at;
-        if (at == new_stop) break;
+    for (std::size_t at = 0;;) {
+        while (at < stretch.size() && is_json_space(stretch[at])) ++at;
+        if (at == stretch.size()) break;
         if (expected == next::comma) {
-            if (new_file[at] != ',') return false;
+            if (stretch[at] != ',') return false;
             ++at;
             expected = next::record;
             continue;
         }
-        if (new_file[at] != '{' || read.size() == max_patched) return false;
-        const std::size_t end = read_record_at<Record>(new_file, at, max_depth, read.emplace_back());
-        if (end == npos || end > new_stop) return false;
+        if (stretch[at] != '{' || read.size() == max_patched) return false;
+        const std::size_t end = read_record_at<Record>(stretch, at, max_depth, read.emplace_back());
+        if (end == npos) return false;
+        read.back().offset += start;  // its place in the new file
         at = end;
         expected = next::comma;
     }
@@ -165,11 +154,13 @@ bool patch_stale(table_state<Record>& stale, std::string& bytes, std::size_t max
         }
     }
 
-    // From here on nothing refuses, and nothing throws once the room is
-    // made: the stretch's records replace the old ones.
+    // From here on nothing refuses. The room is made first, then the text
+    // edited (the last step that can throw, leaving the text as it was),
+    // then the stretch's records replace the old ones, which cannot throw.
     const std::size_t count = slots.size() - (after - before) + read.size();
     slots.reserve(count);
     stale.index.reserve(count);
+    edit.apply(stale.bytes);
     for (std::size_t i = before; i < after; ++i) stale.index.erase(key_of(slots[i].record->value), stale.key_at());
     const auto first = slots.begin() + static_cast<std::ptrdiff_t>(before);
     if (read.size() == after - before) {
@@ -183,12 +174,17 @@ bool patch_stale(table_state<Record>& stale, std::string& bytes, std::size_t max
     for (std::size_t i = before; i < before + read.size(); ++i) {
         stale.index.insert(key_of(slots[i].record->value), i, stale.key_at());
     }
-    if (new_file.size() != old_file.size()) {
-        const std::size_t moved = new_file.size() - old_file.size();  // modulo 2^n: adding it moves either way
+    if (new_size != old_file.size()) {
+        const std::size_t moved = new_size - old_file.size();  // modulo 2^n: adding it moves either way
         for (std::size_t i = before + read.size(); i < slots.size(); ++i) slots[i].offset += moved;
     }
-    stale.bytes.swap(bytes);
     return true;
+}
+
+/// `patch_stale` of the file whose whole text is `bytes` (in memory).
+template <class Record>
+bool patch_stale(table_state<Record>& stale, const std::string& bytes, std::size_t max_depth) {
+    return patch_stale(stale, edit_between(stale.bytes, bytes), max_depth);
 }
 
 }  // namespace procreg::detail::json_table_impl

@@ -9,9 +9,9 @@
 // within the reader's limits (detail::read_back) before anything is
 // written, so no commit writes a file its readers refuse.
 //
-// Invariant: after `adopt_rendered`, every record's text is a verified span
-// of the state's bytes, which are the file just written, so the next save
-// of an unchanged-file session copies them through again.
+// Invariant: after `adopt_layout`, every record's text is a verified span
+// of the state's bytes, which are exactly the file just written, so the
+// next save of an unchanged-file session copies them through again.
 #pragma once
 
 #include <procreg/detail/json_codec.hpp>
@@ -24,6 +24,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <cstddef>
 #include <filesystem>
 #include <string>
@@ -130,68 +131,174 @@ bool encode_slot(table_state<Record>& state, typename table_state<Record>::slot&
     }
 }
 
+/// Where one piece of a file's text lies: a run of the state's `bytes`, a
+/// text among `fresh`, or among the layout's own `frame`.
+enum class piece_source : unsigned char { bytes, fresh, frame };
+struct text_piece {
+    piece_source source;
+    std::size_t offset;
+    std::size_t length;
+};
+
+/// A table file as pieces of text already in memory: the records' texts
+/// where they are, the punctuation and top level around them in `frame`,
+/// and wherever the state's `bytes` hold the very text that comes next
+/// (the usual case: the file this state was read from or last wrote, in
+/// the pretty layout), a run of `bytes` instead — so the file is written
+/// from a few runs (one writev) and its text made in place (adopt_layout),
+/// with no copy of the whole table.
+struct file_layout {
+    std::string frame;
+    std::vector<text_piece> pieces;   // the file, in order
+    std::vector<std::size_t> places;  // each record's offset in the file
+    std::size_t size = 0;
+};
+
 /// The file as detail::pretty_print writes the top-level object with the
 /// records array in it (the array takes its place among the other keys, or
-/// comes last when the file had none), from the records' texts: each
-/// record without one is given its text first (`encode(slot)`, which may
-/// throw: the state is then as consistent as before, with the records
-/// encoded so far holding their new text). `places` gets each record's
-/// offset in the result. The state must be compacted. The text is written
-/// into the state's spare buffer.
+/// comes last when the file had none), laid out from the records' texts:
+/// each record without one is given its text first (`encode(slot)`, which
+/// may throw: the state is then as consistent as before, with the records
+/// encoded so far holding their new text). The state must be compacted.
 template <class Record, class Encode>
-std::string render(table_state<Record>& state, const std::string& array_key, std::vector<std::size_t>& places,
-                   Encode&& encode) {
+file_layout lay_out(table_state<Record>& state, const std::string& array_key, Encode&& encode) {
     if (state.top.find(array_key) == state.top.end()) state.top[array_key] = boost::json::array();
-    std::string out = std::move(state.spare);
-    out.clear();
-    out.reserve(64 + state.bytes.size() + state.fresh.size() + 6 * state.slots.size());
-    places.clear();
-    places.reserve(state.slots.size());
-    out += '{';
+    file_layout out;
+    out.places.reserve(state.slots.size());
+    const std::string_view bytes = state.bytes;
+    // A run of `bytes` (merged with the run before when it continues it).
+    const auto add_run = [&](std::size_t offset, std::size_t length) {
+        if (!out.pieces.empty()) {
+            text_piece& last = out.pieces.back();
+            if (last.source == piece_source::bytes && last.offset + last.length == offset) {
+                last.length += length;
+                out.size += length;
+                return;
+            }
+        }
+        out.pieces.push_back({piece_source::bytes, offset, length});
+        out.size += length;
+    };
+    // Text of the frame: taken from `bytes` when they hold it right where
+    // the last run ended (or at the start), else kept in `frame`.
+    const auto add_frame = [&](std::string_view text) {
+        if (text.empty()) return;
+        std::size_t here = 0;
+        bool after_run = out.pieces.empty();
+        if (!after_run && out.pieces.back().source == piece_source::bytes) {
+            here = out.pieces.back().offset + out.pieces.back().length;
+            after_run = true;
+        }
+        if (after_run && here + text.size() <= bytes.size() && bytes.compare(here, text.size(), text) == 0) {
+            add_run(here, text.size());
+            return;
+        }
+        out.pieces.push_back({piece_source::frame, out.frame.size(), text.size()});
+        out.frame += text;
+        out.size += text.size();
+    };
+    std::string text;  // one member's text at a time
+    text += '{';
     bool first_key = true;
     for (const auto& item : state.top) {
-        if (!first_key) out += ',';
+        if (!first_key) text += ',';
         first_key = false;
-        out += "\n  ";
-        append_json_string(out, item.key());
-        out += ": ";
+        text += "\n  ";
+        append_json_string(text, item.key());
+        text += ": ";
         if (item.key() != array_key) {
-            pretty_print_into(out, item.value(), 1);
-        } else if (state.slots.empty()) {
-            out += "[]";
-        } else {
-            out += '[';
-            bool first = true;
-            for (auto& s : state.slots) {
-                if (!s.has_text()) encode(s);
-                if (!first) out += ',';
-                first = false;
-                out += "\n    ";
-                places.push_back(out.size());
-                out += state.span(s);
-            }
-            out += "\n  ]";
+            pretty_print_into(text, item.value(), 1);
+            continue;
         }
+        if (state.slots.empty()) {
+            text += "[]";
+            continue;
+        }
+        text += '[';
+        bool first = true;
+        for (auto& s : state.slots) {
+            if (!s.has_text()) encode(s);
+            text += first ? "\n    " : ",\n    ";
+            first = false;
+            add_frame(text);
+            text.clear();
+            out.places.push_back(out.size);
+            if (s.in_fresh) {
+                out.pieces.push_back({piece_source::fresh, s.offset, s.length});
+                out.size += s.length;
+            } else {
+                add_run(s.offset, s.length);
+            }
+        }
+        text += "\n  ]";
     }
-    out += "\n}";
+    text += "\n}";
+    add_frame(text);
     return out;
 }
 
-/// After `text` (from `render`, with `places`) is the file: the records'
-/// texts become verified spans of it, `fresh` is emptied, and the text
-/// before is kept as the spare buffer the next read or render fills.
+/// The text of `piece` in `state`'s buffers or the layout's frame.
 template <class Record>
-void adopt_rendered(table_state<Record>& state, std::string&& text, const std::vector<std::size_t>& places) {
+std::string_view piece_text(const table_state<Record>& state, const file_layout& layout, const text_piece& piece) {
+    const std::string& buffer = piece.source == piece_source::bytes   ? state.bytes
+                                : piece.source == piece_source::fresh ? state.fresh
+                                                                      : layout.frame;
+    return std::string_view(buffer).substr(piece.offset, piece.length);
+}
+
+/// After the file laid out by `layout` is written: `bytes` becomes its
+/// text — made in place, each run of `bytes` moved to its place (those
+/// moving left in file order, then those moving right in reverse order, so
+/// no run is overwritten before it has moved: the runs lie in file order
+/// in both texts), then the other pieces copied in — every record's text a
+/// verified span of it, and `fresh` emptied. Runs out of order (not made by
+/// any load or save, but not assumed) are copied into a new text instead.
+template <class Record>
+void adopt_layout(table_state<Record>& state, const file_layout& layout) {
+    std::vector<std::size_t> target(layout.pieces.size());
+    bool in_order = true;
+    std::size_t at = 0, run_end = 0;
+    for (std::size_t i = 0; i < layout.pieces.size(); ++i) {
+        const text_piece& p = layout.pieces[i];
+        target[i] = at;
+        at += p.length;
+        if (p.source != piece_source::bytes) continue;
+        if (p.offset < run_end) in_order = false;
+        run_end = p.offset + p.length;
+    }
+    if (!in_order) {
+        std::string text;
+        text.reserve(layout.size);
+        for (const text_piece& p : layout.pieces) text += piece_text(state, layout, p);
+        state.bytes = std::move(text);
+    } else {
+        std::string& bytes = state.bytes;
+        if (layout.size > bytes.size()) bytes.resize(layout.size);
+        const auto move_run = [&](std::size_t i) {
+            const text_piece& p = layout.pieces[i];
+            if (p.source == piece_source::bytes && target[i] != p.offset) {
+                std::memmove(&bytes[target[i]], &bytes[p.offset], p.length);
+            }
+        };
+        for (std::size_t i = 0; i < layout.pieces.size(); ++i) {
+            if (target[i] < layout.pieces[i].offset) move_run(i);
+        }
+        for (std::size_t i = layout.pieces.size(); i-- > 0;) {
+            if (target[i] > layout.pieces[i].offset) move_run(i);
+        }
+        for (std::size_t i = 0; i < layout.pieces.size(); ++i) {
+            const text_piece& p = layout.pieces[i];
+            if (p.source != piece_source::bytes) std::memcpy(&bytes[target[i]], piece_text(state, layout, p).data(), p.length);
+        }
+        bytes.resize(layout.size);
+    }
     for (std::size_t i = 0; i < state.slots.size(); ++i) {
         auto& s = state.slots[i];
-        s.offset = places[i];
+        s.offset = layout.places[i];
         s.verified = true;
         s.in_fresh = false;
     }
-    state.spare = std::move(state.bytes);  // the text before, for its capacity
-    state.spare.clear();
-    state.bytes = std::move(text);
-    state.fresh = std::string();
+    state.fresh.clear();
 }
 
 }  // namespace procreg::detail::json_table_impl

@@ -92,9 +92,9 @@ struct table_state {
     key_index index;          // key -> position in slots
     std::string bytes;        // the file text the spans point into
     std::string fresh;        // the texts encoded since `bytes` was read or written
-    // No text: a buffer kept for its capacity, which the next read of the
-    // file or the next save fills instead of a fresh allocation (whose pages
-    // would all fault in again, a file's size each time).
+    // No text: the scratch buffer through which the next read of a file
+    // another process wrote is compared with `bytes` (detail/read_edit.hpp),
+    // kept for its capacity.
     std::string spare;
     std::size_t first_hole = no_span;  // no hole before it (no_span: no hole)
 
