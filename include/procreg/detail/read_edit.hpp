@@ -103,11 +103,15 @@ inline std::optional<text_edit> read_as_edit(const opened_file& opened, std::str
         chunk.resize(size + 1);
         std::size_t got = 0;
         while (got <= size) {  // one byte more than fstat said: the file must end there
-            const ssize_t r = sys::pread(fd, &chunk[got], size + 1 - got, static_cast<off_t>(got));
+            const std::size_t asked = size + 1 - got;
+            const ssize_t r = sys::pread(fd, &chunk[got], asked, static_cast<off_t>(got));
             if (r < 0 && errno == EINTR) continue;
             if (r < 0) return std::nullopt;
             if (r == 0) break;
             got += static_cast<std::size_t>(r);
+            // Short, ending exactly at the size fstat gave: the end of the
+            // file (as read_opened takes it), without a read that returns 0.
+            if (static_cast<std::size_t>(r) < asked && got == size) break;
         }
         if (got != size) return std::nullopt;
         text_edit edit = edit_between(old_text, std::string_view(chunk).substr(0, size));
