@@ -289,7 +289,8 @@ BOOST_AUTO_TEST_CASE(a_kept_state_from_a_commit_keeps_its_verified_texts) {
     const auto limits = impl::record_limits(32, 1 << 20, "sessions");
     std::string scratch;
     const auto layout = impl::lay_out(st, "sessions", [&](state::slot& s) { impl::encode_slot(st, s, limits, scratch, "t.json"); });
-    impl::adopt_layout(st, layout);
+    auto prepared = impl::prepare_adoption(st, layout);
+    impl::adopt_layout(st, layout, prepared);
     BOOST_TEST(st.slots[1].verified);
     // Another writer changes s0 (pid 1 -> 7).
     std::string next = st.bytes;

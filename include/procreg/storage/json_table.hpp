@@ -295,17 +295,18 @@ public:
                 table_->sweep_pending_ = false;
                 table_->last_sweep_ = now;
             }
+            // Everything the kept text's adoption needs is made before the
+            // file is published: a commit whose file is visible does not throw.
+            auto adoption = detail::json_table_impl::prepare_adoption(state_, layout);
+            std::vector<std::string_view> pieces;
+            pieces.reserve(layout.pieces.size());
+            for (const auto& piece : layout.pieces) pieces.push_back(detail::json_table_impl::piece_text(state_, layout, piece));
             // From here until success the state on disk is unknown to the
             // session: if anything throws, the destructor drops the state.
             file_.reset();
             detail::unique_fd written;
             try {
                 bool left_temp = false;
-                std::vector<std::string_view> pieces;
-                pieces.reserve(layout.pieces.size());
-                for (const auto& piece : layout.pieces) {
-                    pieces.push_back(detail::json_table_impl::piece_text(state_, layout, piece));
-                }
                 detail::atomic_replace_at(table_->directory_.get(), path(), table_->name_.c_str(),
                                           detail::text_pieces{pieces.data(), pieces.size()}, opts.durable,
                                           opts.reuse_unchanged ? &written : nullptr, &left_temp);
@@ -318,7 +319,7 @@ public:
             // The records' texts now live in the file's text, made in
             // place: one buffer for the table kept, not one string per
             // changed record.
-            detail::json_table_impl::adopt_layout(state_, layout);
+            detail::json_table_impl::adopt_layout(state_, layout, adoption);
             // The identity of the file just written, from its own descriptor
             // after the rename (rename updates the inode's ctime).
             struct ::stat st {};
@@ -338,7 +339,7 @@ public:
             if (!opened) return;  // no file yet: an empty table (not kept: nothing to save)
             const auto size = static_cast<std::size_t>(opened->status.st_size);
             bool patched = false;
-            if (stale) {
+            if (stale && detail::json_table_impl::can_patch(*stale, opts.max_depth)) {
                 // Read as an edit of the kept text, through the state's
                 // spare buffer; a middle above an eighth of the table is
                 // more than a patch takes (max_patched records) anyway.

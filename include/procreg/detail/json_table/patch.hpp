@@ -58,6 +58,17 @@ namespace procreg::detail::json_table_impl {
 /// places is read by the direct load, which carries unchanged records over.
 constexpr std::size_t max_patched = 64;
 
+/// Whether `stale` can be patched at all (read before the file is read as
+/// an edit of it): records lie three levels down (a lower limit is the
+/// general load's to refuse); every record has its span in the kept text (a
+/// load gives all records one, or, the general load, none); a kept state
+/// has no holes and nothing in `fresh`.
+template <class Record>
+bool can_patch(const table_state<Record>& stale, std::size_t max_depth) noexcept {
+    return max_depth >= 3 && !stale.slots.empty() && stale.fresh.empty() && stale.index.size() == stale.slots.size() &&
+           stale.slots.front().has_span() && stale.slots.back().has_span() && !stale.slots.front().in_fresh;
+}
+
 /// Makes `stale` the state of the file that `edit` makes of its text, by
 /// reading only the stretch in which they differ (see the file comment); the
 /// text is then edited in place. False, with the state untouched, when the
@@ -71,14 +82,7 @@ bool patch_stale(table_state<Record>& stale, const text_edit& edit, std::size_t 
     const std::size_t prefix = edit.prefix;
     const std::size_t suffix = edit.suffix;
     const std::size_t new_size = edit.size;
-    // Records lie three levels down (a lower limit is the general load's to
-    // refuse); every record must have its span in the kept text (a load
-    // gives all records one, or, the general load, none), and a kept state
-    // has no holes and nothing in `fresh`.
-    if (max_depth < 3 || slots.empty() || !stale.fresh.empty() || stale.index.size() != slots.size() ||
-        !slots.front().has_span() || !slots.back().has_span() || slots.front().in_fresh) {
-        return false;
-    }
+    if (!can_patch(stale, max_depth)) return false;
     if (prefix > old_file.size() || suffix > old_file.size() - prefix || prefix + suffix > new_size ||
         edit.middle.size() != new_size - prefix - suffix) {
         return false;  // not an edit of this text

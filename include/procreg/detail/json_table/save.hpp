@@ -246,34 +246,56 @@ std::string_view piece_text(const table_state<Record>& state, const file_layout&
     return std::string_view(buffer).substr(piece.offset, piece.length);
 }
 
+/// What making the kept text into the file's text needs, made before the
+/// file is published (`prepare_adoption`) so that, once it is, the step
+/// cannot fail: a commit whose file is visible must not throw.
+struct adoption {
+    std::vector<std::size_t> target;  // each piece's offset in the file
+    bool in_place = true;             // the runs of `bytes` lie in file order
+    std::string text;                 // the file's text, made apart when they do not
+};
+
+/// Each piece's place, and room for the file's text in `bytes` (a reserve
+/// that may move the text: piece texts are to be taken after it); for runs
+/// out of order (not made by any load or save, but not assumed), the text
+/// itself, copied apart.
+template <class Record>
+adoption prepare_adoption(table_state<Record>& state, const file_layout& layout) {
+    adoption out;
+    out.target.resize(layout.pieces.size());
+    std::size_t at = 0, run_end = 0;
+    for (std::size_t i = 0; i < layout.pieces.size(); ++i) {
+        const text_piece& p = layout.pieces[i];
+        out.target[i] = at;
+        at += p.length;
+        if (p.source != piece_source::bytes) continue;
+        if (p.offset < run_end) out.in_place = false;
+        run_end = p.offset + p.length;
+    }
+    if (!out.in_place) {
+        out.text.reserve(layout.size);
+        for (const text_piece& p : layout.pieces) out.text += piece_text(state, layout, p);
+    } else if (state.bytes.capacity() < layout.size) {
+        state.bytes.reserve(layout.size + layout.size / 32 + 4096);  // room to grow again in place
+    }
+    return out;
+}
+
 /// After the file laid out by `layout` is written: `bytes` becomes its
 /// text — made in place, each run of `bytes` moved to its place (those
 /// moving left in file order, then those moving right in reverse order, so
 /// no run is overwritten before it has moved: the runs lie in file order
-/// in both texts), then the other pieces copied in — every record's text a
-/// verified span of it, and `fresh` emptied. Runs out of order (not made by
-/// any load or save, but not assumed) are copied into a new text instead.
+/// in both texts), then the other pieces copied in; or the text prepared
+/// apart — every record's text a verified span of it, and `fresh` emptied.
+/// Allocates nothing (`prepare_adoption` made the room).
 template <class Record>
-void adopt_layout(table_state<Record>& state, const file_layout& layout) {
-    std::vector<std::size_t> target(layout.pieces.size());
-    bool in_order = true;
-    std::size_t at = 0, run_end = 0;
-    for (std::size_t i = 0; i < layout.pieces.size(); ++i) {
-        const text_piece& p = layout.pieces[i];
-        target[i] = at;
-        at += p.length;
-        if (p.source != piece_source::bytes) continue;
-        if (p.offset < run_end) in_order = false;
-        run_end = p.offset + p.length;
-    }
-    if (!in_order) {
-        std::string text;
-        text.reserve(layout.size);
-        for (const text_piece& p : layout.pieces) text += piece_text(state, layout, p);
-        state.bytes = std::move(text);
+void adopt_layout(table_state<Record>& state, const file_layout& layout, adoption& prepared) noexcept {
+    const std::vector<std::size_t>& target = prepared.target;
+    std::string& bytes = state.bytes;
+    if (!prepared.in_place) {
+        bytes.swap(prepared.text);
     } else {
-        std::string& bytes = state.bytes;
-        if (layout.size > bytes.size()) bytes.resize(layout.size);
+        if (layout.size > bytes.size()) bytes.resize(layout.size);  // within the capacity made
         const auto move_run = [&](std::size_t i) {
             const text_piece& p = layout.pieces[i];
             if (p.source == piece_source::bytes && target[i] != p.offset) {
