@@ -41,6 +41,13 @@
 //                         [--tmpfs-dir DIR] [--out results.json]
 //     (PROCREG_TURNS_QUICK=1 is --quick; PROCREG_TURNS_RAW=1 prints every worker's report)
 //
+// A third contender, the floor, runs the same ring on a table of the same
+// size with the system calls of the atomic replace protocol alone (lock,
+// open, fstat, read; for an operation that writes, an O_EXCL temp file,
+// write, rename; unlock; nothing parsed or encoded): what no registry of
+// one JSON file can go below, against which the targets at small N are
+// judged.
+//
 // Prints a Markdown table with the ratios and the targets, and
 // merges its rows (those with "writers") into results.json beside the
 // executable, replacing the multi-writer rows of an earlier run.
@@ -72,7 +79,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -130,11 +139,42 @@ void write_all(int fd, const void* data, std::size_t size, const char* what) {
 }
 
 // ---------------------------------------------------------------------------
-// The procreg worker: the same protocol as `seedio bench ring`.
+// The floor: the system calls of the atomic replace protocol alone, no JSON.
+// ---------------------------------------------------------------------------
+
+// One operation of the floor contender on the table `name` in `dir`: take
+// the lock (flock), open, fstat and read the file, and for an operation
+// that writes, write the same bytes to an O_EXCL temp file and rename it
+// over the table (no fsync: tmpfs, as procreg's durable = false); unlock.
+// What any registry of one JSON file pays per transaction at least, with
+// nothing parsed, checked or encoded: the bound below which no
+// implementation of the protocol can go.
+void floor_op(int dir, int lock, const char* name, bool writes, std::string& buffer, std::uint64_t turn) {
+    if (::flock(lock, LOCK_EX) != 0) die("floor: flock");
+    const int fd = ::openat(dir, name, O_RDONLY | O_CLOEXEC);
+    struct ::stat st {};
+    if (fd < 0 || ::fstat(fd, &st) != 0) die("floor: open");
+    buffer.resize(static_cast<std::size_t>(st.st_size) + 1);
+    const ssize_t got = ::read(fd, buffer.data(), buffer.size());
+    ::close(fd);
+    if (got != st.st_size) die("floor: short read");
+    if (writes) {
+        const std::string temp = ".floor-" + std::to_string(::getpid()) + "-" + std::to_string(turn);
+        const int out = ::openat(dir, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (out < 0) die("floor: temp file");
+        write_all(out, buffer.data(), static_cast<std::size_t>(got), "floor: write");
+        if (::close(out) != 0 || ::renameat(dir, temp.c_str(), dir, name) != 0) die("floor: rename");
+    }
+    if (::flock(lock, LOCK_UN) != 0) die("floor: unlock");
+}
+
+// ---------------------------------------------------------------------------
+// The procreg worker (and the floor's): the same protocol as `seedio bench ring`.
 // ---------------------------------------------------------------------------
 
 int worker(int argc, char** argv) {
     if (argc != 13) die("worker: wrong arguments");
+    const bool floor = std::string(argv[1]) == "floor";
     const fs::path file = argv[2];
     const std::string op = argv[3];
     const std::uint64_t index = std::stoull(argv[4]), procs = std::stoull(argv[5]), total = std::stoull(argv[6]),
@@ -144,6 +184,11 @@ int worker(int argc, char** argv) {
               report = std::atoi(argv[12]);
     if (total <= procs) die("worker: total must exceed procs");
     auto reg = open_registry(file);
+    const int floor_dir = floor ? ::open(file.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    const int floor_lock = floor ? ::open((file.parent_path() / "registry.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
+    if (floor && (floor_dir < 0 || floor_lock < 0)) die("floor: cannot open the directory or the lock file");
+    const std::string floor_name = file.filename().string();
+    std::string floor_buffer;
     write_all(report, "ready\n", 6, "report");
     std::vector<std::pair<double, double>> times;  // (wall, CPU) µs
     for (std::uint64_t expect = index; expect < total; expect += procs) {
@@ -160,7 +205,9 @@ int worker(int argc, char** argv) {
         const auto bad = [&](const std::string& what) { die("turn " + std::to_string(t) + ", " + op + ": " + what); };
         const auto t0 = clock_type::now();
         const double c0 = cpu_us();
-        if (op == "insert") {
+        if (floor) {
+            floor_op(floor_dir, floor_lock, floor_name.c_str(), op != "find" && op != "list", floor_buffer, t);
+        } else if (op == "insert") {
             reg.insert(make(key("turn", t), owner));
         } else if (op == "erase") {
             if (!reg.erase(key("victim", t))) bad("no record " + key("victim", t));
@@ -179,7 +226,9 @@ int worker(int argc, char** argv) {
         const double us = std::chrono::duration<double, std::micro>(clock_type::now() - t0).count();
         const double cpu = cpu_us() - c0;
         if (t >= procs) times.push_back({us, cpu});  // each process's first turn is its warm-up
-        if (op == "insert") {
+        if (floor) {
+            // nothing untimed: the floor reads the file whole every time
+        } else if (op == "insert") {
             if (!reg.erase(key("turn", t))) bad("no record " + key("turn", t));
         } else if (op == "erase") {
             reg.insert(make(key("victim", t + 1), owner));
@@ -470,6 +519,7 @@ struct row {
     std::uint64_t n = 0;
     std::uint64_t turns = 0;
     std::optional<double> procreg_us, seed_us, procreg_turn_us, seed_turn_us, procreg_cpu_us, seed_cpu_us;
+    std::optional<double> floor_us;  // the protocol's system calls alone
     std::optional<long> procreg_rss_kib, seed_rss_kib;
 };
 
@@ -493,8 +543,10 @@ row measure(const config& cfg, const fs::path& base, int procs, const std::strin
     const auto expected = expected_keys(op, n, total);
     const std::string self = self_exe();
 
-    const auto run_side = [&](bool is_seed) {
-        const fs::path dir = make_private_dir(base, is_seed ? "seed" : "procreg");
+    enum class side { procreg, seed, floor };
+    const auto run_side = [&](side who) {
+        const bool is_seed = who == side::seed;
+        const fs::path dir = make_private_dir(base, is_seed ? "seed" : who == side::floor ? "floor" : "procreg");
         const fs::path file = dir / "registry.json";
         if (is_seed) {
             seed_server loader(seed, file);  // the seed writes its own file
@@ -515,7 +567,7 @@ row measure(const config& cfg, const fs::path& base, int procs, const std::strin
             if (is_seed) {
                 args = {seed, "bench", "ring"};
             } else {
-                args = {self, "worker"};
+                args = {self, who == side::floor ? "floor" : "worker"};
             }
             for (const std::string& a :
                  {file.string(), op, std::to_string(i), std::to_string(procs), std::to_string(total), std::to_string(n),
@@ -525,11 +577,15 @@ row measure(const config& cfg, const fs::path& base, int procs, const std::strin
             }
             return args;
         });
-        check_registry(file, std::string(is_seed ? "seed" : "procreg") + " " + op + " P=" + std::to_string(procs) +
-                                 " N=" + std::to_string(n),
-                       expected);
+        if (who != side::floor) {  // the floor writes back what it read: the prefill
+            check_registry(file, std::string(is_seed ? "seed" : "procreg") + " " + op + " P=" + std::to_string(procs) +
+                                     " N=" + std::to_string(n),
+                           expected);
+        }
         fs::remove_all(dir);
-        if (is_seed) {
+        if (who == side::floor) {
+            out.floor_us = median(result.op_us);
+        } else if (is_seed) {
             out.seed_us = median(result.op_us);
             out.seed_cpu_us = median(result.cpu_us);
             out.seed_turn_us = result.turn_us;
@@ -545,8 +601,9 @@ row measure(const config& cfg, const fs::path& base, int procs, const std::strin
     const bool seed_first = ((n / 10) + static_cast<std::uint64_t>(procs) + op.size()) % 2 == 0;
     for (const bool is_seed : {seed_first, !seed_first}) {
         if (is_seed && seed.empty()) continue;
-        run_side(is_seed);
+        run_side(is_seed ? side::seed : side::procreg);
     }
+    run_side(side::floor);
     return out;
 }
 
@@ -568,10 +625,12 @@ void print_table(const std::vector<row>& rows) {
                  "always fsyncs)\n\n"
                  "op µs: median wall time of the operation inside the process, from the token's arrival until it "
                  "returned; CPU µs: the same operation's CPU time (median); turn µs: wall time per turn, with the "
-                 "untimed write and the hand-over. Target and met: op µs against the seed's.\n\n"
+                 "untimed write and the hand-over. Target and met: op µs against the seed's. floor: the "
+                 "protocol's system calls alone (lock, open, fstat, read; for a write an O_EXCL temp file, write, "
+                 "rename; unlock), no JSON: what no implementation of one JSON file goes below.\n\n"
                  "| P | op | N | turns | procreg op µs | seed op µs | op ratio | procreg CPU µs | seed CPU µs | "
-                 "CPU ratio | procreg turn µs | seed turn µs | turn ratio | target ≤ | met |\n"
-                 "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
+                 "CPU ratio | procreg turn µs | seed turn µs | turn ratio | floor op µs | floor / seed | target ≤ | met |\n"
+                 "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
     for (const auto& r : rows) {
         const bool scan = (r.op == "list" || r.op == "reap") && r.n >= 1000;
         const double limit = scan ? 0.25 : 0.5;
@@ -583,7 +642,8 @@ void print_table(const std::vector<row>& rows) {
                   << cell(r.procreg_us) << " | " << cell(r.seed_us) << " | " << ratio(r.procreg_us, r.seed_us) << " | "
                   << cell(r.procreg_cpu_us) << " | " << cell(r.seed_cpu_us) << " | "
                   << ratio(r.procreg_cpu_us, r.seed_cpu_us) << " | " << cell(r.procreg_turn_us) << " | " << cell(r.seed_turn_us) << " | "
-                  << ratio(r.procreg_turn_us, r.seed_turn_us) << " | " << lim << " | " << met << " |\n";
+                  << ratio(r.procreg_turn_us, r.seed_turn_us) << " | " << cell(r.floor_us) << " | "
+                  << ratio(r.floor_us, r.seed_us) << " | " << lim << " | " << met << " |\n";
     }
     bool any_rss = false;
     for (const auto& r : rows) any_rss = any_rss || r.n == 100000;
@@ -628,7 +688,8 @@ std::string row_json(const row& r) {
       << ", \"turn_us\": " << json_number(r.procreg_turn_us) << ", \"seed_turn_us\": " << json_number(r.seed_turn_us)
       << ", \"turn_ratio\": " << json_number(ratio_of(r.procreg_turn_us, r.seed_turn_us))
       << ", \"procreg_rss_kib\": " << json_long(r.procreg_rss_kib) << ", \"seed_rss_kib\": " << json_long(r.seed_rss_kib)
-      << ", \"floor_us\": null, \"sqlite_us\": null}";
+      << ", \"floor_us\": " << json_number(r.floor_us)
+      << ", \"floor_ratio\": " << json_number(ratio_of(r.floor_us, r.seed_us)) << ", \"sqlite_us\": null}";
     return o.str();
 }
 
@@ -755,7 +816,9 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
     try {
-        if (argc > 1 && std::string(argv[1]) == "worker") return procreg_bench::worker(argc, argv);
+        if (argc > 1 && (std::string(argv[1]) == "worker" || std::string(argv[1]) == "floor")) {
+            return procreg_bench::worker(argc, argv);
+        }
         return procreg_bench::run(argc, argv);
     } catch (const std::exception& e) {
         std::cerr << "procreg_turns_bench: " << e.what() << "\n";
