@@ -54,6 +54,7 @@ procreg::algocline::pool_session entry(const std::string& sid) {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(a_commit_that_throws_after_the_rename_has_not_happened) {
+    bool every_allocation_tried = false;
     for (long k = 0; k < 64; ++k) {
         procreg_test::temp_dir dir;
         auto opts = procreg::algocline::options(dir.path() / "registry.json");
@@ -75,6 +76,10 @@ BOOST_AUTO_TEST_CASE(a_commit_that_throws_after_the_rename_has_not_happened) {
         auto fresh = procreg::algocline::open(opts);
         BOOST_TEST(threw == !fresh.find("b").has_value(), "allocation " << k << " after the rename: threw " << threw);
         BOOST_TEST(reg.list().size() == fresh.list().size(), "allocation " << k);
-        if (!failed_one) break;  // no allocation left to fail after the rename
+        if (!failed_one) {  // no allocation left to fail after the rename
+            every_allocation_tried = true;
+            break;
+        }
     }
+    BOOST_TEST(every_allocation_tried);
 }

@@ -60,6 +60,9 @@ BOOST_AUTO_TEST_CASE(every_read_fault_in_a_patched_load) {
                 if (p.injected == 0) {
                     BOOST_TEST_MESSAGE(records << " records, " << (persistent ? "persistent" : "once") << ": " << k - 1
                                                << " read points");
+                    // The small table is patched from one pread: a fallback
+                    // to the full load would read it again.
+                    if (records == 20) BOOST_TEST(k - 1 == 1u);
                     break;
                 }
             }

@@ -181,6 +181,20 @@ BOOST_AUTO_TEST_CASE(random_changes_commit_after_commit) {
     }
 }
 
+// A table that shrank does not keep buffers of its old size: after every
+// record of a 3 MB table is erased and saved, the kept text's buffer and the
+// buffer of encoded texts are small again.
+BOOST_AUTO_TEST_CASE(a_table_that_shrank_keeps_no_large_buffer) {
+    state st = loaded(table_of({}));
+    for (int i = 0; i < 20000; ++i) put(st, session("k" + std::to_string(i), static_cast<std::uint32_t>(i + 1)));
+    check_saved(st);
+    BOOST_TEST_REQUIRE(st.bytes.size() > (std::size_t{2} << 20));
+    while (!st.slots.empty()) st.erase_at(st.slots.size() - 1), st.compact();
+    check_saved(st);
+    BOOST_TEST(st.bytes.capacity() < (std::size_t{1} << 20));
+    BOOST_TEST(st.fresh.capacity() <= (std::size_t{64} << 10));
+}
+
 // Runs of the kept text out of file order (no load or save makes them, but
 // the adoption does not assume it): the text is made apart, and is exact.
 BOOST_AUTO_TEST_CASE(runs_out_of_order_are_copied_apart) {

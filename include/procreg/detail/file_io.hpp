@@ -202,19 +202,15 @@ inline std::optional<opened_file> open_file_at(int dirfd, const path_ref& path, 
     return out;
 }
 
-/// Reads the file `opened` (from its current offset: the start, for a file
-/// just opened) whole into `buffer` (its contents dropped, its capacity
-/// used: a caller reading one file again and again passes the buffer of an
-/// earlier read, whose pages are already there), with `headroom` more bytes
-/// of capacity for a caller that will edit the text in place. Refuses a
-/// file that grows past `max_bytes` while it is read.
+/// Reads the file `opened` whole, from its current offset (the start, for a
+/// file just opened), with `headroom` more bytes of capacity for a caller
+/// that will edit the text in place. Refuses a file that grows past
+/// `max_bytes` while it is read.
 inline std::string read_opened(const opened_file& opened, const path_ref& path, std::size_t max_bytes,
-                               std::string buffer = {}, std::size_t headroom = 0) {
-    std::string bytes = std::move(buffer);
-    bytes.clear();
+                               std::size_t headroom = 0) {
+    std::string bytes;
     const auto size = static_cast<std::size_t>(opened.status.st_size);
-    // Only to grow: std::string::reserve below the capacity reallocates too (C++17).
-    if (bytes.capacity() < size + 1 + headroom) bytes.reserve(size + 1 + headroom);
+    bytes.reserve(size + 1 + headroom);
     bytes.resize(size + 1);
     std::size_t used = 0;
     for (;;) {

@@ -93,7 +93,9 @@ inline bool read_exactly(int fd, char* into, std::size_t size, std::size_t offse
 }
 
 /// Reads the file `opened` as an edit of `old_text` through `chunk` (a
-/// scratch buffer; see the file comment).
+/// scratch buffer; see the file comment). Reads by offset only (pread): the
+/// descriptor's file offset is left where it was, so a caller that finds no
+/// edit can still read the file whole from the same descriptor.
 inline std::optional<text_edit> read_as_edit(const opened_file& opened, std::string_view old_text,
                                              std::string& chunk, std::size_t max_middle) {
     constexpr std::size_t chunk_size = std::size_t{256} << 10;

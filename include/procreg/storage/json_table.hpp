@@ -31,6 +31,9 @@
 // reloads as before. A commit encodes only the records that changed and
 // reuses the kept text of the others, so its output is byte for byte what a
 // full re-encode writes. When another process wrote the file, the reload
+// first reads it as an edit of the kept text and, when the edit lies in one
+// stretch of records, patches the kept state (detail/read_edit.hpp,
+// detail/json_table/patch.hpp); otherwise the direct load
 // (detail/json_table/load.hpp) moves over from the kept state every record
 // whose bytes are unchanged, reads a plain record in the pretty format
 // straight from its bytes, and keeps each record's bytes as its text when
@@ -72,6 +75,7 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
@@ -341,16 +345,25 @@ public:
             bool patched = false;
             if (stale && detail::json_table_impl::can_patch(*stale, opts.max_depth)) {
                 // Read as an edit of the kept text, through the state's
-                // spare buffer; a middle above an eighth of the table is
-                // more than a patch takes (max_patched records) anyway.
+                // spare buffer; a middle above an eighth of the table (and
+                // above 1 MiB) is more than a patch takes (max_patched
+                // records) anyway.
                 const std::size_t max_middle = std::max<std::size_t>(std::size_t{1} << 20, stale->bytes.size() / 8);
                 const auto edit = detail::read_as_edit(*opened, stale->bytes, stale->spare, max_middle);
                 patched = edit && detail::json_table_impl::patch_stale(*stale, *edit, opts.max_depth);
             }
             if (patched) {
                 state_ = std::move(*stale);
+                // A table that shrank does not keep a buffer of its old size.
+                const std::size_t room = size + text_headroom(size);
+                if (state_.bytes.capacity() > 2 * room && state_.bytes.capacity() > (std::size_t{1} << 20)) {
+                    std::string text;
+                    text.reserve(room);
+                    text = state_.bytes;
+                    state_.bytes.swap(text);
+                }
             } else {
-                state_.bytes = detail::read_opened(*opened, path(), opts.max_file_bytes, std::string(), text_headroom(size));
+                state_.bytes = detail::read_opened(*opened, path(), opts.max_file_bytes, text_headroom(size));
                 if (!detail::json_table_impl::load_directly(state_, opts.array_key, opts.max_depth, stale)) {
                     detail::json_table_impl::load_generally(state_, opts.array_key, opts.max_depth, path());
                 }

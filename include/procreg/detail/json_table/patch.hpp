@@ -1,4 +1,5 @@
-// procreg/detail/json_table/patch.hpp — a table file that differs from the kept one in one stretch, read by patching the kept state.
+// procreg/detail/json_table/patch.hpp — a table file that differs from the
+// kept one in one stretch, read by patching the kept state.
 //
 // When another process wrote the table last, its file usually differs from
 // the one this storage kept (the stale state) in one place: a record

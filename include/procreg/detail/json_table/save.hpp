@@ -28,15 +28,16 @@
 #include <cstddef>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace procreg::detail::json_table_impl {
 
 /// The limits one record's text is held to: the file's, less what the file
-/// adds around it. render() nests a record two levels down (the top-level
+/// adds around it. lay_out() nests a record two levels down (the top-level
 /// object, the array) and writes at least `{\n  "<array_key>": [\n    `
 /// and `\n  ]\n}` around it. The whole table's size is checked once
-/// rendered (check_table_size).
+/// laid out (check_table_size).
 inline json_limits record_limits(std::size_t max_depth, std::size_t max_file_bytes, const std::string& array_key) {
     json_limits limits{max_depth, max_file_bytes};
     limits.outer_depth = 2;
@@ -44,7 +45,7 @@ inline json_limits record_limits(std::size_t max_depth, std::size_t max_file_byt
     return limits;
 }
 
-/// Refuses (errc::invalid_record, before anything is written) a rendered
+/// Refuses (errc::invalid_record, before anything is written) a laid-out
 /// table of `size` bytes above `max_file_bytes`, which readers would refuse:
 /// each record fits on its own, the table does not. Names `last_encoded`,
 /// the last record encoded, when there is one.
@@ -257,8 +258,8 @@ struct adoption {
 
 /// Each piece's place, and room for the file's text in `bytes` (a reserve
 /// that may move the text: piece texts are to be taken after it); for runs
-/// out of order (not made by any load or save, but not assumed), the text
-/// itself, copied apart.
+/// out of order (not made by any load or save, but not assumed), or a
+/// buffer far larger than the table, the text itself, made apart.
 template <class Record>
 adoption prepare_adoption(table_state<Record>& state, const file_layout& layout) {
     adoption out;
@@ -272,11 +273,19 @@ adoption prepare_adoption(table_state<Record>& state, const file_layout& layout)
         if (p.offset < run_end) out.in_place = false;
         run_end = p.offset + p.length;
     }
+    // The text's buffer is sized to the table: room to grow in place (a
+    // thirty-second), and never kept at more than twice what it needs
+    // (above 1 MiB) after a table shrank: the text is then made apart and
+    // the old buffer freed with the adoption.
+    const std::size_t room = layout.size + layout.size / 32 + 4096;
+    if (out.in_place && state.bytes.capacity() > 2 * room && state.bytes.capacity() > (std::size_t{1} << 20)) {
+        out.in_place = false;
+    }
     if (!out.in_place) {
-        out.text.reserve(layout.size);
+        out.text.reserve(room);
         for (const text_piece& p : layout.pieces) out.text += piece_text(state, layout, p);
     } else if (state.bytes.capacity() < layout.size) {
-        state.bytes.reserve(layout.size + layout.size / 32 + 4096);  // room to grow again in place
+        state.bytes.reserve(room);
     }
     return out;
 }
@@ -320,7 +329,12 @@ void adopt_layout(table_state<Record>& state, const file_layout& layout, adoptio
         s.verified = true;
         s.in_fresh = false;
     }
-    state.fresh.clear();
+    // The encoded texts are in `bytes` now; a large buffer is not kept.
+    if (state.fresh.capacity() > (std::size_t{64} << 10)) {
+        std::string().swap(state.fresh);
+    } else {
+        state.fresh.clear();
+    }
 }
 
 }  // namespace procreg::detail::json_table_impl

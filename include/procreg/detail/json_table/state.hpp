@@ -92,7 +92,7 @@ struct table_state {
     key_index index;          // key -> position in slots
     std::string bytes;        // the file text the spans point into
     std::string fresh;        // the texts encoded since `bytes` was read or written
-    // No text: the scratch buffer through which the next read of a file
+    // Holds no table text: the scratch buffer through which the next read of a file
     // another process wrote is compared with `bytes` (detail/read_edit.hpp),
     // kept for its capacity.
     std::string spare;
