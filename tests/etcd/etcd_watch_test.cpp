@@ -76,6 +76,24 @@ std::vector<std::pair<watch_event_kind, std::string>> events_until_quiet(Watcher
     return out;
 }
 
+// The first write through the members left after one was stopped or
+// killed. When that member led the cluster, the others elect a leader
+// first, and a write meanwhile fails ("leader changed", or a timeout that
+// may or may not have applied it): it is tried again for up to 20 s; a
+// duplicate says an earlier try was applied.
+void insert_once_a_leader_is_elected(pid_registry& reg, const pool_session& record) {
+    for (const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);;) {
+        try {
+            reg.insert(record);
+            return;
+        } catch (const procreg::error& failed) {
+            if (failed.code() == procreg::errc::duplicate_key) return;
+            BOOST_TEST_REQUIRE((std::chrono::steady_clock::now() < give_up), "no write through the others: " << failed.what());
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        }
+    }
+}
+
 std::string describe(const std::vector<std::pair<watch_event_kind, std::string>>& events) {
     std::string out;
     for (const auto& e : events) out += std::string(procreg::to_string(e.first)) + " " + e.second + "; ";
@@ -283,7 +301,7 @@ BOOST_AUTO_TEST_CASE(a_broken_stream_resumes_from_the_last_revision_on_another_m
     procreg::detail::etcd_connection others = cluster.connection();
     others.endpoints.erase(others.endpoints.begin());
     auto rest = writer(others);
-    rest.insert(session("new"));
+    insert_once_a_leader_is_elected(rest, session("new"));
     rest.upsert(session("change", "2"));
     BOOST_TEST(rest.erase("drop"));
     const auto events = events_until_quiet(w, std::chrono::seconds(3));
@@ -307,7 +325,7 @@ BOOST_AUTO_TEST_CASE(compaction_while_disconnected_resyncs_with_the_right_diff) 
     procreg::detail::etcd_connection others = cluster.connection();
     others.endpoints.erase(others.endpoints.begin());
     auto rest = writer(others);
-    rest.insert(session("new"));
+    insert_once_a_leader_is_elected(rest, session("new"));
     rest.upsert(session("change", "2"));
     BOOST_TEST(rest.erase("drop"));
     rest.insert(session("flash"));  // came and went while the watcher was away: no event
@@ -501,19 +519,7 @@ BOOST_AUTO_TEST_CASE(a_member_that_stops_answering_is_left_for_another) {
     procreg::detail::etcd_connection others = cluster.connection(timeout);
     others.endpoints.erase(others.endpoints.begin());
     auto rest = writer(others);
-    // When the stopped member led the cluster, the others elect a leader
-    // first: a write may time out meanwhile ("may or may not have been
-    // applied"), so it is tried again; a duplicate says the first one was.
-    for (const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);;) {
-        try {
-            rest.insert(session("while-stopped"));
-            break;
-        } catch (const procreg::error& failed) {
-            if (failed.code() == procreg::errc::duplicate_key) break;
-            BOOST_TEST_REQUIRE((std::chrono::steady_clock::now() < give_up), "no write through the others: " << failed.what());
-            std::this_thread::sleep_for(std::chrono::milliseconds(200));
-        }
-    }
+    insert_once_a_leader_is_elected(rest, session("while-stopped"));
     const auto interval = std::max(2 * std::chrono::milliseconds(timeout), std::chrono::milliseconds(1000));
     const auto bound = interval + 2 * timeout + std::chrono::seconds(5);
     std::optional<procreg::watcher<pid_registry>::event_type> e;
