@@ -94,6 +94,37 @@ void insert_once_a_leader_is_elected(pid_registry& reg, const pool_session& reco
     }
 }
 
+// A TCP socket listening on a loopback port the kernel picks, for a fake
+// gateway; `endpoint` gets its "127.0.0.1:<port>".
+int loopback_listener(int backlog, std::string& endpoint) {
+    const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    BOOST_TEST_REQUIRE(listener >= 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t size = sizeof address;
+    BOOST_TEST_REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&address), size) == 0);
+    BOOST_TEST_REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &size) == 0);
+    BOOST_TEST_REQUIRE(::listen(listener, backlog) == 0);
+    endpoint = "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+    return listener;
+}
+
+// A lease keeper on `cluster` whose leases live `ttl` without renewal.
+std::shared_ptr<procreg::liveness::etcd_lease_keeper> lease_keeper(etcd_cluster& cluster, std::chrono::seconds ttl) {
+    procreg::liveness::etcd_lease_options opts;
+    opts.connection = cluster.connection();
+    opts.ttl = ttl;
+    return std::make_shared<procreg::liveness::etcd_lease_keeper>(opts);
+}
+
+// A registry on `cluster` whose records are leased by `keeper` (none: it only reads).
+lease_registry lease_registry_on(etcd_cluster& cluster,
+                                 std::shared_ptr<procreg::liveness::etcd_lease_keeper> keeper = nullptr) {
+    return lease_registry(store(cluster.connection()), procreg::lock::no_lock{},
+                          keeper ? procreg::liveness::etcd_lease(std::move(keeper)) : procreg::liveness::etcd_lease{});
+}
+
 std::string describe(const std::vector<std::pair<watch_event_kind, std::string>>& events) {
     std::string out;
     for (const auto& e : events) out += std::string(procreg::to_string(e.first)) + " " + e.second + "; ";
@@ -148,16 +179,12 @@ BOOST_AUTO_TEST_CASE(a_put_or_delete_by_another_process_is_an_event) {
 // watcher reports owner_died then removed within the TTL + 1 s.
 BOOST_AUTO_TEST_CASE(a_sigkilled_owner_is_reported_gone_within_the_ttl) {
     etcd_cluster cluster;
-    lease_registry observer(store(cluster.connection()), procreg::lock::no_lock{}, procreg::liveness::etcd_lease{});
+    auto observer = lease_registry_on(cluster);
     procreg::watcher<lease_registry> w(observer);
     procreg_test::signal_pipe registered;
     constexpr auto ttl = std::chrono::seconds(2);
     const pid_t owner = procreg_test::spawn([&] {
-        procreg::liveness::etcd_lease_options opts;
-        opts.connection = cluster.connection();
-        opts.ttl = ttl;
-        lease_registry reg(store(cluster.connection()), procreg::lock::no_lock{},
-                           procreg::liveness::etcd_lease(std::make_shared<procreg::liveness::etcd_lease_keeper>(opts)));
+        auto reg = lease_registry_on(cluster, lease_keeper(cluster, ttl));
         reg.insert(session("mine"));
         reg.insert(session("also-mine"));
         registered.notify();
@@ -197,15 +224,11 @@ BOOST_AUTO_TEST_CASE(a_sigkilled_owner_is_reported_gone_within_the_ttl) {
 // An explicit delete of a leased record whose owner lives is a removal, not a death.
 BOOST_AUTO_TEST_CASE(deleting_a_live_owners_record_is_only_a_removal) {
     etcd_cluster cluster;
-    procreg::liveness::etcd_lease_options opts;
-    opts.connection = cluster.connection();
-    opts.ttl = std::chrono::seconds(10);
-    lease_registry owner(store(cluster.connection()), procreg::lock::no_lock{},
-                         procreg::liveness::etcd_lease(std::make_shared<procreg::liveness::etcd_lease_keeper>(opts)));
+    auto owner = lease_registry_on(cluster, lease_keeper(cluster, std::chrono::seconds(10)));
     owner.insert(session("mine"));
     procreg::watcher<lease_registry> w(owner);
     const pid_t other = procreg_test::spawn([&] {
-        lease_registry reg(store(cluster.connection()), procreg::lock::no_lock{}, procreg::liveness::etcd_lease{});
+        auto reg = lease_registry_on(cluster);
         return reg.erase("mine") ? 0 : 1;
     });
     BOOST_TEST(procreg_test::wait_exit(other) == 0);
@@ -219,16 +242,13 @@ BOOST_AUTO_TEST_CASE(deleting_a_live_owners_record_is_only_a_removal) {
 // (--max-txn-ops, 128 by default), and the marker is there for the watcher.
 BOOST_AUTO_TEST_CASE(a_transaction_of_128_leased_records_fits_in_one_txn) {
     etcd_cluster cluster;
-    procreg::liveness::etcd_lease_options opts;
-    opts.connection = cluster.connection();
-    opts.ttl = std::chrono::seconds(30);
-    auto keeper = std::make_shared<procreg::liveness::etcd_lease_keeper>(opts);
-    lease_registry owner(store(cluster.connection()), procreg::lock::no_lock{}, procreg::liveness::etcd_lease(keeper));
+    auto keeper = lease_keeper(cluster, std::chrono::seconds(30));
+    auto owner = lease_registry_on(cluster, keeper);
     owner.transact([](auto& tx) {
         for (int i = 0; i < 128; ++i) tx.insert(session("bulk-" + std::to_string(i)));
     });
     BOOST_TEST(owner.list().size() == 128u);
-    lease_registry observer(store(cluster.connection()), procreg::lock::no_lock{}, procreg::liveness::etcd_lease{});
+    auto observer = lease_registry_on(cluster);
     procreg::watcher<lease_registry> w(observer);
     BOOST_TEST_REQUIRE(w.current().active.size() == 128u);
     keeper->revoke();
@@ -247,14 +267,11 @@ BOOST_AUTO_TEST_CASE(a_transaction_of_128_leased_records_fits_in_one_txn) {
 // it removed only (docs/watch.md, "On etcd").
 BOOST_AUTO_TEST_CASE(an_erase_followed_by_the_owners_end_is_never_an_owners_death) {
     etcd_cluster cluster;
-    procreg::liveness::etcd_lease_options opts;
-    opts.connection = cluster.connection();
-    opts.ttl = std::chrono::seconds(30);
-    auto keeper = std::make_shared<procreg::liveness::etcd_lease_keeper>(opts);
-    lease_registry owner(store(cluster.connection()), procreg::lock::no_lock{}, procreg::liveness::etcd_lease(keeper));
+    auto keeper = lease_keeper(cluster, std::chrono::seconds(30));
+    auto owner = lease_registry_on(cluster, keeper);
     owner.insert(session("erased"));
     owner.insert(session("kept"));
-    lease_registry observer(store(cluster.connection()), procreg::lock::no_lock{}, procreg::liveness::etcd_lease{});
+    auto observer = lease_registry_on(cluster);
     procreg::watcher<lease_registry> w(observer);
     BOOST_TEST_REQUIRE(w.current().active.size() == 2u);
     BOOST_TEST_REQUIRE(owner.erase("erased"));
@@ -273,13 +290,10 @@ BOOST_AUTO_TEST_CASE(an_erase_followed_by_the_owners_end_is_never_an_owners_deat
 // the SIGKILL case above is the same through the lease's expiry).
 BOOST_AUTO_TEST_CASE(an_owners_revoke_is_reported_as_its_death) {
     etcd_cluster cluster;
-    procreg::liveness::etcd_lease_options opts;
-    opts.connection = cluster.connection();
-    opts.ttl = std::chrono::seconds(30);
-    auto keeper = std::make_shared<procreg::liveness::etcd_lease_keeper>(opts);
-    lease_registry owner(store(cluster.connection()), procreg::lock::no_lock{}, procreg::liveness::etcd_lease(keeper));
+    auto keeper = lease_keeper(cluster, std::chrono::seconds(30));
+    auto owner = lease_registry_on(cluster, keeper);
     owner.insert(session("kept"));
-    lease_registry observer(store(cluster.connection()), procreg::lock::no_lock{}, procreg::liveness::etcd_lease{});
+    auto observer = lease_registry_on(cluster);
     procreg::watcher<lease_registry> w(observer);
     BOOST_TEST_REQUIRE(w.current().active.size() == 1u);
     keeper->revoke();
@@ -353,15 +367,8 @@ BOOST_AUTO_TEST_CASE(compaction_while_disconnected_resyncs_with_the_right_diff) 
 // events are news for the first drain, not swallowed by the opening.
 // A fake gateway on loopback sends exactly that.
 BOOST_AUTO_TEST_CASE(events_sent_with_the_confirmation_are_reported) {
-    const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    BOOST_TEST_REQUIRE(listener >= 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t size = sizeof address;
-    BOOST_TEST_REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&address), size) == 0);
-    BOOST_TEST_REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &size) == 0);
-    BOOST_TEST_REQUIRE(::listen(listener, 1) == 0);
+    std::string gateway_endpoint;
+    const int listener = loopback_listener(1, gateway_endpoint);
     procreg_test::signal_pipe done;
     std::thread gateway([&] {
         const int client = ::accept(listener, nullptr, nullptr);
@@ -390,7 +397,7 @@ BOOST_AUTO_TEST_CASE(events_sent_with_the_confirmation_are_reported) {
         ::close(client);
     });
     procreg::detail::etcd_connection connection;
-    connection.endpoints = {"127.0.0.1:" + std::to_string(ntohs(address.sin_port))};
+    connection.endpoints = {gateway_endpoint};
     {
         procreg::detail::etcd_watch_stream feed(connection, "/procreg/watched/", "/procreg/watched0",
                                                 "/procreg/watched.owners/");
@@ -409,15 +416,8 @@ BOOST_AUTO_TEST_CASE(events_sent_with_the_confirmation_are_reported) {
 // drain() opens the stream once the member is healthy. A fake gateway plays
 // the member: it authenticates, confirms each watch, and drops the stream on request.
 BOOST_AUTO_TEST_CASE(a_failed_authentication_on_reopen_is_retried) {
-    const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    BOOST_TEST_REQUIRE(listener >= 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t size = sizeof address;
-    BOOST_TEST_REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&address), size) == 0);
-    BOOST_TEST_REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &size) == 0);
-    BOOST_TEST_REQUIRE(::listen(listener, 16) == 0);
+    std::string gateway_endpoint;
+    const int listener = loopback_listener(16, gateway_endpoint);
     std::atomic<bool> auth_down{false};
     std::atomic<int> drops{0};
     std::atomic<bool> stopping{false};
@@ -476,7 +476,7 @@ BOOST_AUTO_TEST_CASE(a_failed_authentication_on_reopen_is_retried) {
         ::close(listener);
     }};
     procreg::detail::etcd_connection connection;
-    connection.endpoints = {"127.0.0.1:" + std::to_string(ntohs(address.sin_port))};
+    connection.endpoints = {gateway_endpoint};
     connection.user = "u";
     connection.password = "p";
     connection.timeout = std::chrono::milliseconds(1000);

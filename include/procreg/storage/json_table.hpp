@@ -302,9 +302,7 @@ public:
             // Everything the kept text's adoption needs is made before the
             // file is published: a commit whose file is visible does not throw.
             auto adoption = detail::json_table_impl::prepare_adoption(state_, layout);
-            std::vector<std::string_view> pieces;
-            pieces.reserve(layout.pieces.size());
-            for (const auto& piece : layout.pieces) pieces.push_back(detail::json_table_impl::piece_text(state_, layout, piece));
+            const auto pieces = detail::json_table_impl::piece_texts(state_, layout);
             // From here until success the state on disk is unknown to the
             // session: if anything throws, the destructor drops the state.
             file_.reset();
@@ -355,15 +353,15 @@ public:
             if (patched) {
                 state_ = std::move(*stale);
                 // A table that shrank does not keep a buffer of its old size.
-                const std::size_t room = size + text_headroom(size);
-                if (state_.bytes.capacity() > 2 * room && state_.bytes.capacity() > (std::size_t{1} << 20)) {
+                if (detail::json_table_impl::oversized_for(state_.bytes.capacity(), size)) {
                     std::string text;
-                    text.reserve(room);
+                    text.reserve(detail::json_table_impl::text_room(size));
                     text = state_.bytes;
                     state_.bytes.swap(text);
                 }
             } else {
-                state_.bytes = detail::read_opened(*opened, path(), opts.max_file_bytes, text_headroom(size));
+                state_.bytes = detail::read_opened(*opened, path(), opts.max_file_bytes,
+                                                   detail::json_table_impl::text_room(size) - size);
                 if (!detail::json_table_impl::load_directly(state_, opts.array_key, opts.max_depth, stale)) {
                     detail::json_table_impl::load_generally(state_, opts.array_key, opts.max_depth, path());
                 }
@@ -371,11 +369,6 @@ public:
             }
             if (opts.reuse_unchanged) file_ = pinned_file{file_identity::of(opened->status), std::move(opened->fd)};
         }
-
-        // Room to grow the table's text in place (a save makes the new text
-        // in the old one's buffer): a thirty-second of it, about 4,000 records
-        // of 150 bytes at 19.5 MB, before a save must move the text elsewhere.
-        static std::size_t text_headroom(std::size_t size) noexcept { return size / 32 + 4096; }
 
         json_table* table_;
         state_type state_;

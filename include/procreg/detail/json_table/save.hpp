@@ -247,6 +247,16 @@ std::string_view piece_text(const table_state<Record>& state, const file_layout&
     return std::string_view(buffer).substr(piece.offset, piece.length);
 }
 
+/// Every piece's text, in file order: what the publication writes (one
+/// writev). Taken after `prepare_adoption`, which may move the kept text.
+template <class Record>
+std::vector<std::string_view> piece_texts(const table_state<Record>& state, const file_layout& layout) {
+    std::vector<std::string_view> out;
+    out.reserve(layout.pieces.size());
+    for (const text_piece& piece : layout.pieces) out.push_back(piece_text(state, layout, piece));
+    return out;
+}
+
 /// What making the kept text into the file's text needs, made before the
 /// file is published (`prepare_adoption`) so that, once it is, the step
 /// cannot fail: a commit whose file is visible must not throw.
@@ -273,19 +283,15 @@ adoption prepare_adoption(table_state<Record>& state, const file_layout& layout)
         if (p.offset < run_end) out.in_place = false;
         run_end = p.offset + p.length;
     }
-    // The text's buffer is sized to the table: room to grow in place (a
-    // thirty-second), and never kept at more than twice what it needs
-    // (above 1 MiB) after a table shrank: the text is then made apart and
-    // the old buffer freed with the adoption.
-    const std::size_t room = layout.size + layout.size / 32 + 4096;
-    if (out.in_place && state.bytes.capacity() > 2 * room && state.bytes.capacity() > (std::size_t{1} << 20)) {
-        out.in_place = false;
-    }
+    // The text's buffer is sized to the table (text_room): after a table
+    // shrank, the text is made apart and the old buffer freed with the
+    // adoption.
+    if (oversized_for(state.bytes.capacity(), layout.size)) out.in_place = false;
     if (!out.in_place) {
-        out.text.reserve(room);
+        out.text.reserve(text_room(layout.size));
         for (const text_piece& p : layout.pieces) out.text += piece_text(state, layout, p);
     } else if (state.bytes.capacity() < layout.size) {
-        state.bytes.reserve(room);
+        state.bytes.reserve(text_room(layout.size));
     }
     return out;
 }
